@@ -1,0 +1,44 @@
+# Every target does its own set-up from a fresh clone: a venv at .venv/ (venv + pip:
+# pip finds the local CPU wheel of torch, uv and poetry would download a CUDA build).
+# The training stack is installed with space/Dockerfile's pins as constraints
+# (`spacetrain pins`), so tests run the versions the Space runs.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: help setup space-lint test lint format check clean
+
+help:
+	@echo "make space-lint   lint space/ against policy/space.yaml (the main job for now)"
+	@echo "make test         ruff check, ruff format --check, pytest (what CI runs)"
+	@echo "make format       ruff format + ruff check --fix"
+	@echo "make setup        only create .venv/ and install everything"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml space/Dockerfile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -e .
+	$(BIN)/spacetrain pins space/Dockerfile > $(VENV)/constraints.txt
+	$(PIP) install -c $(VENV)/constraints.txt -e '.[train,dev]'
+	touch $@
+
+space-lint: $(STAMP)
+	$(BIN)/spacetrain lint space/
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache scripts/*.egg-info

@@ -1,0 +1,3 @@
+from spacetrain.cli import console_main
+
+console_main()

@@ -1,0 +1,117 @@
+"""Command-line parsing and the one error boundary: nothing else lives here.
+
+Each command is a ``module:function`` string, imported only when it runs, so
+``spacetrain lint`` never pays for torch or gradio. A handler takes the parsed
+arguments and returns an exit code; it raises :class:`SpacetrainError` for an
+expected failure, which :func:`main` turns into one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+
+from spacetrain import __version__
+from spacetrain.errors import SpacetrainError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _handler(parser: argparse.ArgumentParser, target: str) -> None:
+    parser.set_defaults(handler=target)
+
+
+def _add_lint(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("lint", help="check a Space folder against policy/space.yaml")
+    p.add_argument("path", nargs="?", default="space", metavar="PATH", help="Space folder")
+    p.add_argument("--policy", default=None, help="policy file (default: policy/space.yaml)")
+    p.add_argument(
+        "--format",
+        choices=("text", "github", "json", "sarif"),
+        default="text",
+        help="output format (default: text)",
+    )
+    p.add_argument("--output", "-o", default=None, help="write the report here, not stdout")
+    p.add_argument(
+        "--resolve",
+        action="store_true",
+        help="also ask pip's resolver whether the pins install together (pins-unresolvable)",
+    )
+    p.add_argument(
+        "--find-links",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="with --resolve: resolve offline against these wheel folders (pip --no-index)",
+    )
+    p.add_argument("--exit-zero", action="store_true", help="exit 0 even with findings")
+    _handler(p, "spacetrain.commands.lint:run")
+
+    r = sub.add_parser("rule", help="explain a lint rule (or list them all)")
+    r.add_argument("rule_id", nargs="?", metavar="RULE", help="rule id, e.g. pip-unpinned")
+    _handler(r, "spacetrain.commands.lint:explain")
+
+
+def _add_pins(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pins", help="print the Dockerfile's pins as a pip constraints file")
+    p.add_argument("path", nargs="?", default="space/Dockerfile", metavar="PATH")
+    _handler(p, "spacetrain.commands.pins:run")
+
+
+def _add_localhub(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("localhub", help="the offline stand-in for the Hub and Spaces")
+    lsub = p.add_subparsers(dest="localhub_command", required=True, metavar="COMMAND")
+    s = lsub.add_parser("serve", help="run localhub in the foreground")
+    s.add_argument("--root", default=".localhub", help="where repos live (default: .localhub)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    s.add_argument(
+        "--token",
+        action="append",
+        default=[],
+        help="accept only this token (repeatable); default accepts any token",
+    )
+    _handler(s, "spacetrain.commands.localhub:serve")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole CLI contract of DESIGN.md, in one place."""
+    parser = argparse.ArgumentParser(
+        prog="spacetrain",
+        description="CI/CD for QLoRA adapters trained on Hugging Face Docker Spaces.",
+    )
+    parser.add_argument("--version", action="version", version=f"spacetrain {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_lint, _add_pins, _add_localhub):
+        add(sub)
+    return parser
+
+
+def _resolve(target: str) -> Handler:
+    module_name, _, func = target.partition(":")
+    return getattr(importlib.import_module(module_name), func)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command and return its exit code (only the console script exits)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _resolve(args.handler)(args)
+    except SpacetrainError as exc:
+        if os.environ.get("SPACETRAIN_DEBUG") == "1":
+            traceback.print_exc()
+        print(f"spacetrain {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("spacetrain: interrupted", file=sys.stderr)
+        return 130
+
+
+def console_main() -> None:  # pragma: no cover - the console-script shim
+    """Entry point of the ``spacetrain`` console script."""
+    sys.exit(main())
