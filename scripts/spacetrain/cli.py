@@ -78,6 +78,49 @@ def _add_localhub(sub: argparse._SubParsersAction) -> None:
     _handler(s, "spacetrain.commands.localhub:serve")
 
 
+def _add_dataset(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("dataset", help="check or upload training data (JSONL)")
+    dsub = p.add_subparsers(dest="dataset_command", required=True, metavar="COMMAND")
+    v = dsub.add_parser("validate", help="check a JSONL training file")
+    v.add_argument("file", metavar="FILE")
+    v.add_argument(
+        "--tokenizer", default=None, help="count tokens with this tokenizer (path or id)"
+    )
+    v.add_argument("--max-length", type=int, default=None, help="flag examples longer than this")
+    v.add_argument("--suite", default=None, help="flag eval prompts that leak into the data")
+    v.add_argument("--gate", default=None, help="attribution patterns (default: policy/gate.yaml)")
+    _handler(v, "spacetrain.commands.dataset:validate")
+    u = dsub.add_parser("push", help="validate, then upload as a dataset repo")
+    u.add_argument("file", metavar="FILE")
+    u.add_argument("--repo", required=True, metavar="ID", help="dataset repo id, e.g. me/kwanzaa")
+    u.add_argument("--private", action="store_true")
+    u.add_argument("--path-in-repo", default=None, help="file name in the repo (default: FILE's)")
+    _handler(u, "spacetrain.commands.dataset:push")
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="score a model (+ adapter) on a suite and apply the gate")
+    p.add_argument("--base-model", required=True, metavar="M", help="local dir or Hub id")
+    p.add_argument("--base-revision", default=None, metavar="R")
+    p.add_argument("--adapter", default=None, metavar="A", help="local dir or Hub id")
+    p.add_argument("--adapter-revision", default=None, metavar="R")
+    p.add_argument("--suite", required=True, metavar="FILE", help="policy/evals/<adapter>.yaml")
+    p.add_argument("--gate", default=None, metavar="FILE", help="default: policy/gate.yaml")
+    p.add_argument("--report", default=None, metavar="OUT.json")
+    p.add_argument("--markdown", default=None, metavar="OUT.md")
+    p.add_argument("--compare-base", action="store_true", help="also score the base alone")
+    p.add_argument("--baseline-report", default=None, metavar="FILE")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    _handler(p, "spacetrain.commands.evaluate:run")
+
+    g = sub.add_parser("gate", help="re-apply the thresholds to a saved report")
+    g.add_argument("report", metavar="REPORT.json")
+    g.add_argument("--gate", default=None, metavar="FILE", help="default: policy/gate.yaml")
+    g.add_argument("--baseline-report", default=None, metavar="FILE")
+    _handler(g, "spacetrain.commands.evaluate:gate")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole CLI contract of DESIGN.md, in one place."""
     parser = argparse.ArgumentParser(
@@ -86,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"spacetrain {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_lint, _add_pins, _add_localhub):
+    for add in (_add_lint, _add_pins, _add_dataset, _add_evaluate, _add_localhub):
         add(sub)
     return parser
 
