@@ -1,0 +1,417 @@
+"""The evaluation report: JSON (DESIGN.md contract), reading it back, and Markdown.
+
+The JSON carries every case's output, so ``spacetrain gate`` can re-derive the
+scores from the cases (and re-scan the outputs with today's attribution
+patterns) instead of trusting the stored aggregates; a report whose stored
+scores disagree with its own cases is refused. The Markdown is one page fit for
+``$GITHUB_STEP_SUMMARY`` and a pull-request comment.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spacetrain.errors import CheckFailed, InputFileError
+from spacetrain.evaluate.gate import GatePolicy, decide, fmt
+from spacetrain.evaluate.scoring import (
+    CaseResult,
+    Scores,
+    aggregate,
+    attribution_hits,
+    rounded,
+)
+
+SCHEMA_VERSION = 1
+_OUTPUT_SHOWN = 160  # characters of an output shown in the Markdown
+
+
+class ReportHasNoCases(CheckFailed):
+    """A report without cases proves nothing, so the gate fails (exit 1)."""
+
+
+def build_report(
+    *,
+    policy: GatePolicy,
+    results: list[CaseResult],
+    base_results: list[CaseResult] | None = None,
+    baseline: Scores | None = None,
+    meta: dict[str, Any] | None = None,
+    adapter_present: bool = True,
+) -> dict[str, Any]:
+    """Score ``results``, apply the gate and lay out the report JSON.
+
+    ``meta`` holds what describes the run (``base_model``, ``adapter``, ``suite``,
+    ``generation``, ``device``, ``versions``, ``timings``, ``baseline_report``); it is
+    merged in as given.
+    """
+    scores = aggregate(results)
+    failures = decide(scores, policy.thresholds, baseline=baseline, adapter_present=adapter_present)
+    report: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "passed": not failures,
+        **scores.to_json(),
+        "counts": dict(scores.counts),
+        "thresholds": policy.thresholds.to_json(),
+        "failures": failures,
+        "gate_file": policy.path,
+        "base_model": None,
+        "adapter": None,
+    }
+    if base_results is not None:
+        report["base"] = aggregate(base_results).to_json()
+        report["base_cases"] = [
+            {"id": r.id, "score": rounded(r.score), "output": r.output} for r in base_results
+        ]
+    if baseline is not None:
+        report["baseline"] = baseline.to_json()
+    report.update(meta or {})
+    report["cases"] = [r.to_json() for r in results]
+    return report
+
+
+def crash_report(reason: str, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report written when evaluation could not finish: failed, and without cases."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "passed": False,
+        "failures": [reason],
+        **(meta or {}),
+        "cases": [],
+    }
+
+
+def write_json(path: str | Path, report: dict[str, Any]) -> None:
+    """Write the report (UTF-8, indented, trailing newline), creating the parent folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+# ------------------------------------------------------------------ reading back
+
+
+@dataclass(frozen=True)
+class SavedReport:
+    """A report read from disk, its cases parsed back into results."""
+
+    path: str
+    raw: dict[str, Any]
+    cases: list[CaseResult]
+
+    @property
+    def adapter_present(self) -> bool:
+        """Whether the report is about an adapter (not the base model alone)."""
+        return bool(self.raw.get("adapter"))
+
+
+def load_report(path: str | Path, policy: GatePolicy) -> SavedReport:
+    """Read a report and re-derive its case results (attribution with ``policy``'s patterns).
+
+    Raises:
+        InputFileError: unreadable, not JSON, not a report, or stored scores that do
+            not match its own cases (exit 2).
+        ReportHasNoCases: a report without cases (exit 1: fail closed).
+    """
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputFileError(path, "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputFileError(path, f"cannot read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise InputFileError(path, f"not valid JSON: {exc.msg}", line=exc.lineno) from None
+    if not isinstance(raw, dict) or "cases" not in raw:
+        raise InputFileError(path, "not an evaluation report (no 'cases')")
+    items = raw["cases"]
+    if not isinstance(items, list):
+        raise InputFileError(path, "'cases' must be a list")
+    if not items:
+        raise ReportHasNoCases(f"{path}: the report has no cases, so it cannot pass the gate")
+    cases = [_case(item, i, path, policy) for i, item in enumerate(items)]
+    saved = SavedReport(str(path), raw, cases)
+    _check_consistent(saved)
+    return saved
+
+
+def _case(item: Any, index: int, path: Path, policy: GatePolicy) -> CaseResult:
+    where = f"cases[{index}]"
+    if not isinstance(item, dict):
+        raise InputFileError(path, f"{where}: must be an object")
+    for key, kind in (("id", str), ("category", str), ("output", str)):
+        if not isinstance(item.get(key), kind):
+            raise InputFileError(path, f"{where}: '{key}' must be a string")
+    score = item.get("score")
+    if (
+        isinstance(score, bool)
+        or not isinstance(score, int | float)
+        or not math.isfinite(score)
+        or not 0 <= score <= 1
+    ):
+        raise InputFileError(path, f"{where} ({item['id']}): 'score' must be a number from 0 to 1")
+    failed = item.get("failed_checks", [])
+    if not isinstance(failed, list) or not all(isinstance(f, str) for f in failed):
+        raise InputFileError(path, f"{where} ({item['id']}): 'failed_checks' must be strings")
+    return CaseResult(
+        id=item["id"],
+        category=item["category"],
+        score=float(score),
+        output=item["output"],
+        failed_checks=tuple(failed),
+        checks=int(item.get("checks", 1) or 1),
+        attribution=tuple(attribution_hits(item["output"], policy.attribution_patterns)),
+    )
+
+
+def _check_consistent(saved: SavedReport) -> None:
+    scores = aggregate(saved.cases)
+    stored_overall = saved.raw.get("overall")
+    if (
+        isinstance(stored_overall, int | float)
+        and not isinstance(stored_overall, bool)
+        and abs(rounded(stored_overall) - rounded(scores.overall)) > 1e-6
+    ):
+        raise InputFileError(
+            saved.path,
+            f"'overall' {stored_overall} does not match its cases "
+            f"({fmt(scores.overall)}): the report was edited or is corrupt",
+        )
+    stored = saved.raw.get("categories")
+    if isinstance(stored, dict):
+        for name, value in stored.items():
+            now = scores.categories.get(name)
+            if now is None or not isinstance(value, int | float):
+                raise InputFileError(saved.path, f"category {name!r} does not match its cases")
+            if abs(rounded(value) - rounded(now)) > 1e-6:
+                raise InputFileError(
+                    saved.path,
+                    f"category {name!r} {value} does not match its cases ({fmt(now)})",
+                )
+
+
+def regate(saved: SavedReport, policy: GatePolicy, baseline: Scores | None = None) -> dict:
+    """Re-apply ``policy`` to a saved report: the same report with new scores and verdict."""
+    meta = {k: v for k, v in saved.raw.items() if k not in _DERIVED}
+    report = build_report(
+        policy=policy,
+        results=saved.cases,
+        baseline=baseline,
+        meta=meta,
+        adapter_present=saved.adapter_present,
+    )
+    for key in ("base", "base_cases"):
+        if key in saved.raw:
+            report[key] = saved.raw[key]
+    report["cases"] = [r.to_json() for r in saved.cases]
+    return report
+
+
+_DERIVED = {
+    "schema_version",
+    "passed",
+    "overall",
+    "categories",
+    "attribution_clean",
+    "counts",
+    "thresholds",
+    "failures",
+    "gate_file",
+    "baseline",
+    "cases",
+}
+
+
+# ---------------------------------------------------------------------- Markdown
+
+
+def _cell(text: str, limit: int = _OUTPUT_SHOWN) -> str:
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text.replace("|", "\\|").replace("`", "'") or "*(empty)*"
+
+
+def _mark(ok: bool) -> str:
+    return "✅" if ok else "❌"
+
+
+def render_markdown(report: dict[str, Any], *, worst: int = 5) -> str:
+    """One Markdown page: verdict, a table of categories (base vs adapter, gain), failures,
+    and the worst cases with their output."""
+    t = report.get("thresholds", {})
+    verdict = "PASSED ✅" if report.get("passed") else "FAILED ❌"
+    suite = report.get("suite") or {}
+    title = suite.get("name") or "evaluation"
+    lines = [f"## Evaluation `{title}`: {verdict}", ""]
+    adapter = report.get("adapter") or {}
+    who = (
+        f"adapter `{adapter.get('repo')}`"
+        + (f" @ `{adapter['revision']}`" if adapter.get("revision") else "")
+        if adapter
+        else "**no adapter**"
+    )
+    base_name = report.get("base_model")
+    if report.get("base_revision"):
+        base_name = f"{base_name}@{report['base_revision']}"
+    gen = report.get("generation") or {}
+    setting = ", ".join(
+        str(x)
+        for x in (
+            report.get("device"),
+            gen.get("dtype"),
+            "merged" if gen.get("merged") else None,
+            f"batch {gen['batch_size']}" if gen.get("batch_size") else None,
+            "greedy",
+            f"{gen['max_new_tokens']} new tokens" if gen.get("max_new_tokens") else None,
+        )
+        if x
+    )
+    lines += [
+        f"{who} on base `{base_name}`; {len(report.get('cases', []))} cases; {setting}.",
+        "",
+    ]
+    cases = report.get("cases") or []
+    if not cases:
+        lines += ["**No cases were scored.**", ""]
+        lines += _failures(report)
+        return "\n".join(lines) + "\n"
+
+    base = report.get("base") or {}
+    baseline = report.get("baseline") or {}
+    counts = report.get("counts") or {}
+    header = ["category", "n"]
+    if base:
+        header.append("base")
+    header.append("adapter" if adapter else "score")
+    if base:
+        header.append("gain")
+    if baseline:
+        header += ["baseline", "Δ baseline"]
+    header += ["threshold", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+    def row(
+        name: str, value: float, before: float | None, prev: float | None, n: int | str, thr: float
+    ) -> str:
+        cells = [name, str(n)]
+        if base:
+            cells.append(fmt(before) if before is not None else "-")
+        cells.append(f"**{fmt(value)}**")
+        if base:
+            cells.append(f"{value - before:+.2f}" if before is not None else "-")
+        if baseline:
+            cells.append(fmt(prev) if prev is not None else "-")
+            cells.append(f"{value - prev:+.2f}" if prev is not None else "-")
+        cells += [fmt(thr), _mark(rounded(value) >= rounded(thr))]
+        return "| " + " | ".join(cells) + " |"
+
+    for name, value in report.get("categories", {}).items():
+        lines.append(
+            row(
+                name,
+                value,
+                (base.get("categories") or {}).get(name),
+                (baseline.get("categories") or {}).get(name),
+                counts.get(name, "?"),
+                t.get("category", 0.7),
+            )
+        )
+    lines.append(
+        row(
+            "**overall**",
+            report["overall"],
+            base.get("overall"),
+            baseline.get("overall"),
+            len(cases),
+            t.get("overall", 0.75),
+        )
+    )
+    clean = report.get("attribution_clean", 0.0)
+    clean_thr = t.get("attribution_clean", 1.0)
+    n_dirty = sum(1 for c in cases if c.get("attribution"))
+    lines += [
+        "",
+        f"Attribution-clean outputs: **{fmt(clean)}** ({len(cases) - n_dirty}/{len(cases)}; "
+        f"threshold {fmt(clean_thr)}) {_mark(rounded(clean) >= rounded(clean_thr))}",
+        "",
+    ]
+    lines += _failures(report)
+    ranked = sorted(
+        (c for c in cases if c.get("score", 0) < 1 or c.get("attribution")),
+        key=lambda c: (c.get("score", 0), c.get("id", "")),
+    )[:worst]
+    if ranked:
+        lines += [
+            f"### Worst {len(ranked)} case(s)",
+            "",
+            "| case | category | score | failed checks | output |",
+            "|---|---|---|---|---|",
+        ]
+        for c in ranked:
+            failed = list(c.get("failed_checks", []))
+            if c.get("attribution"):
+                failed.append("attribution text")
+            lines.append(
+                f"| `{c['id']}` | {c['category']} | {fmt(c['score'])} | "
+                f"{_cell('; '.join(failed), 80)} | {_cell(c.get('output', ''))} |"
+            )
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def render_text(report: dict[str, Any]) -> str:
+    """A few lines for the terminal and CI log: scores against thresholds, then the verdict."""
+    t = report.get("thresholds", {})
+    name = (report.get("suite") or {}).get("name") or "evaluation"
+    lines = []
+    if report.get("cases"):
+        base = report.get("base") or {}
+        base_cats = base.get("categories") or {}
+
+        def vs(value: float, before: float | None) -> str:
+            if before is None:
+                return ""
+            return f"  (base {fmt(before)}, gain {value - before:+.2f})"
+
+        lines.append(
+            f"{name}: overall {fmt(report['overall'])} (needs {fmt(t.get('overall', 0.75))})"
+            + vs(report["overall"], base.get("overall"))
+        )
+        width = max(len(c) for c in report.get("categories", {"": 0}))
+        for cat, value in report.get("categories", {}).items():
+            lines.append(
+                f"  {cat:<{width}}  {fmt(value)} (needs {fmt(t.get('category', 0.7))})"
+                + vs(value, base_cats.get(cat))
+            )
+        lines.append(
+            f"  attribution_clean {fmt(report['attribution_clean'])} "
+            f"(needs {fmt(t.get('attribution_clean', 1.0))})"
+        )
+    lines.extend(f"  FAIL {f}" for f in report.get("failures", []))
+    lines.append("gate: PASSED" if report.get("passed") else "gate: FAILED")
+    return "\n".join(lines) + "\n"
+
+
+def _failures(report: dict[str, Any]) -> list[str]:
+    failures = report.get("failures") or []
+    if not failures:
+        return []
+    return ["### Failures", "", *(f"- {f}" for f in failures), ""]
+
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ReportHasNoCases",
+    "SavedReport",
+    "build_report",
+    "crash_report",
+    "load_report",
+    "regate",
+    "render_markdown",
+    "render_text",
+    "write_json",
+]
