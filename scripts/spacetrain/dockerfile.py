@@ -168,6 +168,16 @@ class Dockerfile:
                 installs.append(install)
         return installs
 
+    def global_args(self) -> dict[str, str]:
+        """``ARG`` defaults declared before the first ``FROM`` (what ``FROM ${X}`` can use)."""
+        found: dict[str, str] = {}
+        for instruction in self.instructions:
+            if instruction.keyword == "FROM":
+                break
+            if instruction.keyword == "ARG":
+                found.update(_key_values(instruction.value))
+        return found
+
     def env(self) -> dict[str, tuple[str, int]]:
         """Variables set by ``ENV``/``ARG`` defaults: name -> (value, line). Last one wins."""
         found: dict[str, tuple[str, int]] = {}
@@ -407,16 +417,7 @@ def _parse_from(value: str, index: int, line: int, aliases: set[str]) -> Stage |
         return None
     reference = words[0]
     alias = words[2] if len(words) >= 3 and words[1].lower() == "as" else None
-    digest = None
-    rest = reference
-    if "@" in rest:
-        rest, digest = rest.split("@", 1)
-    tag = None
-    last = rest.rsplit("/", 1)[-1]
-    if ":" in last:
-        image, tag = rest.rsplit(":", 1)
-    else:
-        image = rest
+    image, tag, digest = split_reference(reference)
     return Stage(
         index=index,
         line=line,
@@ -428,6 +429,21 @@ def _parse_from(value: str, index: int, line: int, aliases: set[str]) -> Stage |
         from_stage=reference.lower() in aliases,
         has_variable="$" in reference,
     )
+
+
+def split_reference(reference: str) -> tuple[str, str | None, str | None]:
+    """``repo/image:tag@digest`` -> (``repo/image``, tag or None, digest or None)."""
+    digest = None
+    rest = reference
+    if "@" in rest:
+        rest, digest = rest.split("@", 1)
+    tag = None
+    last = rest.rsplit("/", 1)[-1]
+    if ":" in last:
+        image, tag = rest.rsplit(":", 1)
+    else:
+        image = rest
+    return image, tag, digest
 
 
 def _key_values(value: str) -> list[tuple[str, str]]:
