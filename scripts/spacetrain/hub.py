@@ -183,15 +183,18 @@ class Hub:
         self.attempts = 0  # calls made by the last :meth:`call`, for logs and tests
 
     @classmethod
-    def from_env(cls, *, retry: RetryPolicy | None = None) -> Hub:
-        """A Hub for ``HF_ENDPOINT`` with the token of ``HF_TOKEN`` (or none at all)."""
+    def from_env(cls, *, retry: RetryPolicy | None = None, **kwargs: Any) -> Hub:
+        """A Hub for ``HF_ENDPOINT`` with the token of ``HF_TOKEN`` (or none at all).
+
+        ``kwargs`` (``sleep``, ``clock``, ``seed``) go to the constructor.
+        """
         # token=False, not None: None would fall back to a token file on disk.
         api = HfApi(
             endpoint=endpoint_from_env(),
             token=token_from_env() or False,
             library_name="spacetrain",
         )
-        return cls(api, retry=retry)
+        return cls(api, retry=retry, **kwargs)
 
     @property
     def endpoint(self) -> str:
