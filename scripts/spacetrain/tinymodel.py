@@ -33,10 +33,11 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
 )
 
-# bitsandbytes quantizes 4-bit weights in blocks of 64 values: keep every Linear's
-# weight a multiple of that (and at least one block) so each one really becomes
-# a Linear4bit instead of tripping over a ragged final block.
-_BNB_BLOCK = 64
+# The final RMSNorm gives hidden states of RMS 1, so with the default init (std 0.02)
+# and a frozen lm_head no logit can exceed about 0.02 * hidden_size: a LoRA adapter
+# could never make this model confident of anything. A 10x larger lm_head lets a
+# rehearsal adapter memorise its answers (20 Q/A pairs reproduced greedily).
+_LM_HEAD_GAIN = 10.0
 
 
 def build_tiny_llama(
@@ -55,8 +56,12 @@ def build_tiny_llama(
     """
     if not corpus:
         raise ValueError("corpus must hold at least one text")
+    # Heads of 16 dims; every Linear weight is then a whole number of bitsandbytes'
+    # 64-value 4-bit blocks, so each one really becomes a Linear4bit.
     if hidden_size % 16 or hidden_size < 32:
         raise ValueError("hidden_size must be a multiple of 16 and at least 32")
+    if num_layers < 1:
+        raise ValueError("num_layers must be at least 1")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = _train_tokenizer(corpus, vocab_size)
@@ -120,6 +125,8 @@ def _build_model(tokenizer: object, *, hidden_size: int, num_layers: int, seed: 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
+        with torch.no_grad():
+            model.lm_head.weight.mul_(_LM_HEAD_GAIN)
     model.generation_config = GenerationConfig(
         bos_token_id=config.bos_token_id,
         eos_token_id=config.eos_token_id,

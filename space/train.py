@@ -1,0 +1,972 @@
+"""QLoRA fine-tuning of one adapter: the Space's trainer (DESIGN.md "train.py contract").
+
+    python train.py --base-model PATH_OR_ID --dataset PATH_OR_ID --output-dir DIR
+        [--output-repo ID | --no-push] [--run-id ID] [--epochs 4] [--learning-rate 2e-4]
+        [--lora-r 16] [--lora-alpha 32] [--max-length N] [--batch-size N] [--grad-accum N]
+        [--seed N] [--model-revision REV] [--dataset-revision REV] [--packing auto|on|off]
+
+It runs inside the Space image, so it imports only the pinned stack and the stdlib
+(never ``spacetrain``). The base model is loaded in 4-bit NF4 with double quantization
+(bitsandbytes also runs it on the CPU, which is how the tests train it), LoRA goes on
+every linear layer, TRL's SFTTrainer trains it, and the adapter, ``run.json`` and a
+model card are pushed in ONE commit whose message carries the run id.
+
+Progress goes to stdout twice per event: a line for people
+(``[train] step 12/40 epoch 1.20 loss 2.3456 lr 1.8e-04 tok/s 950``) followed by one for
+programs (``@@spacetrain {"event": "step", ...}``). The last line is always an
+``@@spacetrain`` ``done`` or ``error`` event; ``done`` names the pushed repo and commit.
+
+Exit codes: 0 ok; 1 training failed (CUDA out of memory says what to change);
+2 bad input (bad argument, malformed or incomplete dataset line, unknown model or
+dataset, rejected token), one line naming the file and line; 3 the Hub is unreachable.
+The token comes from the environment (``HF_TOKEN``) and is never printed or written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import random
+import re
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TypeVar
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INFRA = 0, 1, 2, 3
+EVENT_PREFIX = "@@spacetrain "
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+ROLES = {"system", "user", "assistant", "tool"}
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "bitsandbytes",
+    "accelerate",
+    "datasets",
+    "huggingface_hub",
+)
+# Files a causal LM needs; anything else in a model repo (other weight formats,
+# ONNX/GGUF exports, images) is skipped.
+MODEL_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken", "*.py"]
+
+T = TypeVar("T")
+
+
+class BadInput(Exception):
+    """Something the user can fix: exit 2."""
+
+    exit_code = EXIT_USAGE
+
+
+class HubDown(Exception):
+    """The Hub kept failing until the retry deadline: exit 3."""
+
+    exit_code = EXIT_INFRA
+
+
+class TrainFailed(Exception):
+    """Training ran and failed: exit 1."""
+
+    exit_code = EXIT_FAILED
+
+
+# ------------------------------------------------------------------ progress output
+
+
+def emit(event: str, human: str | None = None, **fields: Any) -> None:
+    """Print one human line (optional) and one ``@@spacetrain`` JSON line, flushed."""
+    if human is not None:
+        print(f"[train] {human}", flush=True)
+    print(EVENT_PREFIX + json.dumps({"event": event, **fields}, default=str), flush=True)
+
+
+# ------------------------------------------------------------------ arguments
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _run_id(text: str) -> str:
+    if not RUN_ID_RE.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: use 1-64 letters, digits, '.', '_' or '-' (it names folders and commits)"
+        )
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="train.py", description="Train a QLoRA adapter and push it to the Hub."
+    )
+    p.add_argument("--base-model", required=True, help="local folder or Hub model id")
+    p.add_argument("--model-revision", default=None, help="branch, tag or commit of the base")
+    p.add_argument("--dataset", required=True, help="local JSONL file or Hub dataset id")
+    p.add_argument("--dataset-revision", default=None, help="branch, tag or commit of the dataset")
+    p.add_argument("--output-dir", required=True, type=Path, help="where the adapter is written")
+    push = p.add_mutually_exclusive_group(required=True)
+    push.add_argument("--output-repo", help="Hub model repo that receives the adapter")
+    push.add_argument("--no-push", action="store_true", help="keep the adapter local")
+    p.add_argument("--private", action="store_true", help="create the output repo as private")
+    p.add_argument("--run-id", type=_run_id, default=None, help="default: a fresh timestamped id")
+    p.add_argument("--epochs", type=_positive_float, default=4.0)
+    p.add_argument("--learning-rate", type=_positive_float, default=2e-4)
+    p.add_argument("--lora-r", type=_positive_int, default=16)
+    p.add_argument("--lora-alpha", type=_positive_int, default=32)
+    p.add_argument("--lora-dropout", type=float, default=0.05)
+    p.add_argument("--max-length", type=_positive_int, default=1024, help="tokens per row")
+    p.add_argument("--batch-size", type=_positive_int, default=4)
+    p.add_argument("--grad-accum", type=_positive_int, default=4)
+    p.add_argument("--warmup-ratio", type=float, default=0.03)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument(
+        "--packing",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="pack rows (auto: when padding would waste >20%% and enough steps remain)",
+    )
+    p.add_argument("--logging-steps", type=_positive_int, default=None, help="default: automatic")
+    return p
+
+
+def default_run_id() -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    return f"run-{stamp}-{os.urandom(3).hex()}"
+
+
+# ------------------------------------------------------------------ Hub access
+
+
+def _hub_deadline_s() -> float:
+    return float(os.environ.get("SPACETRAIN_HUB_DEADLINE_S", "120"))
+
+
+def hub_call(what: str, fn: Callable[[], T]) -> T:
+    """Call the Hub, retrying 429/5xx/connection errors until the deadline.
+
+    404s become :class:`BadInput` (an unknown model or dataset is the user's to fix),
+    401/403 too (a rejected token); what still fails at the deadline is :class:`HubDown`.
+    """
+    from httpx2 import HTTPError
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        OfflineModeIsEnabled,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+    from huggingface_hub.utils import HFValidationError
+
+    deadline = time.monotonic() + _hub_deadline_s()
+    delay = 1.0
+    while True:
+        try:
+            return fn()
+        except GatedRepoError as exc:
+            raise BadInput(
+                f"{what}: gated repo; accept its terms and use a token with access"
+            ) from exc
+        except RepositoryNotFoundError as exc:
+            raise BadInput(f"{what}: no such repo (or no access with this token)") from exc
+        except RevisionNotFoundError as exc:
+            raise BadInput(f"{what}: no such revision") from exc
+        except RemoteEntryNotFoundError as exc:
+            raise BadInput(f"{what}: file not found") from exc
+        except HFValidationError as exc:
+            raise BadInput(f"{what}: {exc}") from exc
+        except OfflineModeIsEnabled as exc:
+            raise HubDown(f"{what}: HF_HUB_OFFLINE is set") from exc
+        except HfHubHTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else None
+            if status in (401, 403):
+                raise BadInput(f"{what}: the Hub rejected the token (HTTP {status})") from exc
+            if status is not None and status != 429 and status < 500:
+                raise BadInput(f"{what}: HTTP {status}") from exc
+            last = f"HTTP {status}"
+        except (HTTPError, ConnectionError, TimeoutError) as exc:
+            last = type(exc).__name__
+        if time.monotonic() + delay > deadline:
+            endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+            raise HubDown(f"{what}: Hub unreachable at {endpoint} ({last})")
+        print(f"[train] {what}: {last}, retrying in {delay:.0f}s", flush=True)
+        time.sleep(delay)
+        delay = min(delay * 2, 30.0)
+
+
+def _is_local(ref: str) -> bool:
+    return Path(ref).expanduser().exists()
+
+
+def _check_repo_id(ref: str, kind: str) -> None:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(ref)
+    except HFValidationError:
+        raise BadInput(
+            f"{kind} {ref!r} is neither an existing local path nor a Hub id (owner/name)"
+        ) from None
+
+
+@dataclass
+class ModelRef:
+    """Where the base model came from and the folder it was read from."""
+
+    ref: str
+    revision: str | None
+    path: Path
+
+
+def resolve_model(ref: str, revision: str | None) -> ModelRef:
+    """A local folder as is; a Hub id downloaded at ``revision`` (recorded as a sha)."""
+    if _is_local(ref):
+        path = Path(ref).expanduser().resolve()
+        if not (path / "config.json").is_file():
+            raise BadInput(f"{path}: not a model folder (no config.json)")
+        return ModelRef(ref, revision, path)
+    _check_repo_id(ref, "base model")
+    from huggingface_hub import HfApi, snapshot_download
+
+    info = hub_call(f"base model {ref}", lambda: HfApi().model_info(ref, revision=revision))
+    names = [s.rfilename for s in info.siblings or []]
+    if "config.json" not in names:
+        raise BadInput(f"base model {ref}: the repo has no config.json")
+    patterns = list(MODEL_FILES)
+    if not any(n.endswith(".safetensors") for n in names):
+        patterns.append("*.bin")
+    emit("download", f"downloading {ref}@{info.sha}", what="model", repo=ref, revision=info.sha)
+    local = hub_call(
+        f"base model {ref}",
+        lambda: snapshot_download(ref, revision=info.sha, allow_patterns=patterns),
+    )
+    return ModelRef(ref, info.sha, Path(local))
+
+
+# ------------------------------------------------------------------ dataset
+
+
+@dataclass
+class DatasetRows:
+    """Validated examples, all in one format, plus where they came from."""
+
+    ref: str
+    revision: str | None
+    files: list[str]
+    fmt: str  # "messages" | "prompt_completion"
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _check_messages(value: Any, where: str, key: str) -> list[dict[str, str]]:
+    if not isinstance(value, list) or not value:
+        raise BadInput(f"{where}: '{key}' must be a non-empty list of {{role, content}} objects")
+    out = []
+    for i, msg in enumerate(value):
+        if not isinstance(msg, dict):
+            raise BadInput(f"{where}: {key}[{i}] is not an object")
+        role, content = msg.get("role"), msg.get("content")
+        if role not in ROLES:
+            raise BadInput(f"{where}: {key}[{i}] has role {role!r}; use one of {sorted(ROLES)}")
+        if not isinstance(content, str):
+            raise BadInput(f"{where}: {key}[{i}] has no 'content' string")
+        out.append({"role": role, "content": content})
+    return out
+
+
+def validate_example(obj: Any, where: str) -> tuple[str, dict[str, Any]]:
+    """Return (format, normalised row) or raise :class:`BadInput` naming ``where``."""
+    if not isinstance(obj, dict):
+        raise BadInput(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    if "messages" in obj:
+        messages = _check_messages(obj["messages"], where, "messages")
+        if not any(m["role"] == "assistant" and m["content"] for m in messages):
+            raise BadInput(f"{where}: 'messages' has no non-empty assistant turn to learn from")
+        return "messages", {"messages": messages}
+    if "prompt" in obj and "completion" in obj:
+        prompt, completion = obj["prompt"], obj["completion"]
+        if isinstance(prompt, str) and isinstance(completion, str):
+            if not completion:
+                raise BadInput(f"{where}: 'completion' is empty")
+            return "prompt_completion", {"prompt": prompt, "completion": completion}
+        return "prompt_completion", {
+            "prompt": _check_messages(prompt, where, "prompt"),
+            "completion": _check_messages(completion, where, "completion"),
+        }
+    keys = ", ".join(sorted(map(str, obj))) or "none"
+    raise BadInput(
+        f"{where}: missing fields: need 'messages' or 'prompt'+'completion' (has {keys})"
+    )
+
+
+def read_jsonl(lines: Iterable[str], label: str, into: DatasetRows) -> None:
+    """Validate JSONL text; errors name ``label`` and the 1-based line."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{label}:{number}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+        fmt, row = validate_example(obj, where)
+        if into.rows and fmt != into.fmt:
+            raise BadInput(f"{where}: this line is {fmt} but earlier lines are {into.fmt}")
+        into.fmt = fmt
+        into.rows.append(row)
+        # Conversational prompt/completion rows must agree too, or Arrow cannot hold them.
+        if fmt == "prompt_completion" and len(into.rows) > 1:
+            first, this = into.rows[0], row
+            if isinstance(first["prompt"], str) != isinstance(this["prompt"], str):
+                raise BadInput(f"{where}: mixes plain-text and chat prompt/completion rows")
+
+
+def _read_file(path: Path, label: str, into: DatasetRows) -> None:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            read_jsonl(handle, label, into)
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{label}: not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise BadInput(f"{label}: cannot read ({exc.strerror})") from None
+
+
+def load_rows(ref: str, revision: str | None) -> DatasetRows:
+    """Read a local JSONL file (or folder of them) or a Hub dataset at ``revision``."""
+    if _is_local(ref):
+        path = Path(ref).expanduser()
+        files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
+        if not files:
+            raise BadInput(f"{path}: no .jsonl files in this folder")
+        data = DatasetRows(ref, None, [str(f) for f in files], "messages")
+        for f in files:
+            _read_file(f, str(f), data)
+    else:
+        data = _load_hub_rows(ref, revision)
+    if not data.rows:
+        raise BadInput(f"{ref}: no examples (the file is empty)")
+    return data
+
+
+def _load_hub_rows(ref: str, revision: str | None) -> DatasetRows:
+    _check_repo_id(ref, "dataset")
+    from huggingface_hub import HfApi, hf_hub_download
+
+    api = HfApi()
+    info = hub_call(f"dataset {ref}", lambda: api.dataset_info(ref, revision=revision))
+    names = sorted(s.rfilename for s in info.siblings or [])
+    jsonl = [n for n in names if n.endswith(".jsonl")]
+    train = [n for n in jsonl if "train" in Path(n).name]
+    chosen = train or jsonl
+    data = DatasetRows(ref, info.sha, chosen, "messages")
+    emit("download", f"downloading {ref}@{info.sha}", what="dataset", repo=ref, revision=info.sha)
+    if chosen:
+        for name in chosen:
+            local = hub_call(
+                f"dataset {ref}",
+                lambda name=name: hf_hub_download(
+                    ref, name, repo_type="dataset", revision=info.sha
+                ),
+            )
+            _read_file(Path(local), f"{ref}@{info.sha[:12]}/{name}", data)
+        return data
+    # No JSONL (e.g. parquet written by `datasets.push_to_hub`): let `datasets` read it.
+    import datasets
+
+    try:
+        table = hub_call(
+            f"dataset {ref}",
+            lambda: datasets.load_dataset(ref, revision=info.sha, split="train"),
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        raise BadInput(f"dataset {ref}: cannot read a train split ({exc})") from None
+    data.files = ["<datasets train split>"]
+    for index, obj in enumerate(table):
+        fmt, row = validate_example(dict(obj), f"{ref}@{info.sha[:12]} row {index}")
+        if data.rows and fmt != data.fmt:
+            raise BadInput(f"{ref} row {index}: this row is {fmt} but earlier rows are {data.fmt}")
+        data.fmt = fmt
+        data.rows.append(row)
+    return data
+
+
+def to_prompt_completion(row: dict[str, Any]) -> dict[str, Any]:
+    """Split a chat at its last assistant turn: loss on that turn only.
+
+    The fallback when the chat template cannot mark assistant turns: earlier turns
+    become context, and TRL's completion-only loss trains on the final answer.
+    """
+    messages = row["messages"]
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    return {"prompt": messages[:last], "completion": [messages[last]]}
+
+
+# ------------------------------------------------------------------ loss mode and packing
+
+
+def choose_loss_mode(tokenizer: Any, fmt: str) -> tuple[str, str]:
+    """Pick ``assistant_only`` or ``completion_only``, and say why.
+
+    Assistant-only loss needs a template with ``{% generation %}`` markers (TRL 1.16
+    patches known families) that also puts the end-of-turn token inside the mask, or
+    the model never learns to stop. Otherwise chats are split into prompt/completion.
+    """
+    if fmt == "prompt_completion":
+        return "completion_only", "the dataset is prompt/completion"
+    if not getattr(tokenizer, "chat_template", None):
+        raise BadInput(
+            "the base model's tokenizer has no chat template: use a chat/instruct model, "
+            "or a prompt/completion dataset with plain strings"
+        )
+    from trl.chat_template_utils import (
+        get_training_chat_template,
+        is_chat_template_stop_token_trained,
+    )
+
+    try:
+        template = get_training_chat_template(tokenizer)
+    except (ValueError, TypeError) as exc:
+        return "completion_only", f"the chat template has no generation markers ({exc})"
+    if not is_chat_template_stop_token_trained(tokenizer, chat_template=template):
+        return "completion_only", "the template leaves the end-of-turn token out of the mask"
+    how = "patched by TRL" if template else "native"
+    return "assistant_only", f"the chat template marks assistant turns ({how})"
+
+
+def example_lengths(tokenizer: Any, rows: list[dict[str, Any]], max_length: int) -> list[int]:
+    """Token count of each example as TRL will see it (truncated to ``max_length``)."""
+    lengths = []
+    for row in rows:
+        if "messages" in row:
+            ids = tokenizer.apply_chat_template(row["messages"], tokenize=True)
+        elif isinstance(row["prompt"], list):
+            ids = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True)
+        else:
+            ids = tokenizer(row["prompt"] + row["completion"])["input_ids"]
+        if isinstance(ids, dict) or hasattr(ids, "keys"):
+            ids = ids["input_ids"]
+        lengths.append(min(len(ids), max_length))
+    return lengths
+
+
+@dataclass
+class PackingPlan:
+    packing: bool
+    reason: str
+    padded_tokens: int
+    real_tokens: int
+
+
+def plan_packing(
+    mode: str, lengths: list[int], *, batch_size: int, grad_accum: int, max_length: int, seed: int
+) -> PackingPlan:
+    """Pack when padding would waste >20% of the work and packing leaves >=8 steps an epoch.
+
+    Packing fills rows up to ``max_length``, so it also cuts the optimizer steps per epoch;
+    on a tiny dataset that starves the schedule, hence the second condition.
+    """
+    real = sum(lengths)
+    order = list(lengths)
+    random.Random(seed).shuffle(order)  # noqa: S311 - a simulation, not a secret
+    padded = sum(
+        len(chunk) * max(chunk)
+        for chunk in (order[i : i + batch_size] for i in range(0, len(order), batch_size))
+    )
+    if mode in ("on", "off"):
+        return PackingPlan(mode == "on", f"--packing {mode}", padded, real)
+    waste = 1 - real / padded if padded else 0.0
+    packed_rows = max(1, math.ceil(real / max_length))
+    packed_steps = math.ceil(math.ceil(packed_rows / batch_size) / grad_accum)
+    if waste <= 0.20:
+        return PackingPlan(False, f"padding wastes only {waste:.0%}", padded, real)
+    if packed_steps < 8:
+        reason = f"padding wastes {waste:.0%} but packing leaves {packed_steps} step(s) an epoch"
+        return PackingPlan(False, reason, padded, real)
+    return PackingPlan(True, f"padding would waste {waste:.0%}", padded, real)
+
+
+# ------------------------------------------------------------------ training
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _device() -> dict[str, Any]:
+    import torch
+
+    if torch.cuda.is_available():
+        return {
+            "type": "cuda",
+            "name": torch.cuda.get_device_name(0),
+            "bf16": torch.cuda.is_bf16_supported(),
+            "cuda": torch.version.cuda,
+        }
+    return {"type": "cpu", "threads": torch.get_num_threads(), "bf16": False}
+
+
+def load_base(model: ModelRef, device: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    """Tokenizer and the base model in 4-bit NF4 with double quantization."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    on_gpu = device["type"] == "cuda"
+    compute = torch.bfloat16 if on_gpu and device["bf16"] else torch.float32
+    if on_gpu and not device["bf16"]:
+        compute = torch.float16
+    bnb = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute,
+        bnb_4bit_quant_storage=torch.uint8,
+    )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model.path)
+        base = AutoModelForCausalLM.from_pretrained(
+            model.path,
+            quantization_config=bnb,
+            dtype=compute,
+            device_map={"": torch.cuda.current_device()} if on_gpu else None,
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInput(f"base model {model.ref}: cannot load it ({first})") from None
+    import bitsandbytes as bnb_lib
+
+    n4 = sum(isinstance(m, bnb_lib.nn.Linear4bit) for m in base.modules())
+    plain = [
+        n
+        for n, m in base.named_modules()
+        if isinstance(m, torch.nn.Linear) and not isinstance(m, bnb_lib.nn.Linear4bit)
+    ]
+    if n4 == 0:
+        raise TrainFailed("bitsandbytes quantized no Linear layer to 4-bit")
+    quant = {
+        "method": "bitsandbytes",
+        "load_in_4bit": True,
+        "quant_type": "nf4",
+        "double_quant": True,
+        "compute_dtype": str(compute).removeprefix("torch."),
+        "linear4bit_modules": n4,
+        "unquantized_linear_modules": plain,
+    }
+    return tokenizer, base, quant
+
+
+def _make_trainer_class() -> type:
+    from trl import SFTTrainer
+
+    class CountingSFTTrainer(SFTTrainer):
+        """SFTTrainer that counts processed (padded) vs real tokens per micro-batch."""
+
+        processed_tokens = 0
+        real_tokens = 0
+
+        def compute_loss(
+            self,
+            model: Any,
+            inputs: dict[str, Any],
+            return_outputs: bool = False,
+            num_items_in_batch: Any = None,
+        ) -> Any:
+            if model.training:
+                ids = inputs["input_ids"]
+                self.processed_tokens += int(ids.numel())
+                mask = inputs.get("attention_mask")
+                self.real_tokens += int(mask.sum()) if mask is not None else int(ids.numel())
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    return CountingSFTTrainer
+
+
+def _make_progress_callback(history: list[dict[str, Any]]) -> Any:
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        """Turns Trainer logs into ``[train] step`` lines and ``step`` events."""
+
+        def __init__(self) -> None:
+            self.t0 = time.monotonic()
+            self.last_t = self.t0
+            self.last_tokens = 0
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.t0 = self.last_t = time.monotonic()
+            emit("train_begin", f"training {state.max_steps} steps", total=state.max_steps)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            logs = logs or {}
+            if "loss" not in logs:
+                return
+            now = time.monotonic()
+            tokens = int(logs.get("num_tokens", 0))
+            rate = (tokens - self.last_tokens) / max(now - self.last_t, 1e-9)
+            self.last_t, self.last_tokens = now, tokens
+            point = {
+                "step": state.global_step,
+                "total": state.max_steps,
+                "epoch": round(float(logs.get("epoch", state.epoch or 0.0)), 4),
+                "loss": round(float(logs["loss"]), 6),
+                "lr": float(logs.get("learning_rate", 0.0)),
+                "tokens": tokens,
+                "tokens_per_s": round(rate, 1),
+                "elapsed_s": round(now - self.t0, 2),
+            }
+            history.append(point)
+            emit(
+                "step",
+                f"step {point['step']}/{point['total']} epoch {point['epoch']:.2f} "
+                f"loss {point['loss']:.4f} lr {point['lr']:.1e} tok/s {rate:.0f}",
+                **point,
+            )
+
+    return Progress()
+
+
+def train(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
+    """Everything from loading to the saved adapter; returns the run manifest."""
+    started = time.time()
+    data = load_rows(args.dataset, args.dataset_revision)
+    emit(
+        "dataset",
+        f"dataset {args.dataset}: {len(data.rows)} examples ({data.fmt})",
+        examples=len(data.rows),
+        format=data.fmt,
+        revision=data.revision,
+    )
+    model_ref = resolve_model(args.base_model, args.model_revision)
+
+    _quiet_libraries()
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import set_seed
+    from trl import SFTConfig
+
+    set_seed(args.seed)
+    device = _device()
+    on_gpu = device["type"] == "cuda"
+    tokenizer, base, quant = load_base(model_ref, device)
+    emit(
+        "model",
+        f"base {args.base_model}: {quant['linear4bit_modules']} Linear4bit layers (nf4, "
+        f"double quant, compute {quant['compute_dtype']}) on {device['type']}",
+        quantization=quant,
+        device=device,
+    )
+
+    loss_mode, loss_reason = choose_loss_mode(tokenizer, data.fmt)
+    rows = data.rows
+    if data.fmt == "messages" and loss_mode == "completion_only":
+        rows = [to_prompt_completion(r) for r in rows]
+    lengths = example_lengths(tokenizer, rows, args.max_length)
+    plan = plan_packing(
+        args.packing,
+        lengths,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        max_length=args.max_length,
+        seed=args.seed,
+    )
+    emit(
+        "plan",
+        f"loss on {loss_mode.replace('_', ' ')} tokens ({loss_reason}); "
+        f"packing {'on' if plan.packing else 'off'} ({plan.reason})",
+        loss_mode=loss_mode,
+        packing=plan.packing,
+        packing_reason=plan.reason,
+        tokens_per_epoch=plan.real_tokens,
+    )
+
+    steps_guess = max(
+        1, math.ceil(len(rows) / args.batch_size / args.grad_accum) * math.ceil(args.epochs)
+    )
+    logging_steps = args.logging_steps or max(1, steps_guess // 200)
+    config = SFTConfig(
+        output_dir=str(args.output_dir),
+        num_train_epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        per_device_train_batch_size=args.batch_size,
+        gradient_accumulation_steps=args.grad_accum,
+        warmup_steps=args.warmup_ratio,
+        lr_scheduler_type="cosine",
+        max_length=args.max_length,
+        packing=plan.packing,
+        assistant_only_loss=loss_mode == "assistant_only",
+        completion_only_loss=True if loss_mode == "completion_only" else None,
+        activation_checkpointing=on_gpu,
+        bf16=on_gpu and bool(device["bf16"]),
+        fp16=on_gpu and not device["bf16"],
+        use_cpu=not on_gpu,
+        seed=args.seed,
+        data_seed=args.seed,
+        logging_steps=logging_steps,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+    )
+    peft_config = LoraConfig(
+        r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        target_modules="all-linear",
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    history: list[dict[str, Any]] = []
+    trainer_cls = _make_trainer_class()
+    trainer = trainer_cls(
+        model=base,
+        args=config,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[_make_progress_callback(history)],
+    )
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # our step lines say the same, parseably
+    if not on_gpu:
+        # TRL casts QLoRA adapters to bf16 (the paper's GPU recipe); on the CPU the
+        # compute dtype is fp32, and bf16 adapter weights would round small updates away.
+        for p in trainer.model.parameters():
+            if p.requires_grad:
+                p.data = p.data.float()
+    result = trainer.train()
+    train_runtime = float(result.metrics.get("train_runtime", 0.0))
+
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    trainer.model.save_pretrained(str(args.output_dir))
+    adapter_cfg = trainer.model.peft_config["default"]
+    final_loss = history[-1]["loss"] if history else None
+    manifest: dict[str, Any] = {
+        "schema_version": 1,
+        "run_id": run_id,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "base_model": {"id": args.base_model, "revision": model_ref.revision},
+        "dataset": {
+            "id": args.dataset,
+            "revision": data.revision,
+            "files": data.files,
+            "format": data.fmt,
+            "examples": len(data.rows),
+        },
+        "quantization": quant,
+        "lora": {
+            "r": adapter_cfg.r,
+            "alpha": adapter_cfg.lora_alpha,
+            "dropout": adapter_cfg.lora_dropout,
+            "target_modules": sorted({m.rsplit(".", 1)[-1] for m in adapter_cfg.target_modules}),
+        },
+        "hyperparameters": {
+            "epochs": args.epochs,
+            "learning_rate": args.learning_rate,
+            "batch_size": args.batch_size,
+            "grad_accum": args.grad_accum,
+            "max_length": args.max_length,
+            "warmup_ratio": args.warmup_ratio,
+            "lr_scheduler": "cosine",
+            "seed": args.seed,
+            "gradient_checkpointing": on_gpu,
+        },
+        "loss_mode": loss_mode,
+        "loss_mode_reason": loss_reason,
+        "packing": {"enabled": plan.packing, "reason": plan.reason},
+        "steps": int(result.global_step),
+        "train_loss": float(result.training_loss),
+        "first_loss": history[0]["loss"] if history else None,
+        "final_loss": final_loss,
+        "loss_history": [[h["step"], h["loss"]] for h in history],
+        "runtime_s": round(time.time() - started, 2),
+        "train_runtime_s": round(train_runtime, 2),
+        "tokens": {
+            "real": trainer.real_tokens,
+            "processed": trainer.processed_tokens,
+            "per_epoch": plan.real_tokens,
+            "unpacked_padded_per_epoch": plan.padded_tokens,
+            "real_per_s": round(trainer.real_tokens / train_runtime, 1) if train_runtime else None,
+        },
+        "device": device,
+        "versions": _versions(),
+        "output_repo": args.output_repo,
+    }
+    return manifest
+
+
+def _quiet_libraries() -> None:
+    """Progress bars would flood the log the Space tails; our step lines replace them."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Renamed-argument notices (transformers 5 -> 6) are for this file's maintainers,
+    # not for the person watching a training log.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    import datasets
+    import transformers
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
+# ------------------------------------------------------------------ model card and push
+
+
+def write_model_card(out: Path, manifest: dict[str, Any]) -> None:
+    from huggingface_hub import ModelCard, ModelCardData
+
+    base, data = manifest["base_model"], manifest["dataset"]
+    hub_id = re.compile(r"^[\w.-]+/[\w.-]+$")
+    card_data = ModelCardData(
+        library_name="peft",
+        base_model=base["id"] if hub_id.match(base["id"]) else None,
+        datasets=[data["id"]] if hub_id.match(data["id"]) and data["revision"] else None,
+        tags=["lora", "qlora", "trl", "sft", "spacetrain"],
+    )
+    hp = manifest["hyperparameters"]
+    lora = manifest["lora"]
+    rows = [
+        ("run id", manifest["run_id"]),
+        ("base model", f"{base['id']} @ {base['revision'] or 'local'}"),
+        ("dataset", f"{data['id']} @ {data['revision'] or 'local'} ({data['examples']} examples)"),
+        ("quantization", "4-bit NF4, double quantization (bitsandbytes)"),
+        ("LoRA", f"r={lora['r']}, alpha={lora['alpha']}, dropout={lora['dropout']}, all linear"),
+        ("epochs", hp["epochs"]),
+        ("learning rate", hp["learning_rate"]),
+        ("batch size x grad accum", f"{hp['batch_size']} x {hp['grad_accum']}"),
+        ("max length", hp["max_length"]),
+        ("seed", hp["seed"]),
+        ("loss", manifest["loss_mode"].replace("_", " ")),
+        ("packing", "on" if manifest["packing"]["enabled"] else "off"),
+        ("steps", manifest["steps"]),
+        ("train loss (mean)", f"{manifest['train_loss']:.4f}"),
+        ("final logged loss", manifest["final_loss"]),
+    ]
+    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    body = (
+        f"# QLoRA adapter — run `{manifest['run_id']}`\n\n"
+        "Trained by the spacetrain Space (`train.py`). `run.json` in this commit holds the "
+        "full manifest: versions, token counts, loss history.\n\n"
+        f"| | |\n|---|---|\n{table}\n"
+    )
+    card = ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}")
+    card.save(out / "README.md")
+
+
+def push(out: Path, repo: str, run_id: str, private: bool) -> tuple[str, str]:
+    """Create ``repo`` if needed and commit adapter + run.json + card at once."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    _check_repo_id(repo, "output repo")
+    api = HfApi()
+    hub_call(f"output repo {repo}", lambda: api.create_repo(repo, exist_ok=True, private=private))
+    names = [*ADAPTER_FILES, "run.json", "README.md"]
+    ops = [CommitOperationAdd(path_in_repo=n, path_or_fileobj=str(out / n)) for n in names]
+    info = hub_call(
+        f"output repo {repo}",
+        lambda: api.create_commit(
+            repo,
+            operations=ops,
+            commit_message=f"spacetrain run {run_id}: adapter, run.json, model card",
+            commit_description=f"run_id: {run_id}",
+        ),
+    )
+    return info.oid, info.commit_url
+
+
+# ------------------------------------------------------------------ entry point
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run_id = args.run_id or default_run_id()
+    emit(
+        "start",
+        f"run {run_id}: base {args.base_model}, dataset {args.dataset}",
+        run_id=run_id,
+        base_model=args.base_model,
+        dataset=args.dataset,
+        output_repo=args.output_repo,
+    )
+    manifest = train(args, run_id)
+    out: Path = args.output_dir
+    (out / "run.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_model_card(out, manifest)
+    emit("saved", f"adapter and run.json written to {out}", output_dir=str(out))
+    repo = revision = url = None
+    if args.output_repo:
+        repo = args.output_repo
+        revision, url = push(out, repo, run_id, args.private)
+        emit("pushed", f"pushed {repo}@{revision}", repo=repo, revision=revision, url=url)
+    emit(
+        "done",
+        f"done: run {run_id} loss {manifest['first_loss']} -> {manifest['final_loss']}"
+        + (f", adapter {repo}@{revision}" if repo else ", not pushed"),
+        run_id=run_id,
+        state="succeeded",
+        repo=repo,
+        revision=revision,
+        train_loss=manifest["train_loss"],
+        steps=manifest["steps"],
+    )
+    return EXIT_OK
+
+
+def _oom_types() -> tuple[type[BaseException], ...]:
+    torch = sys.modules.get("torch")
+    return (torch.OutOfMemoryError,) if torch is not None else ()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run and map every failure to one line and the contract's exit code."""
+    try:
+        return run(argv)
+    except (BadInput, HubDown, TrainFailed) as exc:
+        message, code = str(exc), exc.exit_code
+    except KeyboardInterrupt:
+        message, code = "interrupted", EXIT_FAILED
+    except Exception as exc:
+        if isinstance(exc, _oom_types()):
+            message = (
+                "CUDA out of memory: lower --batch-size (raise --grad-accum to keep the "
+                "effective batch) or --max-length, or pick larger GPU hardware"
+            )
+        else:
+            traceback.print_exc()
+            message = f"training failed: {type(exc).__name__}: {exc}".splitlines()[0]
+        code = EXIT_FAILED
+    print(f"train.py: error: {message}", file=sys.stderr, flush=True)
+    emit("error", None, state="failed", exit_code=code, error=message)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
