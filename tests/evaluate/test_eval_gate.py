@@ -116,7 +116,7 @@ def test_category_below_threshold_fails_even_when_overall_passes() -> None:
     scores = aggregate(results)
     assert scores.overall == pytest.approx(10 / 12)
     failures = decide(scores, Thresholds())
-    assert failures == ["category weak 0.33 < 0.70"]
+    assert failures == ["category weak 0.3333 < 0.70"]
 
 
 def test_attribution_fails_the_gate_even_with_perfect_scores() -> None:

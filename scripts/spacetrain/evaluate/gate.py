@@ -151,9 +151,10 @@ def _fraction(value: Any, path: Path, line: int | None, name: str) -> float:
 
 
 def fmt(value: float, other: float | None = None) -> str:
-    """A score with two decimals, or as many more as it takes to differ from ``other``."""
+    """A score with up to four decimals (at least two), more when needed to differ from
+    ``other``: 0.875, 0.6667, 0.75 vs 0.7499, 0.749999 vs 0.75."""
     text = f"{value:.6f}"
-    for digits in range(2, 7):
+    for digits in range(4, 7):
         text = f"{value:.{digits}f}"
         if other is None or text != f"{other:.{digits}f}" or rounded(value) == rounded(other):
             break

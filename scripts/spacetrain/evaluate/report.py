@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,11 @@ def build_report(
     ``generation``, ``device``, ``versions``, ``timings``, ``baseline_report``); it is
     merged in as given.
     """
+    # Attribution is judged by this policy's patterns, whoever scored the cases.
+    results = [
+        replace(r, attribution=tuple(attribution_hits(r.output, policy.attribution_patterns)))
+        for r in results
+    ]
     scores = aggregate(results)
     failures = decide(scores, policy.thresholds, baseline=baseline, adapter_present=adapter_present)
     report: dict[str, Any] = {
