@@ -73,8 +73,19 @@ def _add_localhub(sub: argparse._SubParsersAction) -> None:
         "--token",
         action="append",
         default=[],
-        help="accept only this token (repeatable); default accepts any token",
+        help="accept only this token (repeatable; TOKEN:USER names its user); default accepts "
+        "any token. LOCALHUB_TOKENS (comma-separated) keeps tokens off the command line",
     )
+    s.add_argument(
+        "--faults",
+        default=None,
+        metavar="JSON|@FILE",
+        help="fault rules/actions to apply at start (also: LOCALHUB_FAULTS)",
+    )
+    s.add_argument(
+        "--build-delay", type=float, default=0.0, help="seconds a Space build takes (default 0)"
+    )
+    s.add_argument("--python", default=None, help="interpreter for Space apps (default: this one)")
     _handler(s, "spacetrain.commands.localhub:serve")
 
 

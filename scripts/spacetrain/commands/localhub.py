@@ -1,0 +1,86 @@
+"""``spacetrain localhub serve``: run the offline Hub in the foreground until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from spacetrain.errors import EXIT_OK, InputFileError, UsageError
+from spacetrain.localhub import LocalHub
+from spacetrain.localhub.auth import DEFAULT_USER
+from spacetrain.localhub.errors import HubError
+
+TOKENS_ENV = "LOCALHUB_TOKENS"
+
+
+def _tokens(cli: list[str]) -> dict[str, str] | None:
+    """``TOKEN`` or ``TOKEN:USER`` items from --token and LOCALHUB_TOKENS; None = open."""
+    items = [t for t in os.environ.get(TOKENS_ENV, "").split(",") if t.strip()] + list(cli)
+    if not items:
+        return None
+    tokens = {}
+    for item in items:
+        token, _, user = item.strip().partition(":")
+        if not token:
+            raise UsageError(f"--token: empty token in {item!r}")
+        tokens[token] = user or DEFAULT_USER
+    return tokens
+
+
+def _faults(value: str | None) -> Any:
+    if not value:
+        return None
+    if value.startswith("@"):
+        path = Path(value[1:])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputFileError(path, f"cannot read the faults file: {exc.strerror}") from None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputFileError(path, f"not JSON: {exc.msg}", line=exc.lineno) from None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--faults: not JSON ({exc.msg} at column {exc.colno})") from None
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM; print ``HF_ENDPOINT=<url>`` on stdout once ready."""
+    hub = LocalHub(
+        root=args.root,
+        port=args.port,
+        tokens=_tokens(args.token),
+        host=args.host,
+        python=args.python,
+        build_delay=args.build_delay,
+        faults=_faults(args.faults),
+    )
+    try:
+        hub.start()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc} (try --port 0)"
+        ) from None
+    except HubError as exc:
+        hub.stop()
+        raise UsageError(f"--faults / LOCALHUB_FAULTS: {exc.message}") from None
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    print(f"HF_ENDPOINT={hub.url}", flush=True)
+    print(
+        f"localhub: serving {Path(args.root).resolve()} at {hub.url}; Ctrl-C stops", file=sys.stderr
+    )
+    try:
+        done.wait()
+    finally:
+        hub.stop()
+    return EXIT_OK

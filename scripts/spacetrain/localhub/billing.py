@@ -1,0 +1,181 @@
+"""Space hardware flavors and a meter of billed seconds per flavor.
+
+The Hub bills a Space while its container starts and runs; building, paused and
+sleeping time is free. ``spaces.py`` tells the meter when a Space starts or stops
+being billable; the meter only does arithmetic, with an injectable clock so tests
+need no sleeps.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Flavor:
+    """One hardware flavor: what ``list_spaces_hardware`` shows and what it costs.
+
+    ``usd_per_hour`` is the public list price as we last read it (huggingface.co/pricing,
+    docs/hub/spaces-gpus); treat it as an estimate, the meter's seconds are the fact.
+    """
+
+    name: str
+    pretty: str
+    cpu: str
+    ram: str
+    gpu: str | None = None  # accelerator model, e.g. "A10G"
+    gpus: int = 0
+    vram: str | None = None
+    usd_per_hour: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        per_minute = self.usd_per_hour / 60
+        return {
+            "name": self.name,
+            "prettyName": self.pretty,
+            "cpu": self.cpu,
+            "ram": self.ram,
+            "accelerator": (
+                {
+                    "type": "gpu",
+                    "model": self.gpu,
+                    "quantity": str(self.gpus),
+                    "vram": self.vram or "",
+                    "manufacturer": "Nvidia",
+                }
+                if self.gpu
+                else None
+            ),
+            "unitCostMicroUSD": round(per_minute * 1_000_000),
+            "unitCostUSD": round(per_minute, 6),
+            "unitLabel": "minute",
+        }
+
+
+# huggingface_hub 2.4.0's SpaceHardware, in its order.
+FLAVORS: dict[str, Flavor] = {
+    f.name: f
+    for f in (
+        Flavor("cpu-basic", "CPU basic", "2 vCPU", "16 GB"),
+        Flavor("cpu-upgrade", "CPU upgrade", "8 vCPU", "32 GB", usd_per_hour=0.03),
+        Flavor("zero-a10g", "ZeroGPU", "8 vCPU", "32 GB", "A10G", 1, "24 GB"),
+        Flavor("t4-small", "Nvidia T4 - small", "4 vCPU", "15 GB", "T4", 1, "16 GB", 0.40),
+        Flavor("t4-medium", "Nvidia T4 - medium", "8 vCPU", "30 GB", "T4", 1, "16 GB", 0.60),
+        Flavor("l4x1", "1x Nvidia L4", "8 vCPU", "30 GB", "L4", 1, "24 GB", 0.80),
+        Flavor("l4x4", "4x Nvidia L4", "48 vCPU", "186 GB", "L4", 4, "96 GB", 3.80),
+        Flavor("l40sx1", "1x Nvidia L40S", "8 vCPU", "62 GB", "L40S", 1, "48 GB", 1.80),
+        Flavor("l40sx4", "4x Nvidia L40S", "48 vCPU", "382 GB", "L40S", 4, "192 GB", 8.30),
+        Flavor("l40sx8", "8x Nvidia L40S", "192 vCPU", "1534 GB", "L40S", 8, "384 GB", 23.50),
+        Flavor("a10g-small", "Nvidia A10G - small", "4 vCPU", "15 GB", "A10G", 1, "24 GB", 1.00),
+        Flavor("a10g-large", "Nvidia A10G - large", "12 vCPU", "46 GB", "A10G", 1, "24 GB", 1.50),
+        Flavor(
+            "a10g-largex2", "2x Nvidia A10G - large", "24 vCPU", "92 GB", "A10G", 2, "48 GB", 3.00
+        ),
+        Flavor(
+            "a10g-largex4", "4x Nvidia A10G - large", "48 vCPU", "184 GB", "A10G", 4, "96 GB", 5.00
+        ),
+        Flavor("a100-large", "Nvidia A100 - large", "12 vCPU", "142 GB", "A100", 1, "80 GB", 2.50),
+        Flavor("a100x4", "4x Nvidia A100", "48 vCPU", "568 GB", "A100", 4, "320 GB", 10.00),
+        Flavor("a100x8", "8x Nvidia A100", "96 vCPU", "1136 GB", "A100", 8, "640 GB", 20.00),
+        Flavor(
+            "rtx-pro-6000", "Nvidia RTX PRO 6000", "16 vCPU", "96 GB", "RTX PRO 6000", 1, "96 GB"
+        ),
+        Flavor(
+            "rtx-pro-6000x2",
+            "2x Nvidia RTX PRO 6000",
+            "32 vCPU",
+            "192 GB",
+            "RTX PRO 6000",
+            2,
+            "192 GB",
+        ),
+        Flavor(
+            "rtx-pro-6000x4",
+            "4x Nvidia RTX PRO 6000",
+            "64 vCPU",
+            "384 GB",
+            "RTX PRO 6000",
+            4,
+            "384 GB",
+        ),
+        Flavor(
+            "rtx-pro-6000x8",
+            "8x Nvidia RTX PRO 6000",
+            "128 vCPU",
+            "768 GB",
+            "RTX PRO 6000",
+            8,
+            "768 GB",
+        ),
+    )
+}
+DEFAULT_FLAVOR = "cpu-basic"
+FREE_SLEEP_SECONDS = 48 * 3600  # cpu-basic sleeps after 48 h; not configurable on the Hub
+
+
+class BillingMeter:
+    """Seconds billed per Space and flavor; at most one open segment per Space."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._done: dict[str, dict[str, float]] = {}
+        self._open: dict[str, tuple[str, float]] = {}
+
+    def bill(self, space_id: str, flavor: str | None) -> None:
+        """From now on ``space_id`` is billed at ``flavor`` (None: not billed)."""
+        with self._lock:
+            now = self._clock()
+            current = self._open.get(space_id)
+            if current is not None and current[0] == flavor:
+                return
+            if current is not None:
+                spent = self._done.setdefault(space_id, {})
+                spent[current[0]] = spent.get(current[0], 0.0) + now - current[1]
+                del self._open[space_id]
+            if flavor is not None:
+                self._open[space_id] = (flavor, now)
+
+    def billing(self, space_id: str) -> str | None:
+        """The flavor ``space_id`` is being billed at now, if any."""
+        with self._lock:
+            current = self._open.get(space_id)
+            return current[0] if current else None
+
+    def snapshot(self) -> dict[str, Any]:
+        """``{"spaces": {id: {"billing": flavor|None, "flavors": {flavor: {seconds, usd}}}},
+        "total": {"seconds", "usd"}}``."""
+        with self._lock:
+            now = self._clock()
+            spaces: dict[str, Any] = {}
+            total_s = total_usd = 0.0
+            for space_id in sorted(set(self._done) | set(self._open)):
+                per = dict(self._done.get(space_id, {}))
+                if space_id in self._open:
+                    flavor, since = self._open[space_id]
+                    per[flavor] = per.get(flavor, 0.0) + now - since
+                flavors = {}
+                for flavor, seconds in sorted(per.items()):
+                    rate = FLAVORS[flavor].usd_per_hour if flavor in FLAVORS else 0.0
+                    usd = seconds / 3600 * rate
+                    flavors[flavor] = {"seconds": round(seconds, 3), "usd": round(usd, 6)}
+                    total_s += seconds
+                    total_usd += usd
+                current = self._open.get(space_id)
+                spaces[space_id] = {"billing": current[0] if current else None, "flavors": flavors}
+            return {
+                "spaces": spaces,
+                "total": {"seconds": round(total_s, 3), "usd": round(total_usd, 6)},
+            }
+
+    def reset(self) -> None:
+        with self._lock:
+            self._done.clear()
+            self._open.clear()
+
+
+__all__ = ["DEFAULT_FLAVOR", "FLAVORS", "FREE_SLEEP_SECONDS", "BillingMeter", "Flavor"]
