@@ -1,0 +1,744 @@
+"""The Space's app: a "Start Training" button, a live log, and an API for CI.
+
+Training runs DETACHED from every request. A Gradio handler that owned the train.py
+process would kill it when the browser tab or the CI client disconnects, so a start
+spawns a supervisor (``python app.py --supervise RUN_DIR``) in its own session. The
+supervisor runs train.py with stdout and stderr in ``RUN_DIR/train.log``, records the
+exit code in ``RUN_DIR/state.json`` and releases the one-run lock. Everything the app
+reports is read back from the run folder, so a restarted app still knows every run.
+
+API (gradio_client, explicit api_names; every argument and result is a JSON string):
+- ``start_training(params)``: params is a JSON object (see ``PARAMS``; missing keys
+  fall back to the Space variables). Idempotent: while a run is active it returns
+  that run; a different explicit ``run_id`` is refused.
+- ``training_status(run_id)``: state (queued/running/succeeded/failed), step/total,
+  epoch, loss; adapter repo and commit when done; error and log tail when failed.
+- ``training_logs(run_id, offset)``: ``{"text", "offset", "next_offset", "done"}``.
+
+Only the pinned stack and the stdlib are imported (never spacetrain); gradio is imported
+when the UI starts and torch only in a background thread, so the port answers at once.
+The HF token reaches train.py through the environment (the HF_TOKEN secret) only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import functools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+TRAIN_PY = HERE / "train.py"
+EVENT_PREFIX = "@@spacetrain "
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+STATES = ("queued", "running", "succeeded", "failed")
+LOG_CHUNK = 64 * 1024
+TAIL_LINES = 40
+
+# start_training's parameters: name -> (type, Space variable that gives the default).
+PARAMS: dict[str, tuple[type, str | None]] = {
+    "base_model": (str, "BASE_MODEL"),
+    "model_revision": (str, "MODEL_REVISION"),
+    "dataset": (str, "DATASET"),
+    "dataset_revision": (str, "DATASET_REVISION"),
+    "output_repo": (str, "OUTPUT_REPO"),
+    "push": (bool, "PUSH"),
+    "private": (bool, "PRIVATE_REPO"),
+    "run_id": (str, None),
+    "epochs": (float, "EPOCHS"),
+    "learning_rate": (float, "LEARNING_RATE"),
+    "lora_r": (int, "LORA_R"),
+    "lora_alpha": (int, "LORA_ALPHA"),
+    "lora_dropout": (float, "LORA_DROPOUT"),
+    "max_length": (int, "MAX_LENGTH"),
+    "batch_size": (int, "BATCH_SIZE"),
+    "grad_accum": (int, "GRAD_ACCUM"),
+    "seed": (int, "SEED"),
+    "packing": (str, "PACKING"),
+}
+# Hyper-parameters passed to train.py as --flag VALUE (name -> flag).
+FLAGS = {
+    "model_revision": "--model-revision",
+    "dataset_revision": "--dataset-revision",
+    "epochs": "--epochs",
+    "learning_rate": "--learning-rate",
+    "lora_r": "--lora-r",
+    "lora_alpha": "--lora-alpha",
+    "lora_dropout": "--lora-dropout",
+    "max_length": "--max-length",
+    "batch_size": "--batch-size",
+    "grad_accum": "--grad-accum",
+    "seed": "--seed",
+    "packing": "--packing",
+}
+POSITIVE = {"epochs", "learning_rate", "lora_r", "lora_alpha", "max_length", "batch_size"}
+
+
+class ParamsError(ValueError):
+    """Malformed start parameters: shown to the caller, and no run is started."""
+
+
+class UnknownRun(LookupError):
+    """No run with that id in the runs folder."""
+
+
+# ------------------------------------------------------------------ small helpers
+
+
+def runs_dir() -> Path:
+    """``SPACETRAIN_RUNS_DIR``, else ``$HOME/spacetrain-runs``, else a temp folder."""
+    configured = os.environ.get("SPACETRAIN_RUNS_DIR")
+    if configured:
+        path = Path(configured)
+    else:
+        home = Path(os.environ.get("HOME") or "/nonexistent")
+        path = home / "spacetrain-runs"
+        if not os.access(home, os.W_OK):
+            path = Path(tempfile.gettempdir()) / "spacetrain-runs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def write_json(path: Path, value: dict[str, Any]) -> None:
+    """Atomic write: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Process start time from /proc, to tell a live pid from a recycled one."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def pid_alive(pid: int | None, ticks: int | None = None) -> bool:
+    """True for a running process (not a zombie) that is the one we started."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux): kill(0) is all we know
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return False
+    return ticks is None or int(fields[19]) == ticks
+
+
+@contextlib.contextmanager
+def runs_lock(root: Path) -> Iterator[None]:
+    """Serialise lock changes between app processes (and the supervisors)."""
+    with (root / ".lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def new_run_id() -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    return f"run-{stamp}-{os.urandom(3).hex()}"
+
+
+# ------------------------------------------------------------------ parameters
+
+
+def _coerce(name: str, kind: type, value: Any, source: str) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
+            return False
+        raise ParamsError(f"{source} must be true or false, got {value!r}")
+    if kind is str:
+        if not isinstance(value, str):
+            raise ParamsError(f"{source} must be a string, got {value!r}")
+        return value.strip()
+    if isinstance(value, bool):
+        raise ParamsError(f"{source} must be a number, got {value!r}")
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ParamsError(
+            f"{source} must be {'an integer' if kind is int else 'a number'}, got {value!r}"
+        ) from None
+    if kind is int and isinstance(value, float) and not value.is_integer():
+        raise ParamsError(f"{source} must be an integer, got {value!r}")
+    if name in POSITIVE and not number > 0:
+        raise ParamsError(f"{source} must be positive, got {value!r}")
+    return number
+
+
+def parse_params(text: str | None, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The JSON object of ``start_training`` merged over the Space variables, validated."""
+    env = os.environ if env is None else env
+    text = (text or "").strip() or "{}"
+    try:
+        given = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ParamsError(
+            f"params is not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"
+        ) from None
+    if not isinstance(given, dict):
+        raise ParamsError(f"params must be a JSON object, got {type(given).__name__}")
+    secret = sorted(k for k in given if "token" in str(k).lower())
+    if secret:
+        raise ParamsError(
+            f"{secret[0]}: tokens are never passed in params; set the HF_TOKEN secret"
+        )
+    unknown = sorted(set(given) - set(PARAMS))
+    if unknown:
+        raise ParamsError(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(PARAMS)}")
+    params: dict[str, Any] = {}
+    for name, (kind, variable) in PARAMS.items():
+        if name in given and given[name] is not None:
+            params[name] = _coerce(name, kind, given[name], f"params.{name}")
+        elif variable and env.get(variable, "").strip():
+            params[name] = _coerce(name, kind, env[variable], f"Space variable {variable}")
+    if "run_id" in params and not RUN_ID_RE.match(params["run_id"]):
+        raise ParamsError(
+            f"params.run_id {params['run_id']!r}: use 1-64 letters, digits, '.', '_' or '-'"
+        )
+    if "packing" in params and params["packing"] not in ("auto", "on", "off"):
+        raise ParamsError(f"packing must be auto, on or off, got {params['packing']!r}")
+    return params
+
+
+def require_complete(params: dict[str, Any]) -> dict[str, Any]:
+    """What a new run needs beyond well-formed params: a model, data, a destination."""
+    for name in ("base_model", "dataset"):
+        if not params.get(name):
+            variable = PARAMS[name][1]
+            raise ParamsError(f"no {name}: pass params.{name} or set the Space variable {variable}")
+    params.setdefault("push", True)
+    if params["push"] and not params.get("output_repo"):
+        raise ParamsError(
+            "no output_repo: pass params.output_repo, set the Space variable OUTPUT_REPO, "
+            'or pass "push": false'
+        )
+    return params
+
+
+def train_argv(params: dict[str, Any], run_id: str, output_dir: Path) -> list[str]:
+    argv = [
+        "--base-model", params["base_model"],
+        "--dataset", params["dataset"],
+        "--output-dir", str(output_dir),
+        "--run-id", run_id,
+    ]  # fmt: skip
+    if params["push"]:
+        argv += ["--output-repo", params["output_repo"]]
+        if params.get("private"):
+            argv.append("--private")
+    else:
+        argv.append("--no-push")
+    for name, flag in FLAGS.items():
+        if params.get(name) not in (None, ""):
+            argv += [flag, str(params[name])]
+    return argv
+
+
+# ------------------------------------------------------------------ runs on disk
+
+
+@dataclass
+class LogSummary:
+    """What the events of a run's log said so far (parsed incrementally)."""
+
+    offset: int = 0
+    last_step: dict[str, Any] | None = None
+    total: int | None = None
+    pushed: dict[str, Any] | None = None
+    done: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def feed(self, line: str) -> None:
+        if not line.startswith(EVENT_PREFIX):
+            return
+        try:
+            event = json.loads(line[len(EVENT_PREFIX) :])
+        except ValueError:
+            return
+        name = event.get("event")
+        if name == "step":
+            self.last_step = event
+        elif name == "train_begin":
+            self.total = event.get("total")
+        elif name == "pushed":
+            self.pushed = event
+        elif name == "done":
+            self.done = event
+        elif name == "error":
+            self.error = event
+        elif name in ("plan", "model", "dataset"):
+            self.extra[name] = event
+
+
+class Runs:
+    """The runs folder: one sub-folder per run, ``active.json`` as the one-run lock."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._mutex = threading.Lock()
+        self._summaries: dict[str, LogSummary] = {}
+        self._children: list[subprocess.Popen[bytes]] = []
+
+    # -- the lock
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / "active.json"
+
+    def live_lock(self) -> dict[str, Any] | None:
+        """The lock's content if its supervisor still lives (read only)."""
+        lock = read_json(self.lock_path)
+        if lock is not None and pid_alive(lock.get("pid"), lock.get("ticks")):
+            return lock
+        return None
+
+    def active(self) -> dict[str, Any] | None:
+        """Like :meth:`live_lock`, and a stale lock is dropped on the way."""
+        lock = read_json(self.lock_path)
+        if lock is None:
+            return None
+        if pid_alive(lock.get("pid"), lock.get("ticks")):
+            return lock
+        with runs_lock(self.root):
+            again = read_json(self.lock_path)
+            if again == lock:
+                self.lock_path.unlink(missing_ok=True)
+        return None
+
+    # -- starting
+
+    def start(self, params: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Start a run, or return the active one. ``(status, created)``."""
+        with self._mutex, runs_lock(self.root):
+            lock = self.live_lock()
+            if lock is not None:
+                wanted = params.get("run_id")
+                if wanted and wanted != lock["run_id"]:
+                    raise ParamsError(
+                        f"run {lock['run_id']} is still active; it must finish before run "
+                        f"{wanted} can start (one run at a time)"
+                    )
+                return self.status(lock["run_id"]), False
+            self.lock_path.unlink(missing_ok=True)  # stale: its supervisor is gone
+            run_id = params.get("run_id") or new_run_id()
+            run_dir = self.root / run_id
+            if (run_dir / "launch.json").exists():  # a retried start of a finished run
+                return self.status(run_id), False
+            params = require_complete(dict(params))
+            run_dir.mkdir(exist_ok=True)
+            launch = {
+                "run_id": run_id,
+                "created_at": now(),
+                "params": params,
+                "argv": train_argv(params, run_id, run_dir / "adapter"),
+            }
+            write_json(run_dir / "launch.json", launch)
+            with (run_dir / "train.log").open("ab") as log:
+                child = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-u",
+                        str(Path(__file__).resolve()),
+                        "--supervise",
+                        str(run_dir),
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # no signal from the app's session reaches it
+                    cwd=run_dir,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+            write_json(
+                self.lock_path,
+                {
+                    "run_id": run_id,
+                    "pid": child.pid,
+                    "ticks": _start_ticks(child.pid),
+                    "since": now(),
+                },
+            )
+        # Reap the supervisor when it ends so it never lingers as a zombie of this app.
+        threading.Thread(target=child.wait, name=f"reap-{run_id}", daemon=True).start()
+        print(f"[app] started run {run_id} (supervisor pid {child.pid})", flush=True)
+        return self.status(run_id), True
+
+    # -- reading
+
+    def run_dir(self, run_id: str) -> Path:
+        if not RUN_ID_RE.match(run_id or ""):
+            raise UnknownRun(f"no run {run_id!r}")
+        path = self.root / run_id
+        if not (path / "launch.json").is_file():
+            raise UnknownRun(f"no run {run_id!r}")
+        return path
+
+    def latest(self) -> str | None:
+        lock = self.active()
+        if lock:
+            return lock["run_id"]
+        runs = [p for p in self.root.iterdir() if (p / "launch.json").is_file()]
+        if not runs:
+            return None
+        return max(runs, key=lambda p: (p / "launch.json").stat().st_mtime).name
+
+    def _summary(self, run_id: str, log: Path) -> LogSummary:
+        summary = self._summaries.setdefault(run_id, LogSummary())
+        try:
+            with log.open("rb") as handle:
+                handle.seek(summary.offset)
+                data = handle.read()
+        except OSError:
+            return summary
+        complete = data[: data.rfind(b"\n") + 1]  # a partial last line waits for its end
+        for line in complete.decode("utf-8", errors="replace").splitlines():
+            summary.feed(line)
+        summary.offset += len(complete)
+        return summary
+
+    def state_of(self, run_id: str) -> tuple[str, dict[str, Any]]:
+        """(state, state.json) from the files; a vanished supervisor means failed."""
+        run_dir = self.run_dir(run_id)
+        state = read_json(run_dir / "state.json") or {}
+        if "returncode" in state:
+            return ("succeeded" if state["returncode"] == 0 else "failed"), state
+        lock = self.live_lock()
+        if lock and lock["run_id"] == run_id:
+            return ("running" if state else "queued"), state
+        return "failed", state
+
+    def status(self, run_id: str) -> dict[str, Any]:
+        run_dir = self.run_dir(run_id)
+        state, record = self.state_of(run_id)
+        launch = read_json(run_dir / "launch.json") or {}
+        summary = self._summary(run_id, run_dir / "train.log")
+        step = summary.last_step or {}
+        out: dict[str, Any] = {
+            "run_id": run_id,
+            "state": state,
+            "step": step.get("step", 0),
+            "total": step.get("total", summary.total),
+            "epoch": step.get("epoch"),
+            "loss": step.get("loss"),
+            "tokens_per_s": step.get("tokens_per_s"),
+            "created_at": launch.get("created_at"),
+            "started_at": record.get("started_at"),
+            "finished_at": record.get("finished_at"),
+            "returncode": record.get("returncode"),
+            "params": launch.get("params", {}),
+            "adapter": None,
+            "error": None,
+            "log_tail": None,
+        }
+        plan = summary.extra.get("plan")
+        if plan:
+            out["loss_mode"], out["packing"] = plan.get("loss_mode"), plan.get("packing")
+        if summary.pushed:
+            out["adapter"] = {
+                "repo": summary.pushed.get("repo"),
+                "revision": summary.pushed.get("revision"),
+                "url": summary.pushed.get("url"),
+            }
+        elif state == "succeeded":
+            out["adapter"] = {"repo": None, "revision": None, "path": str(run_dir / "adapter")}
+        if state == "failed":
+            if summary.error:
+                out["error"] = summary.error.get("error")
+            elif "returncode" in record:
+                out["error"] = f"train.py exited with code {record['returncode']}"
+            else:
+                out["error"] = "the training process ended without recording a result"
+            out["log_tail"] = self.tail(run_id)
+        return out
+
+    def tail(self, run_id: str, lines: int = TAIL_LINES) -> str:
+        log = self.run_dir(run_id) / "train.log"
+        try:
+            with log.open("rb") as handle:
+                handle.seek(max(0, log.stat().st_size - LOG_CHUNK))
+                data = handle.read()
+        except OSError:
+            return ""
+        text = data.decode("utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def logs(self, run_id: str, offset: int, limit: int = LOG_CHUNK) -> dict[str, Any]:
+        """A page of the raw log from ``offset``; ends on a line break when it can."""
+        log = self.run_dir(run_id) / "train.log"
+        state, _ = self.state_of(run_id)
+        size = log.stat().st_size if log.exists() else 0
+        offset = min(max(0, offset), size)
+        with log.open("rb") as handle:
+            handle.seek(offset)
+            data = handle.read(limit)
+        if offset + len(data) < size and b"\n" in data:
+            data = data[: data.rfind(b"\n") + 1]
+        elif offset + len(data) == size and state in ("queued", "running") and b"\n" in data:
+            data = data[: data.rfind(b"\n") + 1]  # the last line may still be growing
+        next_offset = offset + len(data)
+        finished = state in ("succeeded", "failed")
+        return {
+            "run_id": run_id,
+            "text": data.decode("utf-8", errors="replace"),
+            "offset": offset,
+            "next_offset": next_offset,
+            "size": size,
+            "state": state,
+            "done": finished and next_offset >= size,
+        }
+
+
+# ------------------------------------------------------------------ the supervisor
+
+
+def supervise(run_dir: Path) -> int:
+    """Run train.py for one run, record how it ended, release the lock."""
+    launch = read_json(run_dir / "launch.json")
+    if launch is None:
+        print(f"[app] {run_dir}: no launch.json", flush=True)
+        return 2
+    root = run_dir.parent
+    record = {"run_id": launch["run_id"], "supervisor_pid": os.getpid(), "started_at": now()}
+    with (run_dir / "train.log").open("ab") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-u", str(TRAIN_PY), *launch["argv"]],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=run_dir,
+        )
+        record["train_pid"] = child.pid
+        write_json(run_dir / "state.json", record)
+
+        def forward(signum: int, _frame: object) -> None:
+            child.send_signal(signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        returncode = child.wait()
+    record.update(returncode=returncode, finished_at=now())
+    write_json(run_dir / "state.json", record)
+    with runs_lock(root):
+        lock = read_json(root / "active.json")
+        if lock and lock.get("run_id") == launch["run_id"]:
+            (root / "active.json").unlink(missing_ok=True)
+    return 0
+
+
+# ------------------------------------------------------------------ diagnostics
+
+
+DIAGNOSTICS: dict[str, Any] = {"python": sys.version.split()[0], "status": "checking"}
+
+
+def diagnose() -> None:
+    """Print what the hardware looks like (CUDA, GPU, driver) without blocking start-up."""
+    info = DIAGNOSTICS
+    try:
+        import torch
+
+        info.update(torch=torch.__version__, cuda_build=torch.version.cuda)
+        info["cuda_available"] = torch.cuda.is_available()
+        if info["cuda_available"]:
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except Exception as exc:  # diagnostics must never take the app down
+        info["torch_error"] = f"{type(exc).__name__}: {exc}"
+    if shutil.which("nvidia-smi"):
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=False,
+            )
+            info["nvidia_smi"] = out.stdout.strip() or out.stderr.strip()
+    info["status"] = "done"
+    print("[app] diagnostics " + json.dumps(info), flush=True)
+
+
+# ------------------------------------------------------------------ API functions
+
+
+@functools.cache
+def runs() -> Runs:
+    """One Runs per process, made on first use (after the environment is final)."""
+    return Runs(runs_dir())
+
+
+def _gr_error(message: str) -> Exception:
+    import gradio as gr
+
+    return gr.Error(message, print_exception=False)
+
+
+def start_training(params: str = "") -> str:
+    """Start a training run (JSON params) or return the active one; returns JSON."""
+    try:
+        parsed = parse_params(params)
+        status, created = runs().start(parsed)
+    except ParamsError as exc:
+        raise _gr_error(str(exc)) from None
+    return json.dumps({**status, "created": created})
+
+
+def training_status(run_id: str = "") -> str:
+    """State, progress, adapter commit or error of a run (empty id: the latest); JSON."""
+    run_id = (run_id or "").strip() or runs().latest() or ""
+    if not run_id:
+        return json.dumps({"run_id": None, "state": None, "error": "no run yet"})
+    try:
+        return json.dumps(runs().status(run_id))
+    except UnknownRun as exc:
+        raise _gr_error(str(exc)) from None
+
+
+def training_logs(run_id: str = "", offset: float = 0) -> str:
+    """A page of a run's raw log from byte ``offset``; JSON {text, next_offset, done}."""
+    run_id = (run_id or "").strip() or runs().latest() or ""
+    try:
+        return json.dumps(runs().logs(run_id, int(offset or 0)))
+    except UnknownRun as exc:
+        raise _gr_error(str(exc)) from None
+
+
+# ------------------------------------------------------------------ the UI
+
+
+def _readable(text: str) -> str:
+    """The log without the machine-readable event lines."""
+    return "\n".join(line for line in text.splitlines() if not line.startswith(EVENT_PREFIX))
+
+
+def _panel(run_id: str | None) -> tuple[dict[str, Any], str]:
+    run_id = run_id or runs().latest()
+    if not run_id:
+        return {"state": "no run yet", "diagnostics": DIAGNOSTICS}, ""
+    try:
+        status = runs().status(run_id)
+        log = _readable(runs().tail(run_id, lines=400))
+    except UnknownRun:
+        return {"state": f"no run {run_id}"}, ""
+    shown = {k: v for k, v in status.items() if k not in ("log_tail", "params")}
+    shown["diagnostics"] = DIAGNOSTICS
+    return shown, log
+
+
+def build_ui() -> Any:
+    import gradio as gr
+
+    def ui_start(params: str) -> tuple[str, dict[str, Any], str]:
+        try:
+            status, _ = runs().start(parse_params(params))
+        except ParamsError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        panel, log = _panel(status["run_id"])
+        return status["run_id"], panel, log
+
+    def ui_refresh(run_id: str) -> tuple[dict[str, Any], str]:
+        return _panel(run_id)
+
+    defaults = {k: os.environ[v] for k, (_, v) in PARAMS.items() if v and os.environ.get(v)}
+    with gr.Blocks(title="QLoRA trainer") as demo:
+        gr.Markdown(
+            "# QLoRA trainer\nPress **Start Training** to fine-tune the base model on the "
+            "dataset (defaults: the Space variables). Training runs in the background: "
+            "closing this page does not stop it."
+        )
+        current = gr.State("")
+        with gr.Row():
+            with gr.Column(scale=1):
+                params = gr.Code(
+                    value=json.dumps(defaults, indent=2) if defaults else "{}",
+                    language="json",
+                    label="Parameters (JSON; empty keys use the Space variables)",
+                )
+                button = gr.Button("Start Training", variant="primary")
+            with gr.Column(scale=1):
+                panel = gr.JSON(label="Status")
+        log = gr.Textbox(label="Log", lines=24, max_lines=24, autoscroll=True, interactive=False)
+        button.click(
+            ui_start,
+            inputs=params,
+            outputs=[current, panel, log],
+            api_visibility="private",
+            concurrency_limit=1,
+        )
+        timer = gr.Timer(2.0)
+        timer.tick(
+            ui_refresh,
+            inputs=current,
+            outputs=[panel, log],
+            api_visibility="private",
+            concurrency_limit=None,
+        )
+        demo.load(ui_refresh, inputs=current, outputs=[panel, log], api_visibility="private")
+        gr.api(start_training, api_name="start_training", concurrency_limit=1)
+        gr.api(training_status, api_name="training_status", concurrency_limit=None)
+        gr.api(training_logs, api_name="training_logs", concurrency_limit=None)
+    return demo
+
+
+def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--supervise":
+        return supervise(Path(sys.argv[2]))
+    print(f"[app] runs folder {runs().root}", flush=True)
+    threading.Thread(target=diagnose, name="diagnostics", daemon=True).start()
+    demo = build_ui()
+    import gradio as gr
+
+    demo.queue(default_concurrency_limit=4).launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),  # noqa: S104 - a container
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        theme=gr.themes.Soft(),
+        footer_links=["api", "gradio", "settings"],
+        show_error=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
