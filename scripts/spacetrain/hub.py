@@ -136,6 +136,8 @@ def explain(exc: BaseException, what: str, *, endpoint: str) -> SpacetrainError:
         return UsageError(f"cannot {what}: no such revision{detail}")
     if isinstance(exc, RemoteEntryNotFoundError):
         return UsageError(f"cannot {what}: no such file in the repo{detail}")
+    if status == 401 and not isinstance(exc, RepositoryNotFoundError) and not token_from_env():
+        return AuthError(f"cannot {what}: {endpoint} wants a token (401); set HF_TOKEN")
     if status == 401 and not isinstance(exc, RepositoryNotFoundError):
         return AuthError(
             f"cannot {what}: {endpoint} rejected the token in HF_TOKEN (401); "
