@@ -15,8 +15,11 @@ TOKEN = "hf_localhub_test_token"
 
 @pytest.fixture(scope="session")
 def localhub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
-    """A LocalHub on a free port for the whole session (open: any token works)."""
-    hub = LocalHub(root=tmp_path_factory.mktemp("localhub"), port=0).start()
+    """A LocalHub on a free port for the whole session (open: any token works).
+
+    Builds take 0.2 s so tests can see BUILDING before APP_STARTING.
+    """
+    hub = LocalHub(root=tmp_path_factory.mktemp("localhub"), port=0, build_delay=0.2).start()
     try:
         yield hub
     finally:

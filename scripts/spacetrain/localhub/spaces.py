@@ -138,12 +138,20 @@ class LogBuffer:
             return "".join(line for _, line in self._lines[-n:])
 
 
+def _closed_log() -> LogBuffer:
+    log = LogBuffer()
+    log.close()
+    return log
+
+
 def _free_port(preferred: int | None = None) -> int:
     """``preferred`` when nothing listens there, else a port the kernel hands out."""
     for port in (preferred, 0):
         if port is None:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            # As the app's server will: a port whose old connections linger in TIME_WAIT is free.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
@@ -248,8 +256,8 @@ class Space:
     generation: int = 0
     running_since: float | None = None
     forced_next_build: tuple[str, str | None] | None = None
-    build_log: LogBuffer = field(default_factory=LogBuffer)
-    run_log: LogBuffer = field(default_factory=LogBuffer)
+    build_log: LogBuffer = field(default_factory=_closed_log)
+    run_log: LogBuffer = field(default_factory=_closed_log)
     sdk: str | None = None
 
 
@@ -540,8 +548,11 @@ class SpaceSupervisor:
                 space.app = None
             if space.port is None:
                 space.port = _free_port()
-            space.build_log.close()
-            space.build_log = log = LogBuffer(_log_path(space, "build.log"))
+            if rebuild:
+                space.build_log.close()
+                space.build_log = log = LogBuffer(_log_path(space, "build.log"))
+            else:
+                log = LogBuffer()  # a restart keeps the last build's log, as the Hub does
             if rebuild:
                 self._set_stage(space, RUNNING_BUILDING if serving else BUILDING, repo)
             else:
@@ -571,8 +582,9 @@ class SpaceSupervisor:
         with space.lock:
             if not self._current(space, generation):
                 return
-            space.build_log.append(f"===== {stage}: {error}")
-            space.build_log.close()
+            if not space.build_log.closed:
+                space.build_log.append(f"===== {stage}: {error}")
+                space.build_log.close()
             space.sha = sha
         self._halt(space, repo, stage, error)
 
