@@ -209,3 +209,31 @@ def test_repos_survive_a_restart(tmp_path: Path, folder: Path) -> None:
         assert (info.sha, info.private) == (sha, True)
         assert api.list_repo_refs("alice/m").tags[0].target_commit == sha
         assert "data/part-1.txt" in api.list_repo_files("alice/m")
+
+
+def test_branches_settings_move_and_delete(api: HfApi, hub: LocalHub, tmp_path: Path) -> None:
+    api.create_repo("alice/m")
+    api.create_branch("alice/m", branch="dev")
+    dev = api.upload_file(
+        path_or_fileobj=b"dev", path_in_repo="d.txt", repo_id="alice/m", revision="dev"
+    )
+    assert "d.txt" not in api.list_repo_files("alice/m")
+    assert "d.txt" in api.list_repo_files("alice/m", revision="dev")
+    path = hf_hub_download("alice/m", "d.txt", revision="dev", endpoint=hub.url, cache_dir=tmp_path)
+    assert Path(path).read_bytes() == b"dev"
+    assert {b.name: b.target_commit for b in api.list_repo_refs("alice/m").branches}[
+        "dev"
+    ] == dev.oid
+    api.delete_branch("alice/m", branch="dev")
+    assert [b.name for b in api.list_repo_refs("alice/m").branches] == ["main"]
+
+    api.update_repo_settings("alice/m", private=True)
+    assert api.model_info("alice/m").private is True
+    api.move_repo("alice/m", "alice/renamed")
+    assert api.model_info("alice/renamed").private is True
+    assert not api.repo_exists("alice/m")
+    assert [m.id for m in api.list_models(author="alice")] == ["alice/renamed"]
+    api.delete_repo("alice/renamed")
+    assert not api.repo_exists("alice/renamed")
+    api.create_repo("alice/renamed")  # the name is free again
+    assert api.list_repo_files("alice/renamed") == [".gitattributes"]

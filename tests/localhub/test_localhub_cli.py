@@ -1,0 +1,81 @@
+"""``spacetrain localhub serve`` as a user runs it: a real subprocess, signals, exit codes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from huggingface_hub import HfApi
+from huggingface_hub.errors import HfHubHTTPError
+
+pytestmark = pytest.mark.e2e
+
+
+def _serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "spacetrain",
+            "localhub",
+            "serve",
+            "--root",
+            str(tmp_path / "hub"),
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_serve_prints_the_endpoint_and_stops_on_sigterm(tmp_path: Path) -> None:
+    proc = _serve(tmp_path, "--port", "0", env={"LOCALHUB_TOKENS": "hf_a:alice,hf_b"})
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        assert line.startswith("HF_ENDPOINT=http://127.0.0.1:")
+        url = line.split("=", 1)[1]
+        assert HfApi(endpoint=url, token="hf_a").whoami()["name"] == "alice"
+        assert HfApi(endpoint=url, token="hf_b").whoami()["name"] == "localhub-user"
+        with pytest.raises(HfHubHTTPError):
+            HfApi(endpoint=url, token="hf_c").whoami()
+        HfApi(endpoint=url, token="hf_a").create_repo("alice/m")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert (tmp_path / "hub" / "models" / "alice" / "m.git").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--faults", "{bad"], "spacetrain localhub: error: --faults: not JSON"),
+        (["--faults", '{"nope": 1}'], "fault: unknown keys ['nope']"),
+        (["--faults", "@missing.json"], "missing.json: cannot read the faults file"),
+        (["--token", ":alice"], "--token: empty token"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    proc = _serve(tmp_path, "--port", "0", *args)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_a_busy_port_exits_2(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        proc = _serve(tmp_path, "--port", str(busy.getsockname()[1]))
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert "cannot listen on 127.0.0.1:" in err and "(try --port 0)" in err
