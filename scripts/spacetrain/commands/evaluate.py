@@ -60,10 +60,19 @@ def _write_outputs(args: argparse.Namespace, report: dict[str, Any]) -> None:
 
 
 def _quiet_libraries() -> None:
+    """Keep the CI log to our progress lines: no load bars, no notes about 4-bit kernels
+    (evaluation never runs 4-bit), no deprecation chatter from inside the libraries."""
+    import logging
+    import warnings
+
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    for module in ("transformers", "peft", "torch"):
+        warnings.filterwarnings("ignore", category=FutureWarning, module=module)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     policy = load_gate(args.gate)
     baseline, baseline_meta = _baseline(args.baseline_report, policy)
-    batch_size = args.batch_size or suite.generation.batch_size
+    batch_size = suite.generation.batch_size if args.batch_size is None else args.batch_size
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, not {batch_size}")
     if args.adapter_revision and not args.adapter:
@@ -124,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         meta["generation"]["dtype"] = gen.dtype
         timings["load_s"] = round(time.perf_counter() - t0, 3)
         if args.compare_base or adapter is None:
-            _say(f"generating {len(conversations)} answers with the base model alone ...")
+            _say(f"generating {_answers(conversations)} with the base model alone ...")
             t0 = time.perf_counter()
             base_outputs = _generate(gen, suite, conversations, batch_size)
             timings["base_generate_s"] = round(time.perf_counter() - t0, 3)
@@ -134,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
             gen.apply_adapter(adapter, merge=True)
             meta["generation"]["merged"] = gen.merged
             timings["adapter_load_s"] = round(time.perf_counter() - t0, 3)
-            _say(f"generating {len(conversations)} answers with the adapter ...")
+            _say(f"generating {_answers(conversations)} with the adapter ...")
             t0 = time.perf_counter()
             outputs = _generate(gen, suite, conversations, batch_size)
             timings["generate_s"] = round(time.perf_counter() - t0, 3)
@@ -166,6 +175,10 @@ def run(args: argparse.Namespace) -> int:
     _write_outputs(args, report)
     sys.stdout.write(render_text(report))
     return EXIT_OK if report["passed"] else EXIT_FAILED
+
+
+def _answers(conversations: list) -> str:
+    return f"{len(conversations)} answer" + ("" if len(conversations) == 1 else "s")
 
 
 def _generate(gen: Any, suite: Suite, conversations: list, batch_size: int) -> list[str]:
