@@ -32,6 +32,32 @@ _UBUNTU_PYTHON = {"20.04": "3.8", "22.04": "3.10", "24.04": "3.12", "26.04": "3.
 _DEBIAN_PYTHON = {"bullseye": "3.9", "bookworm": "3.11", "trixie": "3.13"}
 
 
+_INDEX_VARIABLES = {
+    "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "PIP_CERT", "PIP_CLIENT_CERT",
+    "PIP_PROXY", "PIP_DEFAULT_TIMEOUT",
+}  # fmt: skip
+_MANYLINUX = re.compile(r"^manylinux_(\d+)_(\d+)_(\w+)$")
+_LEGACY = {"manylinux2014": (2, 17), "manylinux2010": (2, 12), "manylinux1": (2, 5)}
+
+
+def platform_tags(platform: str) -> list[str]:
+    """``manylinux_2_28_x86_64`` and every older manylinux tag a glibc-2.28 system runs.
+
+    pip (23.x) takes ``--platform`` literally, so without this a ``manylinux1`` wheel
+    (torch 2.1.0's) would look uninstallable on a ``manylinux_2_28`` platform.
+    """
+    match = _MANYLINUX.match(platform)
+    if not match:
+        return [platform]
+    major, minor, arch = int(match.group(1)), int(match.group(2)), match.group(3)
+    tags = [f"manylinux_{major}_{m}_{arch}" for m in range(minor, 4, -1)] if major == 2 else []
+    tags = tags or [platform]
+    for legacy, (lmajor, lminor) in _LEGACY.items():
+        if (major, minor) >= (lmajor, lminor) and arch in {"x86_64", "i686", "aarch64"}:
+            tags.append(f"{legacy}_{arch}")
+    return tags
+
+
 @dataclass(frozen=True)
 class Resolution:
     """pip's verdict on the pinned set."""
@@ -168,13 +194,18 @@ def _run(
     find_links: list[str] | None,
     settings: dict[str, object],
 ) -> _Run:
-    env = dict(os.environ)
+    # pip's config files and most PIP_* variables describe *this* machine (a constraints
+    # file, a local wheel folder), not the image: leave them out. Online, the index
+    # variables stay so a mirror still works.
+    keep = set() if find_links else _INDEX_VARIABLES
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k in keep}
+    env["PIP_CONFIG_FILE"] = os.devnull
     command = [python, "-m", "pip", "install", "--dry-run", "--ignore-installed"]
     command += ["--disable-pip-version-check", "--no-input", "--retries", "1"]
-    command += ["--only-binary=:all:", "--python-version", version, "--platform", platform]
+    command += ["--only-binary=:all:", "--python-version", version]
+    for tag in platform_tags(platform):
+        command += ["--platform", tag]
     if find_links:
-        env = {k: v for k, v in env.items() if not k.startswith("PIP_")}
-        env["PIP_CONFIG_FILE"] = os.devnull
         command += ["--no-index"]
         for folder in find_links:
             command += ["--find-links", str(Path(folder).resolve())]
@@ -232,6 +263,12 @@ def explain(output: str) -> tuple[str, tuple[str, ...]]:
                 if not line.startswith("    "):
                     break
                 cause.append(line.strip())
+        requested = [
+            canonicalize_name(m.group(1))
+            for m in (re.match(r"The user requested ([A-Za-z0-9._-]+)", c) for c in cause)
+            if m
+        ]
+        culprits = list(dict.fromkeys([*requested, *culprits]))  # the user's own pins first
         reason = f"cannot install {match.group(1)} together"
         if cause:
             reason += ": " + "; ".join(cause)

@@ -1,13 +1,13 @@
-"""Every rule family; importing this package fills REGISTRY (order = documentation order)."""
+"""Every rule family; importing this package fills REGISTRY in documentation order."""
 
-from spacetrain.lint.rules import (
-    app,
-    dockerfile,
-    files,
-    readme,
-    resolve,
-    secrets,
-    suppression,
-)
+# isort: off
+from spacetrain.lint.rules import files
+from spacetrain.lint.rules import dockerfile
+from spacetrain.lint.rules import readme
+from spacetrain.lint.rules import app
+from spacetrain.lint.rules import secrets
+from spacetrain.lint.rules import resolve
+from spacetrain.lint.rules import suppression
+# isort: on
 
 __all__ = ["app", "dockerfile", "files", "readme", "resolve", "secrets", "suppression"]

@@ -17,7 +17,7 @@ from spacetrain.lint.space_folder import SpaceFolder
     opt_in=True,
 )
 def pins_unresolvable(space: SpaceFolder) -> Iterator[Hit]:
-    """The Dockerfile's exact pins cannot be installed together (opt-in: `--resolve`).
+    """The Dockerfile's exact pins cannot be installed together.
 
     ## What it does
     With `spacetrain lint --resolve`, asks pip's resolver for a dry run of every exact
