@@ -16,6 +16,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from packaging.utils import canonicalize_name
 
@@ -164,7 +165,7 @@ def resolve_pins(
     torch_names = {canonicalize_name(n) for n in policy["pip"]["torch_packages"]}
     dropped = sorted(n for n in by_name if n in torch_names)
     bad_urls = sorted({u for n in dropped for u in by_name[n]})
-    if not dropped or not any(u.rstrip("/") in first.unreachable_text for u in bad_urls):
+    if not dropped or not any(_mentioned(u, first.unreachable_text) for u in bad_urls):
         raise InfraError(f"pip could not reach the package index: {first.reason}")
     kept = [r for r in requirements if canonicalize_name(re.split(r"[\[=]", r)[0]) not in dropped]
     rest = [u for u in urls if u not in bad_urls]
@@ -173,6 +174,12 @@ def resolve_pins(
         raise InfraError(f"pip could not reach the package index: {second.reason}")
     note = f"left out {', '.join(dropped)}: {', '.join(bad_urls)} is unreachable"
     return verdict(second, kept, left_out=tuple(dropped), note=note)
+
+
+def _mentioned(url: str, text: str) -> bool:
+    """Whether pip's network warnings name ``url`` (they often show only its path)."""
+    path = urlsplit(url).path.rstrip("/")
+    return url.rstrip("/") in text or bool(path and f"{path}/" in text)
 
 
 @dataclass(frozen=True)
