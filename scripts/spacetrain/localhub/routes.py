@@ -16,6 +16,7 @@ import re
 import socket
 import threading
 import time
+import traceback
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -329,14 +330,17 @@ def create_repo(ctx: Context, req: Request) -> Response:
                 }
             if table:
                 settings[kind] = table
-    repo = ctx.store.create(
-        repo_type,
-        repo_id,
-        author=user,
-        private=private,
-        sdk=body.get("sdk") if repo_type == "space" else None,
-        meta={"space": settings} if repo_type == "space" else None,
-    )
+    try:
+        repo = ctx.store.create(
+            repo_type,
+            repo_id,
+            author=user,
+            private=private,
+            sdk=body.get("sdk") if repo_type == "space" else None,
+            meta={"space": settings} if repo_type == "space" else None,
+        )
+    except Conflict as exc:  # created by a concurrent request, or differing only in case
+        raise Conflict(exc.message, extra={"url": url}) from None
     if repo_type == "space":
         ctx.spaces.resume(repo)
     return json_response({"url": url, "name": repo_id, "id": repo.meta.get("_id")})
@@ -668,7 +672,7 @@ def resolve(
     repo_type = {"datasets": "dataset", "spaces": "space", None: "model"}[prefix]
     repo = _repo(ctx, req, repo_type, f"{ns}/{name}")
     sha = repo.resolve(rev)
-    entry, data = repo.file(sha, path)
+    entry = repo.file_entry(sha, path)
     headers = {
         "X-Repo-Commit": sha,
         "ETag": f'"{entry.oid}"',
@@ -676,6 +680,9 @@ def resolve(
         "Content-Type": "application/octet-stream",
         "Content-Disposition": f"inline; filename*=UTF-8''{quote(path.rsplit('/', 1)[-1])}",
     }
+    if req.method == "HEAD":  # the size is known: no need to read the blob
+        return Response(200, b"", {**headers, "Content-Length": str(entry.size)})
+    data = repo.read_blob(entry.oid)
     wanted = req.headers.get("Range")
     if wanted:
         match = _RANGE.match(wanted.strip())
@@ -972,7 +979,6 @@ class Handler(BaseHTTPRequestHandler):
         started = time.monotonic()
         request_id = uuid.uuid4().hex
         raw_path, _, raw_query = self.path.partition("?")
-        status = 500
         try:
             body = self._read_body()
         except (ValueError, OSError):
@@ -999,23 +1005,23 @@ class Handler(BaseHTTPRequestHandler):
             response = handler(self.ctx, req, **params)
         except HubError as exc:
             response = json_response(exc.body(), exc.status, exc.wire_headers())
-        except Exception as exc:
+        except Exception as exc:  # a bug must still answer, not hang the client
+            traceback.print_exc()
             response = json_response({"error": f"localhub internal error: {exc!r}"}, 500)
-        status = response.status
+        # Logged before the answer goes out: a client that reads the log next sees it.
+        self.ctx.requests.append(
+            {
+                "method": self.command,
+                "path": raw_path,
+                "query": raw_query,
+                "status": response.status,
+                "ms": round((time.monotonic() - started) * 1000, 2),
+            }
+        )
         try:
             self._send(response, request_id)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
-        finally:
-            self.ctx.requests.append(
-                {
-                    "method": self.command,
-                    "path": raw_path,
-                    "query": raw_query,
-                    "status": status,
-                    "ms": round((time.monotonic() - started) * 1000, 2),
-                }
-            )
 
     def _send(self, response: Response, request_id: str) -> None:
         self.send_response(response.status)
@@ -1024,7 +1030,7 @@ class Handler(BaseHTTPRequestHandler):
             headers["Connection"] = "close"
             self.close_connection = True
         else:
-            headers["Content-Length"] = str(len(response.body))
+            headers.setdefault("Content-Length", str(len(response.body)))
         for key, value in headers.items():
             self.send_header(key, value)
         self.end_headers()

@@ -786,21 +786,20 @@ class SpaceSupervisor:
                 return
             time.sleep(0.05)
         with space.lock:
-            if not self._current(space, generation) or space.starting is not proc:
-                old = None
-                stale = True
-            else:
-                stale = False
+            stale = not self._current(space, generation) or space.starting is not proc
+            if not stale:
                 old, space.app, space.starting = space.app, proc, None
                 space.port = port
                 space.sha = sha
-                space.running_since = None
-                self._set_stage(space, RUNNING, repo)
         if stale:
             proc.stop(self.options.stop_timeout)
             return
-        if old is not None:
+        if old is not None:  # stopped before RUNNING is announced: one app per Space after
             old.stop(self.options.stop_timeout)
+        with space.lock:
+            if self._current(space, generation) and space.app is proc:
+                space.running_since = None
+                self._set_stage(space, RUNNING, repo)
         self._prune_checkouts(space, workdir)
 
     @staticmethod

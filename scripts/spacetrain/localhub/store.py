@@ -428,7 +428,8 @@ class Repo:
 
     def commit(self, sha: str, *, missing_ok: bool = False) -> Commit | None:
         """The parsed commit ``sha`` (cached: commits never change)."""
-        cached = self._commits.get(sha)
+        with self.lock:
+            cached = self._commits.get(sha)
         if cached is not None:
             return cached
         found = self._cat.read(sha)
@@ -450,9 +451,10 @@ class Repo:
                 stamp = int(value.rsplit(" ", 2)[-2])
         title, _, body = message.partition("\n")
         commit = Commit(sha, tree, tuple(parents), author, stamp, title, body.strip("\n"))
-        self._commits[sha] = commit
-        if len(self._commits) > _COMMIT_CACHE_SIZE:
-            self._commits.popitem(last=False)
+        with self.lock:
+            self._commits[sha] = commit
+            if len(self._commits) > _COMMIT_CACHE_SIZE:
+                self._commits.popitem(last=False)
         return commit
 
     def history(self, sha: str) -> Iterator[Commit]:
@@ -497,13 +499,18 @@ class Repo:
             raise EntryNotFound(f"No blob {oid}")
         return found[1]
 
-    def file(self, sha: str, path: str) -> tuple[Entry, bytes]:
-        """The entry and content of ``path`` at commit ``sha``."""
+    def file_entry(self, sha: str, path: str) -> Entry:
+        """The entry of file ``path`` at commit ``sha`` (EntryNotFound names the commit)."""
         entry = self.snapshot(sha).files.get(path)
         if entry is None:
             raise EntryNotFound(
                 f"{path} does not exist on {self.repo_id}@{sha}", headers={"X-Repo-Commit": sha}
             )
+        return entry
+
+    def file(self, sha: str, path: str) -> tuple[Entry, bytes]:
+        """The entry and content of ``path`` at commit ``sha``."""
+        entry = self.file_entry(sha, path)
         return entry, self.read_blob(entry.oid)
 
     def should_ignore(self, sha: str, path: str, gitignore: str | None) -> bool:
