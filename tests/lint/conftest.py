@@ -95,14 +95,14 @@ def make_wheels(tmp_path: Path) -> Callable[[list[dict]], Path]:
 
 @pytest.fixture
 def space(tmp_path: Path) -> Callable[..., Path]:
-    """A copy of the base Space with some files replaced: ``space(Dockerfile="...")``."""
+    """A copy of the base Space with files replaced (None deletes): ``space(**{"app.py": s})``."""
 
     def make(**files: str | bytes | None) -> Path:
         dest = tmp_path / "space"
         if not dest.exists():
             shutil.copytree(BASE, dest)
         for name, content in files.items():
-            target = dest / name.replace("__", "/").replace("DOT", ".")
+            target = dest / name
             if content is None:
                 target.unlink()
             elif isinstance(content, bytes):
