@@ -54,9 +54,9 @@ def test_comment_inside_the_continuation_covers_the_next_line(space) -> None:
 
 
 def test_a_suppression_for_another_rule_does_not_cover(space) -> None:
-    root = space(Dockerfile=with_unpinned("# spacetrain: ignore[torch-cpu-wheel] not this rule\n"))
-    report = lint_folder(root, load_policy(None))
-    assert rules_of(report) == [("pip-unpinned", line_of(BASE_DF, "huggingface_hub"))]
+    df = with_unpinned("# spacetrain: ignore[torch-cpu-wheel] not this rule\n")
+    report = lint_folder(space(Dockerfile=df), load_policy(None))
+    assert rules_of(report) == [("pip-unpinned", line_of(df, "huggingface_hub"))]
     assert report.suppressed == []
 
 
