@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     text = REPORTERS[args.format](report)
     for note in report.notes:
         print(f"spacetrain lint: note: {note}", file=sys.stderr)
-    if args.output:
+    if args.output and args.output != "-":  # -o - is stdout
         out = Path(args.output)
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
