@@ -54,8 +54,8 @@ def test_error_protocol_table(error: HubError, status: int, code: str | None) ->
 
 
 def test_error_message_header_is_one_ascii_line() -> None:
-    headers = BadRequest("line one\nline two é").wire_headers()
-    assert headers["X-Error-Message"] == "line one line two ?"
+    headers = BadRequest("line one\nline two é \x00").wire_headers()
+    assert headers["X-Error-Message"] == "line one line two ? ?"
 
 
 @pytest.mark.e2e

@@ -57,6 +57,10 @@ def test_rules_match_paths_and_methods_and_stop_after_count() -> None:
         {"error_rate": 2},
         {"count": -1},
         {"latency_ms": -5},
+        {},  # a rule that would do nothing
+        {"paths": 3, "status_codes": [503]},
+        {"status_codes": ["503"]},
+        {"seed": "1", "status_codes": [503]},
         {"kill_space": "a/b", "seed": 1},
         "not json",
         [1],

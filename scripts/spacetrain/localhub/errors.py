@@ -48,7 +48,7 @@ class HubError(Exception):
     def wire_headers(self) -> dict[str, str]:
         """Headers that carry the error to the client (ASCII only, one line)."""
         headers = dict(self.headers)
-        text = " ".join(self.message.split()).encode("ascii", "replace").decode()
+        text = "".join(c if " " <= c <= "~" else "?" for c in " ".join(self.message.split()))
         headers["X-Error-Message"] = text[:500]
         if self.code:
             headers["X-Error-Code"] = self.code

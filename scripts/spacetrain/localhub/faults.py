@@ -74,10 +74,9 @@ class Decision:
 
 def _as_tuple(value: Any, kind: type) -> tuple:
     items = value if isinstance(value, list | tuple) else [value]
-    try:
-        return tuple(kind(v) for v in items)
-    except (TypeError, ValueError):
-        raise BadRequest(f"fault: expected {kind.__name__} values, got {value!r}") from None
+    if any(isinstance(v, bool) or not isinstance(v, kind) for v in items):
+        raise BadRequest(f"fault: expected {kind.__name__} values, got {value!r}")
+    return tuple(items)
 
 
 def _rule(spec: dict[str, Any]) -> FaultRule:
@@ -87,19 +86,23 @@ def _rule(spec: dict[str, Any]) -> FaultRule:
     codes = _as_tuple(spec.get("status_codes", [503]), int)
     if any(not 400 <= c <= 599 for c in codes) or not codes:
         raise BadRequest(f"fault: status_codes must be 4xx/5xx, got {list(codes)}")
-    rate = float(spec.get("error_rate", 1.0 if "status_codes" in spec else 0.0))
-    if not 0.0 <= rate <= 1.0:
+    rate = spec.get("error_rate", 1.0 if "status_codes" in spec else 0.0)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 <= rate <= 1.0:
         raise BadRequest(f"fault: error_rate must be within [0, 1], got {rate}")
     count = spec.get("count")
     if count is not None and (not isinstance(count, int) or count < 0):
         raise BadRequest(f"fault: count must be a non-negative integer, got {count!r}")
-    seed = int(spec.get("seed", 0))
-    latency = int(spec.get("latency_ms", 0))
-    if latency < 0:
-        raise BadRequest(f"fault: latency_ms must be >= 0, got {latency}")
+    seed = spec.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise BadRequest(f"fault: seed must be an integer, got {seed!r}")
+    latency = spec.get("latency_ms", 0)
+    if isinstance(latency, bool) or not isinstance(latency, int) or latency < 0:
+        raise BadRequest(f"fault: latency_ms must be a whole number >= 0, got {latency!r}")
+    if rate == 0 and latency == 0:
+        raise BadRequest("fault: a rule needs status_codes (or error_rate > 0) or latency_ms")
     return FaultRule(
         status_codes=codes,
-        error_rate=rate,
+        error_rate=float(rate),
         paths=_as_tuple(spec.get("paths", "/api/*"), str),
         methods=tuple(m.upper() for m in _as_tuple(spec.get("methods", []), str)),
         latency_ms=latency,

@@ -39,7 +39,7 @@ from spacetrain.localhub.errors import (
     Unprocessable,
 )
 from spacetrain.localhub.faults import FaultPlan, parse_faults
-from spacetrain.localhub.spaces import SpaceSupervisor
+from spacetrain.localhub.spaces import SpaceSupervisor, check_sleep
 from spacetrain.localhub.store import (
     REPO_TYPES,
     URL_PREFIX,
@@ -317,7 +317,7 @@ def create_repo(ctx: Context, req: Request) -> Response:
         if hardware:
             settings["hardware"] = hardware
         if body.get("sleepTimeSeconds") is not None:
-            settings["sleepTime"] = body["sleepTimeSeconds"]
+            settings["sleepTime"] = check_sleep(body["sleepTimeSeconds"])
         for kind in ("secrets", "variables"):
             table = {}
             for item in body.get(kind) or []:
@@ -486,8 +486,10 @@ def paths_info(ctx: Context, req: Request, kind: str, ns: str, name: str, rev: s
         paths, expand = form.get("paths", []), form.get("expand", ["false"])[-1].lower() == "true"
     if isinstance(paths, str):
         paths = [paths]
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise BadRequest("paths must be a list of strings")
     snap = repo.snapshot(sha)
-    entries = [e for p in paths if (e := snap.entry(str(p).strip("/"))) is not None]
+    entries = [e for p in paths if (e := snap.entry(p.strip("/"))) is not None]
     rows = [_entry_json(e) for e in entries]
     if expand:
         last = _last_commits(repo, sha, [e.path for e in entries])

@@ -412,6 +412,7 @@ class SpaceSupervisor:
             procs = [p for p in (space.app, space.starting) if p is not None]
             space.app = space.starting = None
             self._set_stage(space, stage, repo, error)
+            space.build_log.close()  # an interrupted build's log ends here
         for proc in procs:
             proc.stop(self.options.stop_timeout)
 
@@ -455,14 +456,14 @@ class SpaceSupervisor:
         changed = settings.get("hardware", DEFAULT_FLAVOR) != flavor
         settings["hardware"] = flavor
         if sleep_time is not None:
-            settings["sleepTime"] = _check_sleep(sleep_time)
+            settings["sleepTime"] = check_sleep(sleep_time)
         repo.save_meta()
         if changed:
             self._restart_if_up(repo)
         return self.runtime(repo)
 
     def set_sleep_time(self, repo: Repo, seconds: int) -> dict[str, Any]:
-        self._settings(repo)["sleepTime"] = _check_sleep(seconds)
+        self._settings(repo)["sleepTime"] = check_sleep(seconds)
         repo.save_meta()
         return self.runtime(repo)
 
@@ -863,7 +864,8 @@ class _DeployError(Exception):
         self.stage = stage
 
 
-def _check_sleep(seconds: Any) -> int:
+def check_sleep(seconds: Any) -> int:
+    """A sleep time the Hub accepts: a positive number of seconds, or -1 for never."""
     if isinstance(seconds, bool) or not isinstance(seconds, int) or (seconds < 1 and seconds != -1):
         raise BadRequest(f"sleep time must be a positive number of seconds or -1, got {seconds!r}")
     return seconds
@@ -879,4 +881,5 @@ __all__ = [
     "Space",
     "SpaceOptions",
     "SpaceSupervisor",
+    "check_sleep",
 ]
