@@ -636,11 +636,12 @@ def training_status(run_id: str = "") -> str:
         raise _gr_error(str(exc)) from None
 
 
-def training_logs(run_id: str = "", offset: float = 0) -> str:
-    """A page of a run's raw log from byte ``offset``; JSON {text, next_offset, done}."""
+def training_logs(run_id: str = "", offset: float = 0, limit: float = LOG_CHUNK) -> str:
+    """A page (<= ``limit`` bytes) of a run's raw log from byte ``offset``; JSON."""
     run_id = (run_id or "").strip() or runs().latest() or ""
+    limit = min(max(int(limit or LOG_CHUNK), 1), 1024 * 1024)
     try:
-        return json.dumps(runs().logs(run_id, int(offset or 0)))
+        return json.dumps(runs().logs(run_id, int(offset or 0), limit))
     except UnknownRun as exc:
         raise _gr_error(str(exc)) from None
 
