@@ -4,6 +4,7 @@ and every Python file must parse."""
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -60,10 +61,25 @@ class _GradioNames:
         return bool(self.modules or self.members)
 
 
-def _gradio_names(tree: ast.Module) -> _GradioNames:
+@dataclass(frozen=True)
+class ModuleFacts:
+    """What the app rules need from one module, gathered in a single walk of its AST."""
+
+    names: _GradioNames
+    calls: tuple[ast.Call, ...]
+    assigned: dict[str, list[ast.AST]]
+
+
+@functools.lru_cache(maxsize=64)
+def facts(tree: ast.Module) -> ModuleFacts:
+    """One ``ast.walk`` per module, shared by every rule (a big app.py stays fast)."""
     names = _GradioNames(set(), {})
+    calls: list[ast.Call] = []
+    assigned: dict[str, list[ast.AST]] = {}
     for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
+        if isinstance(node, ast.Call):
+            calls.append(node)
+        elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name == "gradio":
                     names.modules.add(alias.asname or "gradio")
@@ -71,7 +87,25 @@ def _gradio_names(tree: ast.Module) -> _GradioNames:
             for alias in node.names:
                 if alias.name != "*":
                     names.members[alias.asname or alias.name] = alias.name
-    return names
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+            _record_assignment(assigned, node.targets[0], node.value, node)
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            _record_assignment(assigned, node.target, node.value, node)
+    return ModuleFacts(names, tuple(calls), assigned)
+
+
+def _record_assignment(
+    found: dict[str, list[ast.AST]], target: ast.AST, value: ast.AST, node: ast.stmt
+) -> None:
+    """``name = {...}`` and ``name["key"] = value`` (for ``**name`` splats)."""
+    if isinstance(target, ast.Name):
+        found.setdefault(target.id, []).append(value)
+    elif isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name):
+        key = target.slice
+        if isinstance(key, ast.Constant) and isinstance(key.value, str):
+            item = ast.Dict(keys=[key], values=[value])
+            ast.copy_location(item, node)
+            found.setdefault(target.value.id, []).append(item)
 
 
 def _dotted(node: ast.AST) -> str | None:
@@ -109,25 +143,6 @@ class _Kwarg:
     via: str | None  # "**opts (line 12)" when it came through a splat
 
 
-def _dict_assignments(tree: ast.Module) -> dict[str, list[ast.AST]]:
-    """name -> the values assigned to it anywhere (for ``**name`` splats)."""
-    found: dict[str, list[ast.AST]] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target = node.targets[0]
-            if isinstance(target, ast.Name):
-                found.setdefault(target.id, []).append(node.value)
-            elif isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name):
-                key = target.slice
-                if isinstance(key, ast.Constant) and isinstance(key.value, str):
-                    item = ast.Dict(keys=[key], values=[node.value])
-                    ast.copy_location(item, node)
-                    found.setdefault(target.value.id, []).append(item)
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value:
-            found.setdefault(node.target.id, []).append(node.value)
-    return found
-
-
 def _literal_dict_items(node: ast.AST) -> list[tuple[str, ast.AST | None, int]]:
     if isinstance(node, ast.Dict):
         return [
@@ -158,14 +173,13 @@ def _kwargs(call: ast.Call, assigned: dict[str, list[ast.AST]]) -> list[_Kwarg]:
 
 
 def _gradio_calls(tree: ast.Module) -> Iterator[tuple[str, bool, ast.Call]]:
-    names = _gradio_names(tree)
-    if not names.imported:
+    found = facts(tree)
+    if not found.names.imported:
         return
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            found = _callable_name(node, names)
-            if found is not None:
-                yield found[0], found[1], node
+    for node in found.calls:
+        name = _callable_name(node, found.names)
+        if name is not None:
+            yield name[0], name[1], node
 
 
 @rule(
@@ -211,7 +225,7 @@ def gradio_incompatible(space: SpaceFolder) -> Iterator[Hit]:
     for rel, module in space.python.items():
         if module.tree is None:
             continue
-        assigned = _dict_assignments(module.tree)
+        assigned = facts(module.tree).assigned
         for name, from_gradio, call in _gradio_calls(module.tree):
             bad = forbidden.get(name)
             if not bad or (name[:1].isupper() and not from_gradio):
@@ -267,13 +281,13 @@ def _launches(space: SpaceFolder) -> list[tuple[str, ast.Call, list[_Kwarg]]]:
     module = space.python.get(rel)
     if module is None or module.tree is None:
         return []
-    assigned = _dict_assignments(module.tree)
+    assigned = facts(module.tree).assigned
     found = []
     for name, _from_gradio, call in _gradio_calls(module.tree):
         if name == "launch":
             found.append(("launch", call, _kwargs(call, assigned)))
-    for node in ast.walk(module.tree):
-        if isinstance(node, ast.Call) and _dotted(node.func) == "uvicorn.run":
+    for node in facts(module.tree).calls:
+        if _dotted(node.func) == "uvicorn.run":
             found.append(("uvicorn.run", node, _kwargs(node, assigned)))
     return found
 

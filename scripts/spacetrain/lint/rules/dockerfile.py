@@ -11,6 +11,7 @@ from spacetrain.dockerfile import Dockerfile, Instruction, PipRequirement, split
 from spacetrain.lint.globs import glob_full_match
 from spacetrain.lint.model import Hit, Severity
 from spacetrain.lint.registry import rule
+from spacetrain.lint.rules.app import facts
 from spacetrain.lint.space_folder import SpaceFolder
 
 DF = "Dockerfile"
@@ -339,12 +340,11 @@ def healthcheck_missing(space: SpaceFolder) -> Iterator[Hit]:
 
 def _downloads_in_python(tree: ast.Module) -> list[tuple[int, str]]:
     found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            func = node.func
-            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            if name in _PY_DOWNLOADS:
-                found.append((node.lineno, name))
+    for node in facts(tree).calls:
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        if name in _PY_DOWNLOADS:
+            found.append((node.lineno, name))
     return found
 
 
