@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from spacetrain.dockerfile import Dockerfile, Instruction, PipRequirement, split_reference
 from spacetrain.lint.globs import glob_full_match
 from spacetrain.lint.model import Hit, Severity
+from spacetrain.lint.pyfacts import facts
 from spacetrain.lint.registry import rule
-from spacetrain.lint.rules.app import facts
 from spacetrain.lint.space_folder import SpaceFolder
 
 DF = "Dockerfile"
