@@ -129,6 +129,12 @@ def test_absolute_path_inside_cwd_is_shown_relative(tmp_path: Path) -> None:
             ["lint", "space", "--policy", "p.yaml"],
             "spacetrain lint: error: p.yaml:2: ignore.0.reason must be a non-empty reason",
         ),
+        (
+            "duplicate-key",
+            ["lint", "space", "--policy", "p.yaml"],
+            "spacetrain lint: error: p.yaml:3: key 'user-not-1000' appears twice",
+        ),
+        ("list", ["lint", "space", "--policy", "p.yaml"], "p.yaml:1: the policy must be a mapping"),
         (None, ["lint", "space", "--find-links", "nowheels"], "nowheels: --find-links needs"),
     ],
 )
@@ -144,6 +150,8 @@ def test_bad_usage_is_exit_2_with_one_line(
         "bad-regex": "pip:\n  cuda_index: '(unclosed'\n",
         "bad-severity": "rules:\n  user-not-1000: fatal\n",
         "ignore-without-reason": "ignore:\n  - {rule: unexpected-file, path: x, reason: ' '}\n",
+        "duplicate-key": "rules:\n  user-not-1000: warning\n  user-not-1000: error\n",
+        "list": "- files\n",
     }
     if setup == "file":
         (tmp_path / "afile").write_text("x")
@@ -225,6 +233,13 @@ BAD_FILES: list[tuple[str, dict[str, str | bytes], str, int | None, str]] = [
         "readme-front-matter",
         2,
         "must be a YAML mapping",
+    ),
+    (
+        "README with a duplicated key",
+        {"README.md": "---\ntitle: a\nsdk: docker\napp_port: 7860\ntitle: b\n---\n"},
+        "readme-front-matter",
+        5,
+        "duplicated key 'title'",
     ),
     (
         "non-UTF-8 README",

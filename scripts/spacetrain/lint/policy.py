@@ -124,6 +124,7 @@ def load_policy(path: str | Path | None) -> Policy:
             unknown rule id, bad severity or regex (exit 2, with the line).
     """
     from spacetrain.lint.registry import load_rules
+    from spacetrain.lint.space_folder import duplicate_key
 
     if path is None:
         if not DEFAULT_POLICY_PATH.is_file():
@@ -153,6 +154,9 @@ def load_policy(path: str | Path | None) -> Policy:
         raise InputFileError(shown, f"invalid YAML: {problem}", line=line) from None
     if data is None:
         data = {}
+    duplicate = duplicate_key(node)
+    if duplicate is not None:
+        raise InputFileError(shown, f"key {duplicate[1]!r} appears twice", line=duplicate[0])
     checker = _Checker(shown, node)
     checker.check(data, _SCHEMA, ())
     merged = copy.deepcopy(DEFAULTS)

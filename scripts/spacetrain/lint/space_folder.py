@@ -241,6 +241,11 @@ def parse_front_matter(text: str) -> FrontMatter:
         return FrontMatter(
             None, (line, f"front matter is not valid YAML: {problem}"), {}, 1, end + 1
         )
+    duplicate = duplicate_key(node)
+    if duplicate is not None:
+        line, key = duplicate
+        detail = f"front matter is not valid YAML: duplicated key {key!r} (the Hub rejects it)"
+        return FrontMatter(None, (line + 1, detail), {}, 1, end + 1)
     if not isinstance(data, dict):
         return FrontMatter(
             None, (2, "front matter must be a YAML mapping (key: value)"), {}, 1, end + 1
@@ -250,6 +255,24 @@ def parse_front_matter(text: str) -> FrontMatter:
         for key, _value in node.value:
             key_lines[str(key.value)] = key.start_mark.line + 2
     return FrontMatter(data, None, key_lines, 1, end + 1)
+
+
+def duplicate_key(node: yaml.Node | None) -> tuple[int, str] | None:
+    """(1-based line, key) of the first key that a mapping repeats; PyYAML keeps the last."""
+    stack = [node] if node is not None else []
+    while stack:
+        current = stack.pop()
+        if isinstance(current, yaml.MappingNode):
+            seen = set()
+            for key, value in current.value:
+                name = str(key.value)
+                if name in seen:
+                    return key.start_mark.line + 1, name
+                seen.add(name)
+                stack.append(value)
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+    return None
 
 
 def shown_path(path: Path) -> str:
