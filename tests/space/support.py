@@ -100,14 +100,18 @@ def run_train(
     return TrainResult(proc.returncode, proc.stdout, proc.stderr)
 
 
-def load_app() -> ModuleType:
-    """space/app.py as a module (it imports neither gradio nor torch at import time)."""
-    spec = importlib.util.spec_from_file_location("space_app", APP_PY)
+def load_module(path: Path, name: str) -> ModuleType:
+    """A Space file as a module (neither imports gradio nor torch at import time)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["space_app"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def load_app() -> ModuleType:
+    return load_module(APP_PY, "space_app")
 
 
 def free_port() -> int:
