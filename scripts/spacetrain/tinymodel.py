@@ -67,7 +67,7 @@ def build_tiny_llama(
     tokenizer = _train_tokenizer(corpus, vocab_size)
     tokenizer.save_pretrained(out_dir)
     model = _build_model(tokenizer, hidden_size=hidden_size, num_layers=num_layers, seed=seed)
-    model.save_pretrained(out_dir)
+    _save_quietly(model, out_dir)
     _write_readme(out_dir, len(tokenizer), hidden_size, num_layers, seed)
     return out_dir
 
@@ -134,6 +134,19 @@ def _build_model(tokenizer: object, *, hidden_size: int, num_layers: int, seed: 
         do_sample=False,
     )
     return model
+
+
+def _save_quietly(model: object, out_dir: Path) -> None:
+    """save_pretrained without its progress bar (noise in every test log)."""
+    from transformers.utils import logging
+
+    was_enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        model.save_pretrained(out_dir)  # type: ignore[attr-defined]
+    finally:
+        if was_enabled:
+            logging.enable_progress_bar()
 
 
 def _write_readme(out_dir: Path, vocab: int, hidden: int, layers: int, seed: int) -> None:
