@@ -290,9 +290,15 @@ def test_bad_files_are_findings_not_crashes(
     assert text in hits[0]["message"]
 
 
-def test_binary_extra_file_is_unexpected_not_a_crash(space) -> None:
-    root = space(**{"model.bin": bytes(range(256)) * 4})
-    assert main(["lint", str(root)]) == 1
+def test_big_binary_file_is_read_only_in_part_and_reported(
+    space, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = space(**{"model.bin": bytes(range(256)) * (50 << 12)})  # 50 MiB
+    assert main(["lint", str(root), "--format", "json"]) == 1
+    findings = json.loads(capsys.readouterr().out)["findings"]
+    assert [(f["rule"], f["path"].rsplit("/", 1)[-1]) for f in findings] == [
+        ("unexpected-file", "model.bin")
+    ]
 
 
 # ------------------------------------------------------------------ formats

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from spacetrain.lint.suppressions import Suppression
 
 
+MAX_READ = 10 << 20  # the Hub's own threshold for large files (LFS/Xet)
+
+
 @dataclass(frozen=True)
 class SourceFile:
     """One file of the Space: raw bytes, and text when it is UTF-8."""
@@ -129,10 +132,15 @@ class SpaceFolder:
                 if any(glob_match(rel, p) for p in ignore):
                     continue
                 try:
-                    raw = (Path(dirpath) / name).read_bytes()
+                    with (Path(dirpath) / name).open("rb") as handle:
+                        raw = handle.read(MAX_READ + 1)
                 except OSError as exc:
-                    raw = b""
-                    files[rel] = SourceFile(rel, raw, None, (None, f"cannot be read: {exc}"))
+                    detail = f"cannot be read: {exc.strerror or exc}"
+                    files[rel] = SourceFile(rel, b"", None, (None, detail))
+                    continue
+                if len(raw) > MAX_READ:  # weights or data: no Space source is this big
+                    detail = f"is larger than {MAX_READ >> 20} MiB; only its start was read"
+                    files[rel] = SourceFile(rel, raw[:MAX_READ], None, (None, detail))
                     continue
                 files[rel] = decode(rel, raw)
         return cls(shown_root=shown, files=files, policy=policy, resolution=resolution)

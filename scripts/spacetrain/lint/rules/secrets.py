@@ -74,7 +74,7 @@ def hardcoded_token(space: SpaceFolder) -> Iterator[Hit]:
     """A Hugging Face token (or a literal `HF_TOKEN=` value) is written in a Space file.
 
     ## What it does
-    Scans every file of the Space, text or not, for the token patterns of
+    Scans every text file of the Space (UTF-8 or not) for the token patterns of
     `secrets.token_patterns` (`hf_` or `api_org_` followed by 34 letters) and for
     literal values given to the variables of `secrets.env_names` (`HF_TOKEN=…`,
     `ENV HF_TOKEN …`, `"HF_TOKEN": "…"`). Placeholders are skipped: values with a
@@ -100,6 +100,8 @@ def hardcoded_token(space: SpaceFolder) -> Iterator[Hit]:
     patterns = [(p["name"], re.compile(p["regex"])) for p in secrets["token_patterns"]]
     assign, legacy = _assignments(tuple(secrets["env_names"]))
     for rel, source in space.files.items():
+        if b"\x00" in source.raw:
+            continue  # binary (weights, archives): unexpected-file already reports it
         text = source.lossy_text
         python = rel.endswith(".py")
         for number, line in enumerate(text.splitlines(), start=1):
