@@ -250,3 +250,19 @@ def test_explain_reads_pips_conflict_block() -> None:
 def test_lint_folder_without_resolve_never_runs_pip(space) -> None:
     report = lint_folder(space(), Policy.defaults())
     assert "pins-unresolvable" not in report.rules_run
+
+
+def test_unreachable_torch_index_with_the_version_elsewhere_is_a_note(
+    loopback_index: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIP_INDEX_URL", loopback_index)
+    dead = f"http://127.0.0.1:{_closed_port()}/whl/cu126"
+    doc = dockerfile(
+        "FROM python:3.11-slim\n"
+        f"RUN pip install torch==2.1.0 --index-url {dead}\n"
+        "RUN pip install peft==0.7.1\n"
+    )
+    result = resolve_pins(doc, Policy.defaults())
+    assert result.ok, result.reason
+    assert result.left_out == ()
+    assert result.note == f"{dead} unreachable; resolved from the other index"

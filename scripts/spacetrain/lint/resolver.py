@@ -161,7 +161,9 @@ def resolve_pins(
         return Resolution(True, "", (), version, platform, (), 0, note="no exact pins to check")
     first = _run(python, requirements, urls, version, platform, find_links, settings)
     if first.ok or find_links or not first.unreachable:
-        return verdict(first, requirements)
+        missed = [u for u in urls if _mentioned(u, first.unreachable_text)]
+        note = f"{', '.join(missed)} unreachable; resolved from the other index" if missed else ""
+        return verdict(first, requirements, note=note)
     torch_names = {canonicalize_name(n) for n in policy["pip"]["torch_packages"]}
     dropped = sorted(n for n in by_name if n in torch_names)
     bad_urls = sorted({u for n in dropped for u in by_name[n]})
@@ -239,10 +241,10 @@ def _run(
         if done.returncode == 0 and report.is_file():
             installed = len(json.loads(report.read_text()).get("install", []))
     output = f"{done.stdout}\n{done.stderr}"
-    if done.returncode == 0:
-        return _Run(True, "", (), installed, False, "")
-    reason, culprits = explain(output)
     network = [line for line in output.splitlines() if _NETWORK.search(line)]
+    if done.returncode == 0:
+        return _Run(True, "", (), installed, False, "\n".join(network))
+    reason, culprits = explain(output)
     unreachable = bool(network) and "conflicting dependencies" not in output
     return _Run(False, reason, culprits, 0, unreachable, "\n".join(network))
 
