@@ -265,4 +265,4 @@ def test_unreachable_torch_index_with_the_version_elsewhere_is_a_note(
     result = resolve_pins(doc, Policy.defaults())
     assert result.ok, result.reason
     assert result.left_out == ()
-    assert result.note == f"{dead} unreachable; resolved from the other index"
+    assert result.note == f"{dead} unreachable; its packages were taken from the other index"

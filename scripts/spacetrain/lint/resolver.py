@@ -162,7 +162,11 @@ def resolve_pins(
     first = _run(python, requirements, urls, version, platform, find_links, settings)
     if first.ok or find_links or not first.unreachable:
         missed = [u for u in urls if _mentioned(u, first.unreachable_text)]
-        note = f"{', '.join(missed)} unreachable; resolved from the other index" if missed else ""
+        note = (
+            f"{', '.join(missed)} unreachable; its packages were taken from the other index"
+            if missed
+            else ""
+        )
         return verdict(first, requirements, note=note)
     torch_names = {canonicalize_name(n) for n in policy["pip"]["torch_packages"]}
     dropped = sorted(n for n in by_name if n in torch_names)
