@@ -819,19 +819,23 @@ def train(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
     return manifest
 
 
-def _quiet_libraries() -> None:
-    """Progress bars would flood the log the Space tails; our step lines replace them."""
+def _quiet_env() -> None:
+    """Progress bars would flood the log the Space tails; our step lines replace them.
+
+    Environment switches only, so a bad dataset line still fails before heavy imports.
+    """
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # Renamed-argument notices (transformers 5 -> 6) are for this file's maintainers,
     # not for the person watching a training log.
     warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def _quiet_libraries() -> None:
     import datasets
     import transformers
-    from huggingface_hub.utils import disable_progress_bars
 
-    disable_progress_bars()
-    datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
@@ -907,6 +911,7 @@ def push(out: Path, repo: str, run_id: str, private: bool) -> tuple[str, str]:
 
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _quiet_env()
     run_id = args.run_id or default_run_id()
     emit(
         "start",

@@ -121,3 +121,30 @@ def test_rejected_token_exits_2(hub: LocalHub, tmp_path: Path) -> None:
     assert "me/tiny-llama: the Hub rejected the token (HTTP 401)" in res.stderr
     assert "hf_wrongwrongwrongwrong" not in res.stdout + res.stderr
     assert os.environ.get("HF_TOKEN") is None  # the test process itself holds no token
+
+
+def test_hub_dataset_without_jsonl_is_read_by_datasets(
+    hub: LocalHub, tiny_model: Path, tmp_path: Path
+) -> None:
+    """A dataset pushed as parquet (e.g. by `datasets.push_to_hub`) trains the same way."""
+    import datasets
+
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    api.create_repo("me/qa-parquet", repo_type="dataset")
+    parquet = tmp_path / "train-00000-of-00001.parquet"
+    datasets.Dataset.from_list(chat_rows(QA[:6])).to_parquet(str(parquet))
+    sha = api.upload_file(
+        path_or_fileobj=parquet, path_in_repo=f"data/{parquet.name}", repo_id="me/qa-parquet",
+        repo_type="dataset",
+    ).oid  # fmt: skip
+    res = run_train(
+        "--base-model", tiny_model, "--dataset", "me/qa-parquet", "--output-dir", tmp_path / "o",
+        "--no-push", "--epochs", "1", env=_hub_env(hub),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.event("dataset") == {
+        "event": "dataset",
+        "examples": 6,
+        "format": "messages",
+        "revision": sha,
+    }
