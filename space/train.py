@@ -172,6 +172,7 @@ def hub_call(what: str, fn: Callable[[], T]) -> T:
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
+        LocalEntryNotFoundError,
         OfflineModeIsEnabled,
         RemoteEntryNotFoundError,
         RepositoryNotFoundError,
@@ -207,6 +208,8 @@ def hub_call(what: str, fn: Callable[[], T]) -> T:
             last = f"HTTP {status}"
         except (HTTPError, ConnectionError, TimeoutError) as exc:
             last = type(exc).__name__
+        except LocalEntryNotFoundError:  # a download lost the Hub half-way, nothing cached
+            last = "connection lost"
         if time.monotonic() + delay > deadline:
             endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
             raise HubDown(f"{what}: Hub unreachable at {endpoint} ({last})")
@@ -245,7 +248,7 @@ def resolve_model(ref: str, revision: str | None) -> ModelRef:
         path = Path(ref).expanduser().resolve()
         if not (path / "config.json").is_file():
             raise BadInput(f"{path}: not a model folder (no config.json)")
-        return ModelRef(ref, revision, path)
+        return ModelRef(ref, None, path)  # a folder has no revision to pin
     _check_repo_id(ref, "base model")
     from huggingface_hub import HfApi, snapshot_download
 
@@ -929,7 +932,12 @@ def run(argv: list[str] | None = None) -> int:
     repo = revision = url = None
     if args.output_repo:
         repo = args.output_repo
-        revision, url = push(out, repo, run_id, args.private)
+        try:
+            revision, url = push(out, repo, run_id, args.private)
+        except (BadInput, HubDown) as exc:
+            # Hours of training must not vanish with a failed push: say where it is.
+            exc.args = (f"{exc} (the trained adapter is saved in {out})",)
+            raise
         emit("pushed", f"pushed {repo}@{revision}", repo=repo, revision=revision, url=url)
     emit(
         "done",

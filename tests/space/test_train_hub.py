@@ -148,3 +148,43 @@ def test_hub_dataset_without_jsonl_is_read_by_datasets(
         "format": "messages",
         "revision": sha,
     }
+
+
+def _short_push_run(hub: LocalHub, model: Path, tmp_path: Path, repo: str, **env: str):
+    data = write_jsonl(tmp_path / "d.jsonl", chat_rows(QA[:4]))
+    return run_train(
+        "--base-model", model, "--dataset", data, "--output-dir", tmp_path / "out",
+        "--output-repo", repo, "--run-id", "push-retry", "--epochs", "1",
+        env={**_hub_env(hub), **env},
+    )  # fmt: skip
+
+
+def test_push_rides_out_transient_hub_errors(
+    hub: LocalHub, tiny_model: Path, tmp_path: Path
+) -> None:
+    hub.add_faults(
+        {"paths": "/api/models/me/flaky/commit/*", "methods": ["POST"], "error_rate": 1.0,
+         "status_codes": [503], "count": 2}
+    )  # fmt: skip
+    res = _short_push_run(hub, tiny_model, tmp_path, "me/flaky")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "output repo me/flaky: HTTP 503, retrying" in res.stdout
+    commits = HfApi(endpoint=hub.url, token=TOKEN).list_repo_commits("me/flaky")
+    assert commits[0].commit_id == res.event("done")["revision"]
+
+
+def test_push_that_never_gets_through_exits_3_and_keeps_the_adapter(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    with LocalHub(root=tmp_path / "hub", tokens={TOKEN: "me"}) as down:
+        down.add_faults(
+            {"paths": "/api/models/*/commit/*", "methods": ["POST"], "error_rate": 1.0,
+             "status_codes": [503]}
+        )  # fmt: skip
+        res = _short_push_run(down, tiny_model, tmp_path, "me/never", SPACETRAIN_HUB_DEADLINE_S="3")
+    assert res.returncode == 3, res.stderr[-3000:]
+    line = res.stderr.strip().splitlines()[-1]
+    assert line.startswith("train.py: error: output repo me/never: Hub unreachable at http")
+    assert line.endswith(f"(the trained adapter is saved in {tmp_path / 'out'})")
+    assert (tmp_path / "out" / "adapter_model.safetensors").is_file()
+    assert res.event("error")["exit_code"] == 3
