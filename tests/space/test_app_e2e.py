@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -197,3 +198,24 @@ def test_a_restarted_app_still_reports_the_run(
         c.close()
     finally:
         second.stop()
+
+
+def test_ui_has_the_single_start_button_a_live_log_and_a_status_panel(server: AppServer) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(server.url + "config", timeout=10) as response:
+        config = json.loads(response.read())
+    components = config["components"]
+    buttons = [c["props"].get("value") for c in components if c["type"] == "button"]
+    assert buttons == ["Start Training"]
+    labels = {c["props"].get("label") for c in components}
+    assert {"Log", "Status"} <= labels
+    assert any(c["type"] == "timer" for c in components)  # the live log ticks
+    public = {d["api_name"] for d in config["dependencies"] if d.get("api_visibility") == "public"}
+    assert public == {"start_training", "training_status", "training_logs"}
+    assert "[app] runs folder" in server.log.read_text()
+    # Start-up diagnostics come from a thread once torch is imported, never before the port.
+    deadline = time.monotonic() + 120
+    while '"cuda_available": false' not in server.log.read_text():
+        assert time.monotonic() < deadline, server.log.read_text()[-2000:]
+        time.sleep(0.5)
