@@ -163,3 +163,25 @@ def test_hub_down_is_exit_3(
     assert code == 3, err
     assert out == ""
     assert "is unreachable (HTTP 503)" in err and err.count("\n") == 1
+
+
+def test_validate_counts_tokens_with_a_tokenizer_from_the_hub(
+    hub: LocalHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spacetrain.tinymodel import build_tiny_llama
+
+    model = build_tiny_llama(tmp_path / "tiny", ["Question 0? Umoja means unity. (0)"] * 4)
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    api.create_repo("me/tiny")
+    api.upload_folder(repo_id="me/tiny", folder_path=model)
+    data = data_file(tmp_path / "d.jsonl", n=2)
+    code = main(["dataset", "validate", str(data), "--tokenizer", "me/tiny", "--max-length", "8"])
+    out, _ = capsys.readouterr()
+    assert code == EXIT_FAILED
+    assert out.count("> max_length 8: training would truncate the answer [too-long]") == 2
+    assert main(["dataset", "validate", str(data), "--tokenizer", "me/tiny"]) == EXIT_OK
+    capsys.readouterr()
+    code = main(["dataset", "validate", str(data), "--tokenizer", "me/no-such-tokenizer"])
+    _, err = capsys.readouterr()
+    assert code == EXIT_USAGE
+    assert "cannot download the tokenizer me/no-such-tokenizer: no such repo" in err
