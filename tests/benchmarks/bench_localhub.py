@@ -7,8 +7,9 @@ Run it by hand (it is not collected by pytest)::
 Every number is the median of ``--rounds``. The baseline is a bare stdlib
 ``ThreadingHTTPServer`` that answers every HEAD/GET with a fixed body and the headers
 huggingface_hub needs, driven by the same client session in the same process: the
-ratio says how much localhub's own work (auth, faults, routing, git) costs on top of
-HTTP itself.
+"localhub: HEAD + GET resolve" row, made the same way, says how much localhub's own work
+(auth, faults, routing, git) costs on top of HTTP; the library rows add the clients' own
+work (cache files, locks, hashing).
 """
 
 from __future__ import annotations
@@ -146,6 +147,17 @@ def main(argv: list[str] | None = None) -> int:
         s, rps = _median(args.rounds, upload_files)
         rows.append((f"upload_file x {n}: {n} commits", s, rps))
         sha = api.model_info("bench/files").sha or ""
+
+        def raw_resolve(_: int) -> tuple[float, int]:
+            start = time.perf_counter()
+            for i in range(n):
+                file_url = f"{hub.url}/bench/files/resolve/{sha}/f{i:03d}.txt"
+                session.head(file_url)
+                session.get(file_url)
+            return time.perf_counter() - start, 2 * n
+
+        s, rps = _median(args.rounds, raw_resolve)
+        rows.append((f"localhub: {n} x (HEAD + GET) resolve, same client", s, rps))
         s, rps = _median(args.rounds, download_each)
         rows.append((f"hf_hub_download x {n} at a sha (HEAD + GET)", s, rps))
         s, rps = _median(args.rounds, download_snapshot)

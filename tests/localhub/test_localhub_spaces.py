@@ -157,7 +157,7 @@ def test_space_logs_stream_as_the_hub_does(api: HfApi, tmp_path: Path) -> None:
     assert build[0].startswith("===== Build Queued at ")
     assert build[0].rstrip().endswith(f"Commit SHA: {sha} =====")
     assert any("[3/3] CMD" in line for line in build)  # the Dockerfile's steps, listed
-    _app(api)  # makes the app log a request line
+    _app(api)  # the app logs "request /" for this call (and for localhub's readiness probe)
     lines = []
     for line in api.fetch_space_logs(SPACE, follow=True):  # live: ends when we stop reading
         lines.append(line)
