@@ -98,10 +98,14 @@ def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     base = resolve(args.base_model, args.base_revision)
     adapter = resolve(args.adapter, args.adapter_revision, adapter=True) if args.adapter else None
+    adapter_meta = {**adapter.to_json(), **adapter_fingerprint(adapter)} if adapter else None
+    trained_on = (adapter_meta or {}).get("trained_on")
+    if trained_on and trained_on not in {args.base_model, str(base.path)}:
+        _say(f"note: the adapter was trained on {trained_on}, not on {args.base_model}")
     meta: dict[str, Any] = {
         "base_model": args.base_model,
         "base_revision": base.revision,
-        "adapter": {**adapter.to_json(), **adapter_fingerprint(adapter)} if adapter else None,
+        "adapter": adapter_meta,
         "suite": {
             "name": suite.name,
             "path": suite.path,

@@ -57,7 +57,9 @@ def resolve(ref: str, revision: str | None = None, *, adapter: bool = False) -> 
     """
     what = "adapter" if adapter else "base model"
     local = Path(ref).expanduser()
-    if local.exists() or not _HUB_ID.match(ref):
+    # "out/adapter" with a local "out/" folder is a path with a typo, not a Hub id.
+    looks_local = local.exists() or not _HUB_ID.match(ref) or local.parent.is_dir()
+    if looks_local:
         if not local.is_dir():
             raise InputFileError(
                 local, f"no such {what} folder (give a folder or a Hub id like owner/name)"
@@ -101,13 +103,19 @@ def _require_files(source: ModelSource, *, adapter: bool) -> None:
 
 
 def adapter_fingerprint(source: ModelSource) -> dict[str, Any]:
-    """The adapter's weights digest and training run id (from run.json), for the report."""
+    """The adapter's weights digest, the base it was trained on and its training run id."""
     out: dict[str, Any] = {}
     for name in _ADAPTER_WEIGHTS:
         weights = source.path / name
         if weights.is_file():
             out["sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
             break
+    try:
+        config = json.loads((source.path / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}
+    if isinstance(config, dict) and config.get("base_model_name_or_path"):
+        out["trained_on"] = config["base_model_name_or_path"]
     run = source.path / "run.json"
     if run.is_file():
         try:
