@@ -133,3 +133,16 @@ def test_faults_for_a_whole_run_from_the_environment(
         assert set(statuses) == {200, 503}
     with LocalHub(root=tmp_path / "hub") as hub, httpx.Client(base_url=hub.url) as http:
         assert [http.get("/api/models").status_code for _ in range(20)] == statuses  # same seed
+
+
+def test_a_bad_fault_spec_fails_start_and_leaves_nothing_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub = LocalHub(root=tmp_path / "hub", faults={"status_codes": [200]})
+    with pytest.raises(BadRequest):
+        hub.start()
+    with pytest.raises(RuntimeError, match="not started"):
+        _ = hub.url
+    monkeypatch.setenv(FAULTS_ENV, "{not json")
+    with pytest.raises(BadRequest, match="not JSON"):
+        LocalHub(root=tmp_path / "hub").start()

@@ -69,8 +69,7 @@ def serve(args: argparse.Namespace) -> int:
         raise UsageError(
             f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc} (try --port 0)"
         ) from None
-    except HubError as exc:
-        hub.stop()
+    except HubError as exc:  # start() left nothing running
         raise UsageError(f"--faults / LOCALHUB_FAULTS: {exc.message}") from None
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -8,7 +8,6 @@ and it streams (SSE logs) and reads chunked bodies, which is all the clients ask
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import threading
@@ -20,7 +19,7 @@ from typing import Any, Self
 
 from spacetrain.localhub.auth import Auth
 from spacetrain.localhub.billing import BillingMeter
-from spacetrain.localhub.faults import FaultPlan
+from spacetrain.localhub.faults import FaultPlan, parse_faults
 from spacetrain.localhub.routes import Context, Handler, apply_faults
 from spacetrain.localhub.spaces import SpaceOptions, SpaceSupervisor
 from spacetrain.localhub.store import RepoStore
@@ -103,14 +102,21 @@ class LocalHub:
         return int(self.url.rsplit(":", 1)[1])
 
     def start(self) -> Self:
-        """Bind, load the repos, bring Spaces back up, and serve; returns self."""
+        """Bind, load the repos, bring Spaces back up, and serve; returns self.
+
+        Raises OSError when the port cannot be bound and ``errors.BadRequest`` for a
+        malformed fault spec (``faults=`` or ``LOCALHUB_FAULTS``); nothing is left running.
+        """
         with self._lock:
             if self._server is not None:
                 return self
+            payloads = [p for p in (os.environ.get(FAULTS_ENV), self._faults_at_start) if p]
+            for payload in payloads:
+                parse_faults(payload)  # refuse a bad spec before anything starts
             self.root.mkdir(parents=True, exist_ok=True)
-            self.store = RepoStore(self.root)
             server = _Server((self.host, self._port), type("BoundHandler", (Handler,), {}))
             self._server = server
+            self.store = RepoStore(self.root)
             self.spaces = SpaceSupervisor(
                 self.store, self.meter, hub_url=lambda: self.url, options=self._options
             )
@@ -124,39 +130,38 @@ class LocalHub:
                 reset=self.reset,
             )
             server.RequestHandlerClass.ctx = self._ctx  # type: ignore[attr-defined]
-            ready = threading.Event()
-
-            def serve() -> None:
-                ready.set()
-                server.serve_forever(poll_interval=0.1)
-
-            self._thread = threading.Thread(target=serve, name="localhub", daemon=True)
+            self._thread = threading.Thread(
+                target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+            )
             self._thread.start()
-            ready.wait()
-            for payload in (os.environ.get(FAULTS_ENV), self._faults_at_start):
-                if payload:
-                    apply_faults(
-                        self._ctx, json.loads(payload) if isinstance(payload, str) else payload
-                    )
-            self.spaces.start()
+            try:
+                self.spaces.start()
+                for payload in payloads:
+                    apply_faults(self._ctx, payload)
+            except BaseException:
+                self._teardown()
+                raise
         return self
 
     def stop(self) -> None:
         """Stop every Space app this hub started, then the server."""
         with self._lock:
-            if self._server is None:
-                return
-            assert self._ctx is not None and self.spaces is not None and self.store is not None
-            self._ctx.stopping.set()
-            self.spaces.close()
-            self._server.shutdown()
-            self._server.server_close()
-            if self._thread is not None:
-                self._thread.join(5)
-            self.store.close()
-            self._server = self._thread = None
-            self._ctx = None
-            self.store = self.spaces = None
+            self._teardown()
+
+    def _teardown(self) -> None:
+        if self._server is None:
+            return
+        assert self._ctx is not None and self.spaces is not None and self.store is not None
+        self._ctx.stopping.set()
+        self.spaces.close()
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+        self.store.close()
+        self._server = self._thread = None
+        self._ctx = None
+        self.store = self.spaces = None
 
     def reset(self) -> None:
         """Wipe repos, Spaces, faults, billing and the request log; keep serving."""
