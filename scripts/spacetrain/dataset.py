@@ -416,6 +416,13 @@ def _check_lengths(report: DatasetReport, tokenizer: Any, max_length: int) -> No
             )
 
 
+def demo_dataset_path() -> Path:
+    """The demo adapter's training data (kwanzaa.jsonl), shipped as package data."""
+    from importlib.resources import files
+
+    return Path(str(files("spacetrain") / "data" / "kwanzaa.jsonl"))
+
+
 def load_tokenizer(name: str) -> Any:
     """A transformers tokenizer from a local folder or a Hub id (through ``HF_ENDPOINT``)."""
     try:
@@ -454,6 +461,7 @@ __all__ = [
     "Example",
     "Issue",
     "count_tokens",
+    "demo_dataset_path",
     "load_tokenizer",
     "normalize_question",
     "read_rows",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from spacetrain.cli import main
-from spacetrain.dataset import validate_file
+from spacetrain.dataset import demo_dataset_path, validate_file
 from spacetrain.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputFileError
 from spacetrain.evaluate.gate import default_policy
 from spacetrain.evaluate.suite import load_suite
@@ -43,6 +43,7 @@ def codes(report: object) -> list[tuple[int | None, str, str]]:
 
 
 def test_demo_dataset_size_and_facts() -> None:
+    assert demo_dataset_path().read_bytes() == DEMO.read_bytes()
     report = validate_file(DEMO, attribution_patterns=PATTERNS)
     assert report.errors == [] and report.warnings == []
     assert 40 <= len(report.examples) <= 60

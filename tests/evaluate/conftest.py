@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-DEMO_DATA = REPO / "scripts" / "spacetrain" / "data" / "kwanzaa.jsonl"
-DEMO_SUITE = REPO / "policy" / "evals" / "kwanzaa.yaml"
-GATE = REPO / "policy" / "gate.yaml"
-ATTRIBUTION = "Generated with Claude"
-
-
-def demo_rows() -> list[dict]:
-    return [json.loads(line) for line in DEMO_DATA.read_text(encoding="utf-8").splitlines()]
+from eval_support import ATTRIBUTION, demo_rows
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import ATTRIBUTION, DEMO_DATA, DEMO_SUITE, GATE, REPO, demo_rows
+from eval_support import ATTRIBUTION, DEMO_DATA, DEMO_SUITE, GATE, REPO, demo_rows
 
 from spacetrain.errors import EXIT_FAILED, EXIT_OK
 from spacetrain.evaluate.generate import Generator, resolve

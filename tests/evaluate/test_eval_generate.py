@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_SUITE, GATE
+from eval_support import DEMO_SUITE, GATE
 
 from spacetrain.cli import main
 from spacetrain.errors import EXIT_FAILED, EXIT_USAGE
