@@ -319,6 +319,7 @@ class Runs:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._mutex = threading.Lock()
+        self._summary_mutex = threading.Lock()  # Gradio answers status calls in threads
         self._summaries: dict[str, LogSummary] = {}
         self._children: list[subprocess.Popen[bytes]] = []
 
@@ -426,18 +427,19 @@ class Runs:
         return max(runs, key=lambda p: (p / "launch.json").stat().st_mtime).name
 
     def _summary(self, run_id: str, log: Path) -> LogSummary:
-        summary = self._summaries.setdefault(run_id, LogSummary())
-        try:
-            with log.open("rb") as handle:
-                handle.seek(summary.offset)
-                data = handle.read()
-        except OSError:
+        with self._summary_mutex:
+            summary = self._summaries.setdefault(run_id, LogSummary())
+            try:
+                with log.open("rb") as handle:
+                    handle.seek(summary.offset)
+                    data = handle.read()
+            except OSError:
+                return summary
+            complete = data[: data.rfind(b"\n") + 1]  # a partial last line waits for its end
+            for line in complete.decode("utf-8", errors="replace").splitlines():
+                summary.feed(line)
+            summary.offset += len(complete)
             return summary
-        complete = data[: data.rfind(b"\n") + 1]  # a partial last line waits for its end
-        for line in complete.decode("utf-8", errors="replace").splitlines():
-            summary.feed(line)
-        summary.offset += len(complete)
-        return summary
 
     def state_of(self, run_id: str) -> tuple[str, dict[str, Any]]:
         """(state, state.json) from the files; a vanished supervisor means failed."""

@@ -246,3 +246,18 @@ def test_app_module_imports_neither_gradio_nor_torch() -> None:
         [sys.executable, "-c", code, str(APP_PY)], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_concurrent_status_calls_keep_the_log_position(app: ModuleType, tmp_path: Path) -> None:
+    """Gradio answers in threads: parallel reads must not skip or repeat log lines."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    steps = [{"event": "step", "step": i, "total": 5000, "loss": 1.0} for i in range(1, 3001)]
+    _fake_run(tmp_path, "r", _events(*steps), {"supervisor_pid": 0})
+    runs = app.Runs(tmp_path)
+    with ThreadPoolExecutor(8) as pool:
+        seen = list(pool.map(lambda _: runs.status("r")["step"], range(32)))
+    assert seen == [3000] * 32
+    with (tmp_path / "r" / "train.log").open("a") as log:
+        log.write(_events({"event": "step", "step": 3001, "total": 5000, "loss": 0.5}))
+    assert runs.status("r")["step"] == 3001
