@@ -321,7 +321,6 @@ class Runs:
         self._mutex = threading.Lock()
         self._summary_mutex = threading.Lock()  # Gradio answers status calls in threads
         self._summaries: dict[str, LogSummary] = {}
-        self._children: list[subprocess.Popen[bytes]] = []
 
     # -- the lock
 
