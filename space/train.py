@@ -108,6 +108,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
 def _run_id(text: str) -> str:
     if not RUN_ID_RE.match(text):
         raise argparse.ArgumentTypeError(
@@ -134,11 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learning-rate", type=_positive_float, default=2e-4)
     p.add_argument("--lora-r", type=_positive_int, default=16)
     p.add_argument("--lora-alpha", type=_positive_int, default=32)
-    p.add_argument("--lora-dropout", type=float, default=0.05)
+    p.add_argument("--lora-dropout", type=_fraction, default=0.05)
     p.add_argument("--max-length", type=_positive_int, default=1024, help="tokens per row")
     p.add_argument("--batch-size", type=_positive_int, default=4)
     p.add_argument("--grad-accum", type=_positive_int, default=4)
-    p.add_argument("--warmup-ratio", type=float, default=0.03)
+    p.add_argument("--warmup-ratio", type=_fraction, default=0.03, help="share of steps")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument(
         "--packing",

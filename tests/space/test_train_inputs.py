@@ -77,6 +77,7 @@ def test_non_utf8_dataset(tiny_model: Path, tmp_path: Path) -> None:
         (["--learning-rate", "nan"], "argument --learning-rate: must be a positive number"),
         (["--run-id", "../x"], "argument --run-id: '../x': use 1-64 letters"),
         (["--packing", "maybe"], "argument --packing: invalid choice: 'maybe'"),
+        (["--warmup-ratio", "1.5"], "argument --warmup-ratio: must be in [0, 1), got 1.5"),
         (["--output-repo", "me/x"], "argument --output-repo: not allowed with argument --no-push"),
     ],
 )
