@@ -132,6 +132,115 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     _handler(g, "spacetrain.commands.evaluate:gate")
 
 
+def _space_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--space", default=None, metavar="ID", help="default: [tool.spacetrain] space")
+
+
+def _state_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--state",
+        default=None,
+        metavar="FILE",
+        help="what stages hand on to each other (default: .spacetrain/state.json)",
+    )
+
+
+def _train_overrides(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--adapter", default=None, metavar="NAME", help="from [tool.spacetrain.adapters]"
+    )
+    p.add_argument("--base-model", default=None, metavar="M")
+    p.add_argument("--dataset", default=None, metavar="ID")
+    p.add_argument("--dataset-revision", default=None, metavar="R")
+    p.add_argument("--output-repo", default=None, metavar="ID")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--learning-rate", type=float, default=None)
+    p.add_argument("--run-id", default=None, help="default: a new id (commit sha + time)")
+
+
+def _add_stages(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("preflight", help="check token, repos, dataset and space/ before any GPU")
+    _space_args(p)
+    p.add_argument("--adapter", default=None, metavar="NAME")
+    _handler(p, "spacetrain.commands.space:preflight")
+
+    p = sub.add_parser("sync", help="upload space/ to the Space in one commit (none if unchanged)")
+    _space_args(p)
+    _state_arg(p)
+    p.add_argument("--space-dir", default=None, metavar="DIR", help="default: space/")
+    p.add_argument("--private", action="store_true", help="create the Space as private")
+    _handler(p, "spacetrain.commands.space:sync")
+
+    p = sub.add_parser("wait", help="wait until the Space runs the synced commit")
+    _space_args(p)
+    _state_arg(p)
+    p.add_argument("--commit", default=None, metavar="SHA", help="default: the one sync pushed")
+    p.add_argument("--timeout", type=float, default=3600.0, metavar="S")
+    _handler(p, "spacetrain.commands.space:wait")
+
+    p = sub.add_parser("train", help="start training through the Space's API and follow it")
+    _space_args(p)
+    _state_arg(p)
+    _train_overrides(p)
+    p.add_argument("--timeout", type=float, default=6 * 3600.0, metavar="S")
+    p.add_argument("--keep-running", action="store_true", help="do not release the GPU after")
+    _handler(p, "spacetrain.commands.adapter:train")
+
+    p = sub.add_parser("fetch", help="download the adapter at the exact revision training made")
+    _state_arg(p)
+    p.add_argument("--repo", default=None, metavar="ID", help="default: from the state")
+    p.add_argument("--revision", default=None, metavar="SHA", help="default: from the state")
+    p.add_argument("--run-id", default=None, help="the run.json it must carry")
+    p.add_argument("--dest", default=None, metavar="DIR", help="default: .spacetrain/adapter")
+    _handler(p, "spacetrain.commands.adapter:fetch")
+
+    p = sub.add_parser("promote", help="tag the gated adapter revision and publish its report")
+    _state_arg(p)
+    p.add_argument("--report", default=None, metavar="REPORT.json", help="a passing report")
+    p.add_argument("--gate", default=None, metavar="FILE", help="default: policy/gate.yaml")
+    p.add_argument("--tag", default=None, help="default: a tag named after the run")
+    _handler(p, "spacetrain.commands.adapter:promote")
+
+    p = sub.add_parser("release", help="stop the GPU bill: pause the Space (or downgrade it)")
+    _space_args(p)
+    _handler(p, "spacetrain.commands.space:release")
+
+    p = sub.add_parser("status", help="the Space's stage, commit, files, hardware and billing")
+    _space_args(p)
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    _handler(p, "spacetrain.commands.space:status")
+
+    p = sub.add_parser("logs", help="the Space's run (or build) logs")
+    _space_args(p)
+    p.add_argument("--build", action="store_true", help="build logs instead of run logs")
+    p.add_argument("--follow", "-f", action="store_true")
+    _handler(p, "spacetrain.commands.space:logs")
+
+    p = sub.add_parser("pipeline", help="preflight, sync, wait, train, fetch, evaluate, promote")
+    _space_args(p)
+    _state_arg(p)
+    _train_overrides(p)
+    p.add_argument("--report-dir", default="reports", metavar="DIR")
+    p.add_argument("--no-promote", action="store_true", help="stop after the gate")
+    _handler(p, "spacetrain.commands.pipeline:run")
+
+    p = sub.add_parser(
+        "rehearse", help="the whole pipeline offline, on localhub, with a tiny model"
+    )
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--learning-rate", type=float, default=None)
+    p.add_argument("--report", default=None, metavar="OUT.json")
+    p.add_argument("--markdown", default=None, metavar="OUT.md")
+    p.add_argument("--workdir", default=None, metavar="DIR", help="keep everything here")
+    _handler(p, "spacetrain.commands.rehearse:run")
+
+    p = sub.add_parser("build", help="docker build + run + health check of space/ (needs Docker)")
+    p.add_argument("path", nargs="?", default="space", metavar="PATH")
+    p.add_argument("--tag", default="spacetrain-space:smoke")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="S", help="health wait")
+    _handler(p, "spacetrain.commands.build:run")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole CLI contract of DESIGN.md, in one place."""
     parser = argparse.ArgumentParser(
@@ -140,7 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"spacetrain {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_lint, _add_pins, _add_dataset, _add_evaluate, _add_localhub):
+    for add in (
+        _add_lint,
+        _add_pins,
+        _add_dataset,
+        _add_evaluate,
+        _add_stages,
+        _add_localhub,
+    ):
         add(sub)
     return parser
 

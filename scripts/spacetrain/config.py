@@ -1,0 +1,193 @@
+"""The project's settings: ``[tool.spacetrain]`` in pyproject.toml.
+
+One place says which Space trains which adapters, so the CLI, the workflows and the
+offline rehearsal never disagree. Command-line flags override these values.
+
+    [tool.spacetrain]
+    space = "owner/kwanzaa-training"        # the Docker Space that trains
+    space_dir = "space"                     # what `sync` uploads
+    hardware = "a10g-small"                 # requested before training
+    after_training = "pause"                # "pause" or a CPU flavor, e.g. "cpu-basic"
+    gate = "policy/gate.yaml"
+    lint_policy = "policy/space.yaml"
+
+    [tool.spacetrain.adapters.kwanzaa]
+    base_model = "Qwen/Qwen2.5-0.5B-Instruct"
+    dataset = "owner/kwanzaa-data"          # a dataset repo (see `spacetrain dataset push`)
+    output_repo = "owner/kwanzaa-adapter"
+    suite = "policy/evals/kwanzaa.yaml"
+    # optional: base_revision, dataset_revision, and train = {epochs = 4, learning_rate = 2e-4}
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spacetrain.errors import InputFileError, UsageError
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_TRAIN_KEYS = {
+    "epochs": int,
+    "learning_rate": float,
+    "lora_r": int,
+    "lora_alpha": int,
+    "max_length": int,
+    "batch_size": int,
+    "grad_accum": int,
+    "seed": int,
+    "packing": str,
+}
+SPACE_FLAVORS = (
+    "cpu-basic", "cpu-upgrade", "t4-small", "t4-medium", "l4x1", "l4x4", "l40sx1", "l40sx4",
+    "l40sx8", "a10g-small", "a10g-large", "a10g-largex2", "a10g-largex4", "a100-large",
+    "a100x4", "a100x8", "h100", "h100x8",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """One adapter the Space trains: its base, its data, where it goes, how it is judged."""
+
+    name: str
+    base_model: str
+    dataset: str
+    output_repo: str
+    suite: Path
+    base_revision: str | None = None
+    dataset_revision: str | None = None
+    train: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """``[tool.spacetrain]``, with paths resolved against the project root."""
+
+    root: Path
+    space: str
+    space_dir: Path
+    hardware: str
+    after_training: str
+    gate: Path
+    lint_policy: Path
+    adapters: dict[str, AdapterConfig]
+
+    def adapter(self, name: str | None) -> AdapterConfig:
+        """The adapter called ``name``; without a name, the only one there is."""
+        if name is None:
+            if len(self.adapters) == 1:
+                return next(iter(self.adapters.values()))
+            known = ", ".join(sorted(self.adapters)) or "none"
+            raise UsageError(f"name the adapter with --adapter (configured: {known})")
+        try:
+            return self.adapters[name]
+        except KeyError:
+            known = ", ".join(sorted(self.adapters)) or "none"
+            raise UsageError(
+                f"no adapter {name!r} in [tool.spacetrain.adapters] (configured: {known})"
+            ) from None
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The nearest folder, upwards from ``start`` (the cwd), holding a pyproject.toml."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file():
+            return folder
+    raise UsageError(f"no pyproject.toml in {here} or above; run from the project folder")
+
+
+def load_config(root: Path | None = None) -> ProjectConfig:
+    """Read and check ``[tool.spacetrain]``.
+
+    Raises:
+        InputFileError: unreadable TOML, or a missing or ill-typed key (exit 2).
+    """
+    root = root or find_root()
+    path = root / "pyproject.toml"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputFileError(path, f"invalid TOML: {exc}") from None
+    section = data.get("tool", {}).get("spacetrain")
+    if not isinstance(section, dict):
+        raise InputFileError(path, "has no [tool.spacetrain] table; see README 'Configuration'")
+    where = "[tool.spacetrain]"
+    space = _repo_id(section, "space", path, where)
+    hardware = _text(section, "hardware", path, where, default="a10g-small")
+    if hardware not in SPACE_FLAVORS:
+        raise InputFileError(path, f"{where} hardware {hardware!r} is not a Space flavor")
+    after = _text(section, "after_training", path, where, default="pause")
+    if after != "pause" and after not in SPACE_FLAVORS:
+        raise InputFileError(
+            path, f"{where} after_training {after!r} must be 'pause' or a Space flavor"
+        )
+    adapters_raw = section.get("adapters", {})
+    if not isinstance(adapters_raw, dict):
+        raise InputFileError(path, f"{where} adapters must be a table of tables")
+    adapters = {name: _adapter(name, raw, root, path) for name, raw in sorted(adapters_raw.items())}
+    return ProjectConfig(
+        root=root,
+        space=space,
+        space_dir=root / _text(section, "space_dir", path, where, default="space"),
+        hardware=hardware,
+        after_training=after,
+        gate=root / _text(section, "gate", path, where, default="policy/gate.yaml"),
+        lint_policy=root / _text(section, "lint_policy", path, where, default="policy/space.yaml"),
+        adapters=adapters,
+    )
+
+
+def _adapter(name: str, raw: Any, root: Path, path: Path) -> AdapterConfig:
+    where = f"[tool.spacetrain.adapters.{name}]"
+    if not isinstance(raw, dict):
+        raise InputFileError(path, f"{where} must be a table")
+    train = raw.get("train", {})
+    if not isinstance(train, dict):
+        raise InputFileError(path, f"{where} train must be a table")
+    for key, value in train.items():
+        kind = _TRAIN_KEYS.get(key)
+        if kind is None:
+            known = ", ".join(sorted(_TRAIN_KEYS))
+            raise InputFileError(path, f"{where} train.{key} is unknown (known: {known})")
+        accepted = (int, float) if kind is float else (kind,)
+        if isinstance(value, bool) or not isinstance(value, accepted):
+            raise InputFileError(path, f"{where} train.{key} must be a {kind.__name__}")
+    return AdapterConfig(
+        name=name,
+        base_model=_text(raw, "base_model", path, where),
+        dataset=_text(raw, "dataset", path, where),
+        output_repo=_repo_id(raw, "output_repo", path, where),
+        suite=root / _text(raw, "suite", path, where, default=f"policy/evals/{name}.yaml"),
+        base_revision=_optional(raw, "base_revision", path, where),
+        dataset_revision=_optional(raw, "dataset_revision", path, where),
+        train=dict(train),
+    )
+
+
+def _text(table: dict, key: str, path: Path, where: str, default: str | None = None) -> str:
+    value = table.get(key, default)
+    if value is None:
+        raise InputFileError(path, f'{where} needs {key} = "..."')
+    if not isinstance(value, str) or not value.strip():
+        raise InputFileError(path, f"{where} {key} must be a non-empty string")
+    return value
+
+
+def _optional(table: dict, key: str, path: Path, where: str) -> str | None:
+    return _text(table, key, path, where) if key in table else None
+
+
+def _repo_id(table: dict, key: str, path: Path, where: str) -> str:
+    value = _text(table, key, path, where)
+    if not _REPO_ID.match(value):
+        raise InputFileError(path, f"{where} {key} {value!r} is not a repo id like owner/name")
+    return value
+
+
+__all__ = ["SPACE_FLAVORS", "AdapterConfig", "ProjectConfig", "find_root", "load_config"]

@@ -1,0 +1,99 @@
+"""What one pipeline stage hands to the next, on disk, so stages can be separate CI steps.
+
+`sync` records the Space commit it pushed, `wait` checks the Space runs exactly that,
+`train` records the run id and the adapter revision it produced, `fetch` downloads that
+revision and checks its run id, `evaluate` and `promote` judge and tag exactly that.
+A stage refuses to go on when what it needs is missing: a stale adapter never passes.
+Values also go to ``$GITHUB_OUTPUT`` when it is set, for later workflow steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from spacetrain.errors import InputFileError, UsageError
+
+DEFAULT_STATE = Path(".spacetrain") / "state.json"
+
+
+class PipelineState:
+    """A small JSON document of the current pipeline run, written atomically."""
+
+    def __init__(self, path: Path, data: dict[str, Any] | None = None) -> None:
+        self.path = path
+        self.data: dict[str, Any] = data or {}
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> PipelineState:
+        """The state at ``path`` (default ``.spacetrain/state.json``); empty if absent."""
+        target = Path(path) if path else DEFAULT_STATE
+        if not target.exists():
+            return cls(target)
+        try:
+            data = json.loads(target.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputFileError(target, f"cannot read the pipeline state: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise InputFileError(
+                target, f"is not JSON ({exc.msg}); delete it to start over", line=exc.lineno
+            ) from None
+        if not isinstance(data, dict):
+            raise InputFileError(target, "is not a JSON object; delete it to start over")
+        return cls(target, data)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A recorded value, or ``default``."""
+        return self.data.get(key, default)
+
+    def require(self, key: str, *, stage: str) -> Any:
+        """A value an earlier stage must have recorded; a clear error when it did not."""
+        value = self.data.get(key)
+        if value in (None, ""):
+            raise UsageError(
+                f"{self.path} has no {key}: run `spacetrain {stage}` first "
+                "(or pass the value as a flag)"
+            )
+        return value
+
+    def update(self, **values: Any) -> None:
+        """Record values, save, and export them as step outputs on GitHub Actions."""
+        self.data.update(values)
+        self.save()
+        export_outputs(values)
+
+    def reset(self, **values: Any) -> None:
+        """Start a new pipeline run: forget everything but ``values``."""
+        self.data = {}
+        self.update(**values)
+
+    def save(self) -> None:
+        """Write atomically, so a killed step never leaves half a file."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".state-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(self.data, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        Path(tmp).replace(self.path)
+
+
+def export_outputs(values: dict[str, Any]) -> None:
+    """Append ``key=value`` lines to ``$GITHUB_OUTPUT`` (multi-line values delimited)."""
+    target = os.environ.get("GITHUB_OUTPUT")
+    if not target:
+        return
+    with Path(target).open("a", encoding="utf-8") as handle:
+        for key, value in values.items():
+            text = value if isinstance(value, str) else json.dumps(value)
+            if "\n" in text:
+                delimiter = f"ghadelimiter_{uuid.uuid4()}"
+                handle.write(f"{key}<<{delimiter}\n{text}\n{delimiter}\n")
+            else:
+                handle.write(f"{key}={text}\n")
+
+
+__all__ = ["DEFAULT_STATE", "PipelineState", "export_outputs"]
