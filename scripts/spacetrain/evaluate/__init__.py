@@ -12,12 +12,15 @@ Importing this package loads no model library: torch and transformers are import
 from spacetrain.evaluate.gate import GatePolicy, Thresholds, decide, load_gate
 from spacetrain.evaluate.generate import Generator, ModelSource
 from spacetrain.evaluate.report import build_report, load_report, regate, render_markdown
+from spacetrain.evaluate.runner import EvaluateOptions, EvaluationCrashed, evaluate
 from spacetrain.evaluate.scoring import CaseResult, Scores, aggregate, score_case
 from spacetrain.evaluate.suite import Case, Suite, load_suite
 
 __all__ = [
     "Case",
     "CaseResult",
+    "EvaluateOptions",
+    "EvaluationCrashed",
     "GatePolicy",
     "Generator",
     "ModelSource",
@@ -27,6 +30,7 @@ __all__ = [
     "aggregate",
     "build_report",
     "decide",
+    "evaluate",
     "load_gate",
     "load_report",
     "load_suite",
