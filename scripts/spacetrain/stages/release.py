@@ -1,0 +1,108 @@
+"""Stop the GPU bill once training is over, whether it succeeded or not.
+
+DESIGN.md's reliability rule: after training the Space stops billing GPU time. With
+``after_training = "pause"`` the Space is paused (nothing runs, nothing is billed, only
+``restart_space`` brings it back: the next `sync` + `wait` does that). With a CPU flavor
+(``"cpu-basic"``) the Space is moved to it: it keeps serving its UI on free hardware.
+
+It is idempotent, so it can sit in a ``finally`` and in an ``if: always()`` workflow step
+at once: an already paused Space, or one already on the flavor, is left alone and no
+call that changes anything is made.
+
+Example (the training stage, after following a run)::
+
+    from spacetrain.stages.release import release
+    result = release(hub, config.space, after_training=config.after_training)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from spacetrain.config import SPACE_FLAVORS
+from spacetrain.errors import UsageError
+from spacetrain.hub import Hub
+from spacetrain.stages.space_runtime import Runtime, get_runtime, say
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    """What `release` did.
+
+    Attributes:
+        space: the Space id.
+        action: ``paused``, ``already-paused``, ``downgraded`` or ``already-downgraded``.
+        stage: the Space's stage afterwards.
+        hardware: the requested flavor afterwards.
+        changed: whether a call that changes the Space was made.
+    """
+
+    space: str
+    action: str
+    stage: str
+    hardware: str | None
+    changed: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as a JSON object (``spacetrain release`` prints it)."""
+        return asdict(self)
+
+
+def release(hub: Hub, space: str, *, after_training: str = "pause") -> ReleaseResult:
+    """Pause ``space``, or move it to the CPU flavor ``after_training``.
+
+    Args:
+        hub: the Hub client (``Hub.from_env()``).
+        space: the Space id, e.g. ``owner/kwanzaa-training``.
+        after_training: ``"pause"`` or a Space flavor (``[tool.spacetrain] after_training``).
+
+    Returns:
+        A :class:`ReleaseResult`; never an error for a Space already released.
+
+    Raises:
+        UsageError: ``after_training`` is not "pause" or a flavor; no such Space (exit 2).
+        AuthError: the token may not manage the Space (exit 2).
+        HubUnreachable: the Hub kept failing until the retry deadline (exit 3): the
+            Space may still be billing, and the message says so.
+    """
+    if after_training != "pause" and after_training not in SPACE_FLAVORS:
+        raise UsageError(
+            f"after_training {after_training!r} must be 'pause' or a Space flavor "
+            f"({', '.join(SPACE_FLAVORS)})"
+        )
+    before = get_runtime(hub, space)
+    if after_training == "pause":
+        return _pause(hub, space, before)
+    return _downgrade(hub, space, before, after_training)
+
+
+def _pause(hub: Hub, space: str, before: Runtime) -> ReleaseResult:
+    if before.stage == "PAUSED":
+        say("release", f"{space} is already paused: nothing is billed")
+        hardware = before.requested_hardware
+        return ReleaseResult(space, "already-paused", before.stage, hardware, False)
+    say("release", f"pausing {space} ({before.stage} on {before.requested_hardware or '?'})")
+    after = Runtime.of(hub.call(f"pause Space {space}", hub.api.pause_space, space))
+    say("release", f"{space} is {after.stage}: no more GPU time is billed")
+    return ReleaseResult(space, "paused", after.stage, after.requested_hardware, True)
+
+
+def _downgrade(hub: Hub, space: str, before: Runtime, flavor: str) -> ReleaseResult:
+    if before.requested_hardware == flavor:
+        say("release", f"{space} is already on {flavor}")
+        return ReleaseResult(space, "already-downgraded", before.stage, flavor, False)
+    say("release", f"moving {space} from {before.requested_hardware or '?'} to {flavor}")
+    after = Runtime.of(
+        hub.call(
+            f"request {flavor} hardware for Space {space}",
+            hub.api.request_space_hardware,
+            space,
+            flavor,
+        )
+    )
+    say("release", f"{space} now requests {after.requested_hardware} ({after.stage})")
+    return ReleaseResult(space, "downgraded", after.stage, after.requested_hardware, True)
+
+
+__all__ = ["ReleaseResult", "release"]

@@ -1,0 +1,111 @@
+"""What the Space-control stages share: stage names, progress lines, runtime reading.
+
+The Hub reports a Space's life as a ``stage`` string (huggingface_hub's ``SpaceStage``
+plus ``SLEEPING`` from huggingface.js). These groups decide what `wait` does with each,
+what `release` may skip and what `status` flags; keeping them in one place keeps the
+stages agreeing. Progress goes to stderr as ``[stage] message`` lines that a person can
+follow in a CI log; results go to stdout from the command modules.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from huggingface_hub import SpaceRuntime
+
+from spacetrain.errors import SpacetrainError
+from spacetrain.hub import Hub
+
+# Still getting there: keep polling.
+BUSY = frozenset(
+    {"BUILDING", "APP_STARTING", "RUNNING_BUILDING", "RUNNING_APP_STARTING", "DELETING"}
+)
+# Serving requests (perhaps an older commit while a new one builds).
+SERVING = frozenset({"RUNNING", "RUNNING_BUILDING", "RUNNING_APP_STARTING"})
+# The Space's own failure: its files, its build or its app (exit 1).
+FAILED = frozenset({"BUILD_ERROR", "CONFIG_ERROR", "NO_APP_FILE", "RUNTIME_ERROR"})
+# Not running, not failed: only ``restart_space`` (or a visit) brings it back.
+STOPPED = frozenset({"PAUSED", "STOPPED", "SLEEPING"})
+# The Hub bills hardware in these (localhub's meter agrees).
+BILLED = frozenset({"APP_STARTING", *SERVING})
+
+CPU_FLAVORS = frozenset({"cpu-basic", "cpu-upgrade", "cpu-performance", "cpu-xl"})
+
+
+def say(stage: str, message: str) -> None:
+    """One progress line on stderr, ``[stage] message``, flushed for live CI logs."""
+    print(f"[{stage}] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The few fields of a ``SpaceRuntime`` the stages act on."""
+
+    stage: str
+    sha: str | None  # the commit the runtime is about (None when the Hub does not say)
+    hardware: str | None  # current flavor (None while not running)
+    requested_hardware: str | None
+    error: str | None  # errorMessage of an error stage
+    raw: dict[str, Any]
+
+    @classmethod
+    def of(cls, runtime: SpaceRuntime) -> Runtime:
+        """Wrap huggingface_hub's object (its ``raw`` keeps what it does not parse)."""
+        raw = dict(runtime.raw or {})
+        sha = raw.get("sha")
+        error = raw.get("errorMessage")
+        return cls(
+            stage=str(runtime.stage),
+            sha=sha if isinstance(sha, str) and sha else None,
+            hardware=runtime.hardware,
+            requested_hardware=runtime.requested_hardware,
+            error=str(error) if error else None,
+            raw=raw,
+        )
+
+
+def get_runtime(hub: Hub, space: str) -> Runtime:
+    """The Space's runtime, read through the Hub's retries."""
+    return Runtime.of(
+        hub.call(f"read the runtime of Space {space}", hub.api.get_space_runtime, space)
+    )
+
+
+def log_tail(hub: Hub, space: str, *, build: bool, lines: int = 20) -> list[str]:
+    """The last ``lines`` lines of the build or run log; empty when they cannot be read.
+
+    Used to explain a failure, so it never raises: a missing log must not hide the
+    failure it was meant to explain.
+    """
+    try:
+        text = "".join(
+            hub.call(
+                f"read the {'build' if build else 'run'} logs of Space {space}",
+                lambda: list(hub.api.fetch_space_logs(space, build=build)),
+            )
+        )
+    except SpacetrainError:  # a best-effort explanation
+        return []
+    return [line for line in text.splitlines() if line.strip()][-lines:]
+
+
+def short(sha: str | None) -> str:
+    """A sha cut to 12 characters for people (full shas stay in state and JSON)."""
+    return sha[:12] if sha else "?"
+
+
+__all__ = [
+    "BILLED",
+    "BUSY",
+    "CPU_FLAVORS",
+    "FAILED",
+    "SERVING",
+    "STOPPED",
+    "Runtime",
+    "get_runtime",
+    "log_tail",
+    "say",
+    "short",
+]
