@@ -16,12 +16,16 @@ import hashlib
 import itertools
 import json
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from spacetrain.errors import InputFileError
+from spacetrain.errors import InputFileError, UsageError
+
+if TYPE_CHECKING:
+    from spacetrain.hub import Hub
 
 ERROR: Literal["error"] = "error"
 WARNING: Literal["warning"] = "warning"
@@ -416,6 +420,67 @@ def _check_lengths(report: DatasetReport, tokenizer: Any, max_length: int) -> No
             )
 
 
+@dataclass(frozen=True)
+class PushResult:
+    """Where the data went: the commit training must pin, and whether one was made."""
+
+    repo: str
+    path_in_repo: str
+    sha: str
+    changed: bool
+
+
+def push_dataset(
+    hub: Hub,
+    path: str | Path,
+    repo: str,
+    *,
+    examples: int,
+    private: bool = False,
+    path_in_repo: str | None = None,
+) -> PushResult:
+    """Commit one validated JSONL file to a dataset repo (created if missing).
+
+    An unchanged file makes no commit: huggingface_hub skips files the repo already
+    holds, and the head sha is returned as it was.
+
+    Raises:
+        UsageError: ``path_in_repo`` escapes the repo.
+        AuthError, UsageError, HubUnreachable: from :meth:`Hub.call`.
+    """
+    from huggingface_hub import CommitOperationAdd
+
+    path = Path(path)
+    target = path_in_repo or path.name
+    if not target.strip("/") or ".." in Path(target).parts:
+        raise UsageError(f"--path-in-repo {target!r} is not a file path inside the repo")
+    hub.call(
+        f"create the dataset repo {repo}",
+        hub.api.create_repo,
+        repo,
+        repo_type="dataset",
+        private=private,
+        exist_ok=True,
+    )
+    before = hub.call(f"read the dataset repo {repo}", hub.api.dataset_info, repo)
+    if private and before.private is False:
+        print(
+            f"note: {repo} already exists and is public; --private does not change that",
+            file=sys.stderr,
+        )
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    info = hub.call(
+        f"upload {target} to {repo}",
+        hub.api.create_commit,
+        repo,
+        operations=[CommitOperationAdd(path_in_repo=target, path_or_fileobj=str(path))],
+        commit_message=f"Upload {target} ({examples} examples)",
+        commit_description=f"sha256 {digest}\n\nUploaded by `spacetrain dataset push`.",
+        repo_type="dataset",
+    )
+    return PushResult(repo, target, info.oid, info.oid != before.sha)
+
+
 def demo_dataset_path() -> Path:
     """The demo adapter's training data (kwanzaa.jsonl), shipped as package data."""
     from importlib.resources import files
@@ -460,10 +525,12 @@ __all__ = [
     "DatasetReport",
     "Example",
     "Issue",
+    "PushResult",
     "count_tokens",
     "demo_dataset_path",
     "load_tokenizer",
     "normalize_question",
+    "push_dataset",
     "read_rows",
     "validate_file",
 ]

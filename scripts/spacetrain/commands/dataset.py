@@ -10,12 +10,10 @@ captures it); an unchanged file makes no commit and prints the current head.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
-from pathlib import Path
 from typing import Any
 
-from spacetrain.dataset import DatasetReport, load_tokenizer, validate_file
+from spacetrain.dataset import DatasetReport, load_tokenizer, push_dataset, validate_file
 from spacetrain.errors import EXIT_FAILED, EXIT_OK, UsageError
 from spacetrain.evaluate.gate import load_gate
 from spacetrain.evaluate.suite import load_suite
@@ -60,45 +58,20 @@ def push(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     for issue in report.warnings:
         print(issue.render(report.path), file=sys.stderr)
-    path = Path(args.file)
-    path_in_repo = args.path_in_repo or path.name
-    if not path_in_repo.strip("/") or ".." in Path(path_in_repo).parts:
-        raise UsageError(f"--path-in-repo {path_in_repo!r} is not a file path inside the repo")
-
-    from huggingface_hub import CommitOperationAdd
-
     from spacetrain.hub import Hub
 
-    hub = Hub.from_env()
-    repo = args.repo
-    hub.call(
-        f"create the dataset repo {repo}",
-        hub.api.create_repo,
-        repo,
-        repo_type="dataset",
+    result = push_dataset(
+        Hub.from_env(),
+        args.file,
+        args.repo,
+        examples=len(report.examples),
         private=args.private,
-        exist_ok=True,
+        path_in_repo=args.path_in_repo,
     )
-    before = hub.call(f"read the dataset repo {repo}", hub.api.dataset_info, repo)
-    if args.private and before.private is False:
-        print(
-            f"note: {repo} already exists and is public; --private does not change that",
-            file=sys.stderr,
-        )
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    info = hub.call(
-        f"upload {path_in_repo} to {repo}",
-        hub.api.create_commit,
-        repo,
-        operations=[CommitOperationAdd(path_in_repo=path_in_repo, path_or_fileobj=str(path))],
-        commit_message=f"Upload {path_in_repo} ({len(report.examples)} examples)",
-        commit_description=f"sha256 {digest}\n\nUploaded by `spacetrain dataset push`.",
-        repo_type="dataset",
-    )
-    sha = info.oid
-    if sha == before.sha:
-        print(f"{repo}: {path_in_repo} unchanged, no commit made", file=sys.stderr)
+    if result.changed:
+        print(f"{result.repo}: committed {result.path_in_repo} as {result.sha}", file=sys.stderr)
     else:
-        print(f"{repo}: committed {path_in_repo} as {sha}", file=sys.stderr)
+        print(f"{result.repo}: {result.path_in_repo} unchanged, no commit made", file=sys.stderr)
+    sha = result.sha
     print(sha)
     return EXIT_OK
