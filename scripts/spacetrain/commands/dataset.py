@@ -72,6 +72,5 @@ def push(args: argparse.Namespace) -> int:
         print(f"{result.repo}: committed {result.path_in_repo} as {result.sha}", file=sys.stderr)
     else:
         print(f"{result.repo}: {result.path_in_repo} unchanged, no commit made", file=sys.stderr)
-    sha = result.sha
-    print(sha)
+    print(result.sha)
     return EXIT_OK
