@@ -1,0 +1,212 @@
+"""The whole pipeline, offline: localhub plays the Hub, a tiny model plays the base.
+
+`spacetrain rehearse` starts localhub, builds a tiny Llama whose tokenizer is trained
+on the demo data, pushes it and the demo dataset, and runs the real pipeline against
+them: the real ``space/`` folder is synced to a local Docker-Space stand-in, its real
+``app.py`` starts the real ``train.py`` (4-bit QLoRA on the CPU), the adapter is
+fetched at its exact revision, evaluated on the real suite, gated and promoted, and
+the Space is paused. The same code runs against huggingface.co: only ``HF_ENDPOINT``
+differs. It takes about a minute, where a real run costs an A10G hour.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spacetrain.config import AdapterConfig, ProjectConfig, find_root, load_config
+
+OWNER = "rehearsal"
+SPACE = f"{OWNER}/kwanzaa-training"
+BASE_REPO = f"{OWNER}/tiny-llama"
+DATASET_REPO = f"{OWNER}/kwanzaa-data"
+ADAPTER_REPO = f"{OWNER}/kwanzaa-adapter"
+
+# What makes the tiny model learn the demo data by heart (measured in tests/space and
+# tests/evaluate: every answer reproduced, the gate passed); the real defaults are
+# 4 epochs at 2e-4 on a real base model.
+REHEARSAL_TRAIN = {"epochs": 40, "learning_rate": 5e-3, "batch_size": 4, "grad_accum": 1}
+
+
+@dataclass
+class RehearsalOptions:
+    """Flags of ``spacetrain rehearse``."""
+
+    epochs: int | None = None
+    learning_rate: float | None = None
+    workdir: Path | None = None
+    report: Path | None = None
+    markdown: Path | None = None
+
+
+@dataclass
+class Rehearsal:
+    """What the rehearsal set up on localhub, for the pipeline to run against."""
+
+    workdir: Path
+    endpoint: str
+    config: ProjectConfig
+    base_revision: str
+    dataset_revision: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _say(message: str) -> None:
+    print(f"[rehearse] {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Set environment variables for the rehearsal and put the old values back after."""
+    old = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def demo_corpus(path: Path) -> list[str]:
+    """Every text of the demo data: the tiny tokenizer must spell all of it."""
+    texts = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            texts += [m["content"] for m in json.loads(line)["messages"]]
+    return texts
+
+
+def rehearsal_config(root: Path, options: RehearsalOptions) -> ProjectConfig:
+    """The project's config with every repo moved to localhub's ``rehearsal/`` owner."""
+    project = load_config(root)
+    demo = project.adapters.get("kwanzaa")
+    suite = demo.suite if demo else root / "policy" / "evals" / "kwanzaa.yaml"
+    train = dict(REHEARSAL_TRAIN)
+    if options.epochs is not None:
+        train["epochs"] = options.epochs
+    if options.learning_rate is not None:
+        train["learning_rate"] = options.learning_rate
+    adapter = AdapterConfig(
+        name="kwanzaa",
+        base_model=BASE_REPO,
+        dataset=DATASET_REPO,
+        output_repo=ADAPTER_REPO,
+        suite=suite,
+        train=train,
+    )
+    return ProjectConfig(
+        root=root,
+        space=SPACE,
+        space_dir=project.space_dir,
+        hardware=project.hardware,
+        after_training="pause",
+        gate=project.gate,
+        lint_policy=project.lint_policy,
+        adapters={"kwanzaa": adapter},
+    )
+
+
+def prepare(hub: Any, workdir: Path, config: ProjectConfig, token: str) -> Rehearsal:
+    """Push the tiny base model and the demo dataset; create the Space with its secret.
+
+    ``hub`` is a :class:`spacetrain.hub.Hub` pointed at localhub.
+    """
+    from spacetrain.dataset import demo_dataset_path, push_dataset, validate_file
+    from spacetrain.tinymodel import build_tiny_llama
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    data = demo_dataset_path()
+    base_dir = build_tiny_llama(workdir / "tiny-llama", demo_corpus(data), seed=0)
+    hub.call(f"create {BASE_REPO}", hub.api.create_repo, BASE_REPO, exist_ok=True)
+    base = hub.call(
+        f"upload the tiny base model to {BASE_REPO}",
+        hub.api.upload_folder,
+        repo_id=BASE_REPO,
+        folder_path=str(base_dir),
+        commit_message="Tiny Llama for the offline rehearsal",
+    )
+    _say(f"tiny base model {BASE_REPO}@{base.oid[:12]} ({time.perf_counter() - t0:.1f} s)")
+    timings["base_model_s"] = round(time.perf_counter() - t0, 3)
+
+    t0 = time.perf_counter()
+    report = validate_file(data)
+    pushed = push_dataset(hub, data, DATASET_REPO, examples=len(report.examples))
+    _say(f"demo dataset {DATASET_REPO}@{pushed.sha[:12]} ({len(report.examples)} examples)")
+    timings["dataset_s"] = round(time.perf_counter() - t0, 3)
+
+    runs_dir = workdir / "space-runs"
+    hub.call(
+        f"create the Space {config.space}",
+        hub.api.create_repo,
+        config.space,
+        repo_type="space",
+        space_sdk="docker",
+        exist_ok=True,
+        space_secrets=[{"key": "HF_TOKEN", "value": token}],
+        space_variables=[
+            {"key": "SPACETRAIN_RUNS_DIR", "value": str(runs_dir)},
+            {"key": "OMP_NUM_THREADS", "value": "1"},
+        ],
+    )
+    return Rehearsal(
+        workdir=workdir,
+        endpoint=hub.endpoint,
+        config=config,
+        base_revision=base.oid,
+        dataset_revision=pushed.sha,
+        timings=timings,
+    )
+
+
+@contextlib.contextmanager
+def localhub_session(workdir: Path) -> Iterator[tuple[Any, str]]:
+    """A localhub with one accepted token, the clients pointed at it, ``HF_TOKEN`` set."""
+    from spacetrain.localhub import LocalHub, use_endpoint
+
+    token = "hf_" + secrets.token_urlsafe(24)
+    with (
+        LocalHub(root=workdir / "hub", port=0, tokens={token: OWNER}) as server,
+        use_endpoint(server.url),
+        _environment(HF_TOKEN=token, OMP_NUM_THREADS="1", HF_HUB_DISABLE_TELEMETRY="1"),
+    ):
+        yield server, token
+
+
+def workdir_for(options: RehearsalOptions) -> contextlib.AbstractContextManager[Path]:
+    """``--workdir`` (kept) or a temporary folder (removed after)."""
+    if options.workdir is not None:
+        options.workdir.mkdir(parents=True, exist_ok=True)
+        return contextlib.nullcontext(options.workdir.resolve())
+    return _temporary()
+
+
+@contextlib.contextmanager
+def _temporary() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="spacetrain-rehearse-") as tmp:
+        yield Path(tmp)
+
+
+__all__ = [
+    "REHEARSAL_TRAIN",
+    "Rehearsal",
+    "RehearsalOptions",
+    "demo_corpus",
+    "find_root",
+    "localhub_session",
+    "prepare",
+    "rehearsal_config",
+    "workdir_for",
+]
