@@ -161,6 +161,7 @@ def _train_overrides(p: argparse.ArgumentParser) -> None:
 def _add_stages(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("preflight", help="check token, repos, dataset and space/ before any GPU")
     _space_args(p)
+    _state_arg(p)
     p.add_argument("--adapter", default=None, metavar="NAME")
     _handler(p, "spacetrain.commands.space:preflight")
 
@@ -184,6 +185,9 @@ def _add_stages(sub: argparse._SubParsersAction) -> None:
     _train_overrides(p)
     p.add_argument("--timeout", type=float, default=6 * 3600.0, metavar="S")
     p.add_argument("--keep-running", action="store_true", help="do not release the GPU after")
+    p.add_argument(
+        "--poll-interval", type=float, default=5.0, metavar="S", help="status poll (default 5)"
+    )
     _handler(p, "spacetrain.commands.adapter:train")
 
     p = sub.add_parser("fetch", help="download the adapter at the exact revision training made")

@@ -1,0 +1,181 @@
+"""``spacetrain preflight|sync|wait|release|status|logs``: the Space-control stages.
+
+Each handler reads its flags and ``[tool.spacetrain]``, calls the stage function in
+:mod:`spacetrain.stages`, prints the result to stdout (progress went to stderr) and
+returns the exit code. Flags override the config; with ``--space`` the commands that
+need only a Space id (wait, release, status, logs) also run outside a project.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tomllib
+from dataclasses import replace
+from pathlib import Path
+
+from spacetrain.config import ProjectConfig, find_root, load_config
+from spacetrain.errors import EXIT_OK, UsageError
+from spacetrain.hub import Hub
+from spacetrain.stages.state import PipelineState
+
+
+def _optional_config() -> ProjectConfig | None:
+    """``[tool.spacetrain]`` when there is a project with one; errors in it still count."""
+    try:
+        root = find_root()
+    except UsageError:
+        return None
+    try:
+        data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return load_config(root)  # raises the one-line error naming the file
+    if not isinstance(data.get("tool", {}).get("spacetrain"), dict):
+        return None
+    return load_config(root)
+
+
+def _space(args: argparse.Namespace, config: ProjectConfig | None) -> str:
+    if getattr(args, "space", None):
+        return str(args.space)
+    if config is not None:
+        return config.space
+    raise UsageError("name the Space with --space owner/name (no [tool.spacetrain] found)")
+
+
+def _positive(value: float, flag: str) -> float:
+    if not value > 0:
+        raise UsageError(f"{flag} must be a positive number of seconds, not {value}")
+    return value
+
+
+def preflight(args: argparse.Namespace) -> int:
+    """Print the checklist (stdout) and exit with the worst outcome."""
+    from spacetrain.stages.preflight import preflight as run_preflight
+
+    config = load_config()
+    if args.space:
+        config = _with_space(config, args.space)
+    adapter = config.adapter(args.adapter) if (args.adapter or config.adapters) else None
+    state = PipelineState.load(getattr(args, "state", None))
+    result = run_preflight(Hub.from_env(), config, adapter, state)
+    for check in result.checks:
+        print(check.line())
+    failed = result.failed
+    if failed:
+        names = ", ".join(c.name for c in failed)
+        print(
+            f"spacetrain preflight: {len(failed)} of {len(result.checks)} checks failed: {names}",
+            file=sys.stderr,
+        )
+    else:
+        print(f"spacetrain preflight: {len(result.checks)} checks, ready to train", file=sys.stderr)
+    return result.exit_code
+
+
+def _with_space(config: ProjectConfig, space: str) -> ProjectConfig:
+    return replace(config, space=space)
+
+
+def sync(args: argparse.Namespace) -> int:
+    """Lint, upload ``space/`` in one commit (or none), request the hardware; print the sha."""
+    from spacetrain.stages.sync import SyncOptions, source_commit, uncommitted
+    from spacetrain.stages.sync import sync as run_sync
+
+    config = _optional_config()
+    space = _space(args, config)
+    root = config.root if config is not None else Path.cwd()
+    if args.space_dir:
+        space_dir = Path(args.space_dir)
+    elif config is not None:
+        space_dir = config.space_dir
+    else:
+        space_dir = Path("space")
+    policy = config.lint_policy if config is not None else Path("policy/space.yaml")
+    source = source_commit(root)
+    options = SyncOptions(
+        space=space,
+        space_dir=space_dir,
+        policy=policy,
+        hardware=config.hardware if config is not None else None,
+        private=args.private,
+        source=source,
+        dirty=source is not None and uncommitted(root, space_dir),
+    )
+    result = run_sync(Hub.from_env(), options, PipelineState.load(args.state))
+    print(result.commit)
+    return EXIT_OK
+
+
+def wait(args: argparse.Namespace) -> int:
+    """Wait until the Space runs the synced commit; print that commit."""
+    from spacetrain.stages.wait import wait as run_wait
+
+    timeout = _positive(args.timeout, "--timeout")
+    state = PipelineState.load(args.state)
+    recorded = state.get("space")
+    if args.space:
+        space = args.space
+    elif recorded:
+        space = str(recorded)
+    else:
+        space = _space(args, _optional_config())
+    if args.commit:
+        commit = args.commit
+    else:
+        if recorded and recorded != space:
+            raise UsageError(
+                f"{state.path} records a sync of {recorded}, not {space}: "
+                "pass --commit SHA or run `spacetrain sync` for this Space"
+            )
+        commit = str(state.require("space_commit", stage="sync"))
+    result = run_wait(Hub.from_env(), space, commit, timeout=timeout)
+    print(result.commit)
+    return EXIT_OK
+
+
+def release(args: argparse.Namespace) -> int:
+    """Pause the Space (or move it to the configured CPU flavor); print what was done."""
+    from spacetrain.stages.release import release as run_release
+
+    config = _optional_config()
+    space = _space(args, config)
+    after = config.after_training if config is not None else "pause"
+    result = run_release(Hub.from_env(), space, after_training=after)
+    print(result.action)
+    return EXIT_OK
+
+
+def status(args: argparse.Namespace) -> int:
+    """Print the Space's stage, commits, hardware, files, local diff and billing."""
+    from spacetrain.stages.status import render_status
+    from spacetrain.stages.status import status as run_status
+
+    config = _optional_config()
+    space = _space(args, config)
+    result = run_status(
+        Hub.from_env(),
+        space,
+        space_dir=config.space_dir if config is not None else None,
+        policy_path=config.lint_policy if config is not None else None,
+    )
+    if args.format == "json":
+        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
+    else:
+        sys.stdout.write(render_status(result))
+    return EXIT_OK
+
+
+def logs(args: argparse.Namespace) -> int:
+    """Print the Space's run (or ``--build``) log; ``--follow`` keeps reading."""
+    from spacetrain.stages.status import stream_logs
+
+    space = _space(args, _optional_config())
+    for line in stream_logs(Hub.from_env(), space, build=args.build, follow=args.follow):
+        sys.stdout.write(line if line.endswith("\n") else line + "\n")
+        sys.stdout.flush()
+    return EXIT_OK
+
+
+__all__ = ["logs", "preflight", "release", "status", "sync", "wait"]
