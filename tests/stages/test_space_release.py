@@ -1,0 +1,130 @@
+"""`release`: after training the GPU bill stops (pause or CPU flavor), idempotently."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from huggingface_hub import HfApi
+
+from spacetrain.errors import UsageError
+from spacetrain.hub import Hub
+from spacetrain.localhub import LocalHub
+from spacetrain.stages.release import release
+from spacetrain.stages.sync import SyncOptions, sync
+from spacetrain.stages.wait import wait
+
+from .conftest import TOKEN
+from .space_support import SPACE, cli, cli_env, write_project
+
+pytestmark = pytest.mark.e2e
+
+
+def _running_on_gpu(project: Path) -> None:
+    options = SyncOptions(
+        space=SPACE,
+        space_dir=project / "space",
+        policy=project / "policy" / "space.yaml",
+        hardware="t4-small",
+    )
+    commit = sync(Hub.from_env(), options).commit
+    wait(Hub.from_env(), SPACE, commit, timeout=60)
+
+
+def _seconds(hub: LocalHub, flavor: str) -> float:
+    space = hub.billing()["spaces"].get(SPACE, {})
+    return float(space.get("flavors", {}).get(flavor, {}).get("seconds", 0.0))
+
+
+def _state_changes(hub: LocalHub) -> list[str]:
+    return [
+        r["path"]
+        for r in hub.requests
+        if r["method"] == "POST" and r["path"].endswith(("/pause", "/hardware", "/restart"))
+    ]
+
+
+def test_release_pauses_and_the_meter_stops(hub_env: LocalHub, api: HfApi, tmp_path: Path) -> None:
+    _running_on_gpu(write_project(tmp_path / "p"))
+    assert hub_env.billing()["spaces"][SPACE]["billing"] == "t4-small"
+    before = _seconds(hub_env, "t4-small")
+    time.sleep(0.2)
+    assert _seconds(hub_env, "t4-small") > before  # the meter runs while the app does
+
+    result = release(Hub.from_env(), SPACE, after_training="pause")
+
+    assert (result.action, result.stage, result.changed) == ("paused", "PAUSED", True)
+    assert api.get_space_runtime(SPACE).stage == "PAUSED"
+    assert hub_env.billing()["spaces"][SPACE]["billing"] is None
+    stopped = _seconds(hub_env, "t4-small")
+    time.sleep(0.3)
+    assert _seconds(hub_env, "t4-small") == stopped  # nothing billed any more
+
+
+def test_release_is_idempotent(hub_env: LocalHub, tmp_path: Path) -> None:
+    _running_on_gpu(write_project(tmp_path / "p"))
+    release(Hub.from_env(), SPACE)
+    calls = len(_state_changes(hub_env))
+
+    again = release(Hub.from_env(), SPACE)
+
+    assert (again.action, again.stage, again.changed) == ("already-paused", "PAUSED", False)
+    assert len(_state_changes(hub_env)) == calls  # no second pause
+
+
+def test_release_to_a_cpu_flavor(hub_env: LocalHub, api: HfApi, tmp_path: Path) -> None:
+    _running_on_gpu(write_project(tmp_path / "p"))
+
+    result = release(Hub.from_env(), SPACE, after_training="cpu-basic")
+
+    assert (result.action, result.hardware) == ("downgraded", "cpu-basic")
+    runtime = api.wait_for_space(SPACE, timeout=30, poll_interval=0.05)
+    assert (runtime.stage, runtime.hardware) == ("RUNNING", "cpu-basic")
+    assert hub_env.billing()["spaces"][SPACE]["billing"] == "cpu-basic"  # free, still up
+    assert release(Hub.from_env(), SPACE, after_training="cpu-basic").changed is False
+
+
+def test_release_of_a_failed_space_still_pauses_it(hub_env: LocalHub, tmp_path: Path) -> None:
+    _running_on_gpu(write_project(tmp_path / "p"))
+    hub_env.add_faults({"kill_space": SPACE})  # the app died (an OOM kill, say)
+
+    result = release(Hub.from_env(), SPACE)
+
+    assert (result.action, result.stage) == ("paused", "PAUSED")
+
+
+def test_release_rides_through_503s(hub_env: LocalHub, tmp_path: Path) -> None:
+    _running_on_gpu(write_project(tmp_path / "p"))
+    hub_env.add_faults({"status_codes": [503], "paths": f"/api/spaces/{SPACE}/*", "count": 3})
+
+    assert release(Hub.from_env(), SPACE).stage == "PAUSED"
+    assert sum(1 for r in hub_env.requests if r["status"] == 503) == 3
+
+
+def test_release_refuses_an_unknown_target(hub_env: LocalHub) -> None:
+    with pytest.raises(UsageError, match="must be 'pause' or a Space flavor"):
+        release(Hub.from_env(), SPACE, after_training="gpu-please")
+
+
+def test_cli_release_prints_the_action(hub: LocalHub, tmp_path: Path) -> None:
+    project = write_project(tmp_path / "p")
+    env = cli_env(hub.url, TOKEN)
+    assert cli(["sync"], cwd=project, env=env).returncode == 0
+    assert cli(["wait", "--timeout", "60"], cwd=project, env=env).returncode == 0
+
+    done = cli(["release"], cwd=project, env=env)
+    again = cli(["release"], cwd=project, env=env)
+
+    assert (done.returncode, done.stdout) == (0, "paused\n")
+    assert (again.returncode, again.stdout) == (0, "already-paused\n")
+    assert TOKEN not in done.stderr + again.stderr
+
+
+def test_cli_release_of_a_missing_space_is_exit_2(hub: LocalHub, tmp_path: Path) -> None:
+    done = cli(["release", "--space", "alice/nowhere"], cwd=tmp_path, env=cli_env(hub.url, TOKEN))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "spacetrain release: error: cannot read the runtime of Space alice/nowhere: "
+        f"no such repo at {hub.url}, or no access to it"
+    ]
