@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tomllib
 from dataclasses import replace
@@ -19,6 +20,8 @@ from spacetrain.config import ProjectConfig, find_root, load_config
 from spacetrain.errors import EXIT_OK, UsageError
 from spacetrain.hub import Hub
 from spacetrain.stages.state import PipelineState
+
+_FULL_SHA = re.compile(r"^[0-9a-fA-F]{40}$")
 
 
 def _optional_config() -> ProjectConfig | None:
@@ -121,8 +124,9 @@ def wait(args: argparse.Namespace) -> int:
         space = str(recorded)
     else:
         space = _space(args, _optional_config())
+    hub = Hub.from_env()
     if args.commit:
-        commit = args.commit
+        commit = _resolve_commit(hub, space, args.commit)
     else:
         if recorded and recorded != space:
             raise UsageError(
@@ -130,9 +134,23 @@ def wait(args: argparse.Namespace) -> int:
                 "pass --commit SHA or run `spacetrain sync` for this Space"
             )
         commit = str(state.require("space_commit", stage="sync"))
-    result = run_wait(Hub.from_env(), space, commit, timeout=timeout)
+    result = run_wait(hub, space, commit, timeout=timeout)
     print(result.commit)
     return EXIT_OK
+
+
+def _resolve_commit(hub: Hub, space: str, revision: str) -> str:
+    """A full sha for ``--commit`` (a branch, a tag or a full sha), as the runtime reports it."""
+    if _FULL_SHA.match(revision):
+        return revision.lower()
+    info = hub.call(
+        f"resolve {revision!r} in Space {space}",
+        hub.api.repo_info,
+        space,
+        repo_type="space",
+        revision=revision,
+    )
+    return str(info.sha)
 
 
 def release(args: argparse.Namespace) -> int:
