@@ -9,13 +9,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: help setup space-lint test lint format check clean
+.PHONY: help setup space-lint test lint format check clean workflows-lint
 
 help:
 	@echo "make space-lint   lint space/ against policy/space.yaml (the main job for now)"
 	@echo "make test         ruff check, ruff format --check, pytest (what CI runs)"
 	@echo "make format       ruff format + ruff check --fix"
 	@echo "make setup        only create .venv/ and install everything"
+	@echo "make workflows-lint  zizmor (offline) and actionlint + shellcheck on .github/workflows"
 
 setup: $(STAMP)
 
@@ -39,6 +40,11 @@ format: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+# Also run by tests/test_workflows.py (so by `make test`); this target prints the findings.
+workflows-lint: $(STAMP)
+	$(BIN)/zizmor --offline --persona auditor .github/workflows
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/actionlint
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache scripts/*.egg-info

