@@ -5,6 +5,13 @@
 revision and checks its run id, `evaluate` and `promote` judge and tag exactly that.
 A stage refuses to go on when what it needs is missing: a stale adapter never passes.
 Values also go to ``$GITHUB_OUTPUT`` when it is set, for later workflow steps.
+
+Keys of the Space stages (their modules say more):
+
+- ``base_revision``, ``dataset_revision`` (preflight): the commits the base model and
+  the dataset resolved to, so training and evaluation use exactly those.
+- ``space``, ``space_commit`` (sync): the Space and the commit whose tree is ``space/``
+  (new, or the unchanged head); `wait` waits for exactly that commit.
 """
 
 from __future__ import annotations
