@@ -9,7 +9,7 @@ import pytest
 from huggingface_hub import HfApi
 
 from spacetrain.errors import UsageError
-from spacetrain.hub import Hub
+from spacetrain.hub import Hub, RetryPolicy
 from spacetrain.localhub import LocalHub
 from spacetrain.stages.release import release
 from spacetrain.stages.sync import SyncOptions, sync
@@ -98,7 +98,7 @@ def test_release_rides_through_503s(hub_env: LocalHub, tmp_path: Path) -> None:
     _running_on_gpu(write_project(tmp_path / "p"))
     hub_env.add_faults({"status_codes": [503], "paths": f"/api/spaces/{SPACE}/*", "count": 3})
 
-    assert release(Hub.from_env(), SPACE).stage == "PAUSED"
+    assert release(_quick_retries(), SPACE).stage == "PAUSED"
     assert sum(1 for r in hub_env.requests if r["status"] == 503) == 3
 
 
@@ -128,3 +128,8 @@ def test_cli_release_of_a_missing_space_is_exit_2(hub: LocalHub, tmp_path: Path)
         "spacetrain release: error: cannot read the runtime of Space alice/nowhere: "
         f"no such repo at {hub.url}, or no access to it"
     ]
+
+
+def _quick_retries() -> Hub:
+    """The real retry policy with a short first backoff: the 503s cost milliseconds."""
+    return Hub.from_env(retry=RetryPolicy(deadline=20, base=0.02, cap=0.2))

@@ -10,7 +10,7 @@ import pytest
 from huggingface_hub import HfApi
 
 from spacetrain.errors import CheckFailed
-from spacetrain.hub import Hub
+from spacetrain.hub import Hub, RetryPolicy
 from spacetrain.localhub import LocalHub
 from spacetrain.stages.state import PipelineState
 from spacetrain.stages.sync import SyncOptions, commit_message, git_blob_id, sync
@@ -161,7 +161,7 @@ def test_sync_rides_through_503_bursts(hub_env: LocalHub, api: HfApi, tmp_path: 
     )
     hub_env.add_faults({"status_codes": [503], "paths": "/api/repos/create", "count": 1})
 
-    result = sync(Hub.from_env(), _options(project))
+    result = sync(_quick_retries(), _options(project))
 
     assert api.space_info(SPACE).sha == result.commit
     assert sum(1 for r in hub_env.requests if r["status"] == 503) == 4
@@ -237,3 +237,8 @@ def test_cli_sync_with_lint_errors_exits_1(hub: LocalHub, tmp_path: Path) -> Non
 
 def _clear_requests(hub: LocalHub) -> None:
     httpx.delete(f"{hub.url}/_localhub/requests", timeout=5).raise_for_status()
+
+
+def _quick_retries() -> Hub:
+    """The real retry policy with a short first backoff: the 503s cost milliseconds."""
+    return Hub.from_env(retry=RetryPolicy(deadline=20, base=0.02, cap=0.2))

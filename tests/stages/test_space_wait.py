@@ -11,7 +11,7 @@ import pytest
 from huggingface_hub import HfApi
 
 from spacetrain.errors import CheckFailed, SpaceBuildFailed, StageTimeout
-from spacetrain.hub import Hub
+from spacetrain.hub import Hub, RetryPolicy
 from spacetrain.localhub import LocalHub
 from spacetrain.stages.sync import SyncOptions, sync
 from spacetrain.stages.wait import Backoff, wait
@@ -177,7 +177,7 @@ def test_wait_rides_through_503_bursts(hub_env: LocalHub, tmp_path: Path) -> Non
         {"status_codes": [503, 429], "paths": f"/api/spaces/{SPACE}/runtime", "count": 4}
     )
 
-    result = wait(Hub.from_env(), SPACE, commit, timeout=60)
+    result = wait(_quick_retries(), SPACE, commit, timeout=60)
 
     assert result.stage == "RUNNING"
     faulted = [r for r in hub_env.requests if r["status"] in (503, 429)]
@@ -247,3 +247,8 @@ def test_cli_wait_prints_the_commit(hub: LocalHub, tmp_path: Path) -> None:
     assert done.stdout == synced.stdout
     state = json.loads((project / ".spacetrain" / "state.json").read_text())
     assert state["space_commit"] == done.stdout.strip()
+
+
+def _quick_retries() -> Hub:
+    """The real retry policy with a short first backoff: the 503s cost milliseconds."""
+    return Hub.from_env(retry=RetryPolicy(deadline=20, base=0.02, cap=0.2))
