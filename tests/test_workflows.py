@@ -587,6 +587,7 @@ def pipeline_context(plan: dict[str, str], **inputs: str) -> dict[str, str]:
     context.update({f"inputs.{k}": v for k, v in inputs.items()})
     context["secrets.HF_TOKEN"] = "hf_sandbox_not_a_token"
     context.update({f"steps.plan.outputs.{k}": v for k, v in plan.items()})
+    context.update({f"steps.train.outputs.{k}": str(v) for k, v in STATE.items()})
     return context
 
 
@@ -727,10 +728,13 @@ def test_evaluate_judges_the_exact_revision_training_pushed(sandbox: Sandbox) ->
     assert args.compare_base
     assert args.device == "cpu"
 
-    # no adapter revision in the state: the step fails before evaluating anything
-    (sandbox.root / ".spacetrain/state.json").write_text(json.dumps({"adapter_repo": "o/a"}))
-    done, calls = _run_stage(sandbox, "evaluate")
+    # training recorded no revision: the step fails before evaluating anything
+    _, plan = run_plan(sandbox)
+    step = _pipeline_steps()["evaluate"]
+    context = {**pipeline_context(plan), "steps.train.outputs.adapter_revision": ""}
+    done, calls, _ = sandbox.run(step["run"], resolve_env(step, context))
     assert done.returncode != 0
+    assert "train recorded no adapter_revision" in done.stderr
     assert calls == []
 
 
