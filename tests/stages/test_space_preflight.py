@@ -205,3 +205,52 @@ def test_cli_hub_unreachable_is_exit_3(hub: LocalHub, tmp_path: Path) -> None:
     assert lines["token"][0] == "FAIL" and "unreachable (HTTP 503)" in lines["token"][1]
     assert lines["space"] == ("skip", "the Hub is unreachable")
     assert lines["gate"][0] == "ok"
+
+
+WHOAMI = {
+    "name": "alice",
+    "orgs": [{"name": "team", "roleInOrg": "write"}, {"name": "viewers", "roleInOrg": "read"}],
+    "auth": {"accessToken": {"role": "write"}},
+}
+
+
+@pytest.mark.parametrize(
+    ("repo", "whoami", "status"),
+    [
+        ("alice/x", WHOAMI, "ok"),
+        ("team/x", WHOAMI, "ok"),
+        ("viewers/x", WHOAMI, "FAIL"),  # a read-only member of the org
+        ("bob/x", WHOAMI, "FAIL"),
+        (
+            "team/x",
+            {**WHOAMI, "auth": {"accessToken": {"role": "fineGrained", "fineGrained": {
+                "scoped": [{"entity": {"type": "org", "name": "team"},
+                            "permissions": ["repo.content.read"]}]}}}},
+            "FAIL",
+        ),
+        (
+            "team/x",
+            {**WHOAMI, "auth": {"accessToken": {"role": "fineGrained", "fineGrained": {
+                "scoped": [{"entity": {"type": "space", "name": "team/x"},
+                            "permissions": ["repo.write"]}]}}}},
+            "ok",
+        ),
+        (
+            "team/x",
+            {**WHOAMI, "auth": {"accessToken": {"role": "fineGrained", "fineGrained": {}}}},
+            "warn",
+        ),
+    ],
+)  # fmt: skip
+def test_write_access_reads_the_whoami_answer(
+    hub_env: LocalHub, tmp_path: Path, repo: str, whoami: dict, status: str
+) -> None:
+    """The parts of a real Hub's whoami localhub does not produce (orgs, fine-grained)."""
+    from spacetrain.stages.preflight import _Preflight
+
+    config = load_config(_project(tmp_path))
+    check = _Preflight(Hub.from_env(), config, None)
+    check.whoami = whoami
+    result = check.write_access("space", "space", repo, exists=True)
+    assert result.status == status, result.detail
+    assert result.exit_code == (2 if status == "FAIL" else 0)

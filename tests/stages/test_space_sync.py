@@ -242,3 +242,14 @@ def _clear_requests(hub: LocalHub) -> None:
 def _quick_retries() -> Hub:
     """The real retry policy with a short first backoff: the 503s cost milliseconds."""
     return Hub.from_env(retry=RetryPolicy(deadline=20, base=0.02, cap=0.2))
+
+
+def test_cli_sync_without_a_token_is_exit_2(hub: LocalHub, tmp_path: Path) -> None:
+    project = write_project(tmp_path / "p")
+
+    done = cli(["sync"], cwd=project, env=cli_env(hub.url, None))
+
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("spacetrain sync: error: cannot create Space alice/trainer")
+    assert "set HF_TOKEN" in last

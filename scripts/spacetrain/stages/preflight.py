@@ -133,6 +133,14 @@ class _Preflight:
                 names.add(str(org["name"]))
         return names - {""}
 
+    def _org_role(self, namespace: str) -> str | None:
+        """The account's role in the organisation ``namespace`` (None: a user or unknown)."""
+        for org in (self.whoami or {}).get("orgs") or []:
+            if isinstance(org, dict) and org.get("name") == namespace:
+                role = org.get("roleInOrg")
+                return str(role) if role else None
+        return None
+
     def _fine_grained_can_write(self, repo_type: str, repo_id: str) -> bool | None:
         """For a fine-grained token: True/False when its scopes say, None when unclear."""
         auth = (self.whoami or {}).get("auth") or {}
@@ -158,6 +166,13 @@ class _Preflight:
                 FAIL,
                 f"{repo_id} {state}, but the token's account ({', '.join(sorted(spaces))}) "
                 f"has no namespace {namespace!r}",
+                EXIT_USAGE,
+            )
+        if self._org_role(namespace) == "read":
+            return Check(
+                name,
+                FAIL,
+                f"{repo_id} {state}, but the account has only the read role in {namespace}",
                 EXIT_USAGE,
             )
         if self._role() == "fineGrained":
