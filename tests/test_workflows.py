@@ -452,6 +452,138 @@ def test_gpu_released_after_training_whatever_happened() -> None:
     assert "inputs.promote" in by_id["promote"]["if"]
 
 
+# GitHub's step conditions for the subset the workflows use: status functions, step
+# outcomes, inputs, hashFiles, ==, !=, &&, ||, !. A condition without a status function
+# gets `success() &&` in front, as GitHub does.
+_STATUS = re.compile(r"\b(always|success|failure|cancelled)\(\)")
+
+
+def step_runs(
+    condition: str | None,
+    *,
+    outcomes: dict[str, str],
+    failed: bool,
+    cancelled: bool,
+    inputs: dict[str, Any],
+    files: set[str],
+) -> bool:
+    """Whether GitHub runs a step with this ``if:`` given what happened before it."""
+    expr = str(condition or "success()").strip()
+    expr = expr.removeprefix("${{").removesuffix("}}").strip()
+    if not _STATUS.search(expr):
+        expr = f"success() && ({expr})"
+    expr = re.sub(r"steps\.([\w-]+)\.outcome", r"_outcome('\1')", expr)
+    expr = re.sub(r"inputs\.([\w-]+)", r"_input('\1')", expr)
+    expr = re.sub(r"hashFiles\(('[^']*')\)", r"_hash(\1)", expr)
+    expr = expr.replace("&&", " and ").replace("||", " or ")
+    expr = re.sub(r"!(?!=)", " not ", expr)
+    names = {
+        "always": lambda: True,
+        "success": lambda: not failed and not cancelled,
+        "failure": lambda: failed,
+        "cancelled": lambda: cancelled,
+        "_outcome": lambda step: outcomes.get(step, ""),
+        "_input": lambda key: inputs[key],
+        "_hash": lambda path: "hash" if path in files else "",
+    }
+    return bool(eval(expr, {"__builtins__": {}}, names))
+
+
+def simulate(
+    workflow: dict[str, Any],
+    *,
+    outcome: dict[str, str] | None = None,
+    cancel_during: str | None = None,
+    promote: bool = True,
+) -> dict[str, str]:
+    """Each step's outcome (by id or name) when the steps in ``outcome`` end that way."""
+    (job,) = jobs(workflow).values()
+    outcomes: dict[str, str] = {}
+    shown: dict[str, str] = {}
+    failed = cancelled = False
+    files: set[str] = set()
+    for step in job["steps"]:
+        key = step.get("id") or step.get("name") or step["uses"].split("@")[0]
+        runs = step_runs(
+            step.get("if"),
+            outcomes=outcomes,
+            failed=failed,
+            cancelled=cancelled,
+            inputs={"promote": promote},
+            files=files,
+        )
+        result = (outcome or {}).get(key, "success") if runs else "skipped"
+        if runs and key == cancel_during:
+            result, cancelled = "cancelled", True
+        if result == "success" and key == "evaluate":
+            files.add("reports/evaluation.md")
+        if result == "failure" and key == "evaluate":  # a failed gate still writes its report
+            files.add("reports/evaluation.md")
+        failed = failed or result == "failure"
+        if "id" in step:
+            outcomes[step["id"]] = result
+        shown[key] = result
+    return shown
+
+
+def _ran(shown: dict[str, str]) -> list[str]:
+    stages = ("preflight", "sync", "wait", "train", "release", "fetch", "evaluate", "promote")
+    return [s for s in stages if shown[s] != "skipped"]
+
+
+def test_conditions_release_the_gpu_on_every_path() -> None:
+    wf = ALL["_pipeline.yml"]
+    everything = ["preflight", "sync", "wait", "train", "release", "fetch", "evaluate", "promote"]
+    assert _ran(simulate(wf)) == everything
+    assert _ran(simulate(wf, promote=False)) == everything[:-1]
+    # training failed: release, then nothing that needs an adapter
+    shown = simulate(wf, outcome={"train": "failure"})
+    assert _ran(shown) == ["preflight", "sync", "wait", "train", "release"]
+    assert shown["actions/upload-artifact"] == "success"
+    assert shown["Evaluation summary"] == "skipped"
+    # the Space never ran the commit: no training, still a release
+    assert _ran(simulate(wf, outcome={"wait": "failure"})) == [
+        "preflight",
+        "sync",
+        "wait",
+        "release",
+    ]
+    assert _ran(simulate(wf, outcome={"preflight": "failure"})) == ["preflight", "release"]
+    # cancelled mid-training (or the job timed out): release and the artifact still run
+    shown = simulate(wf, cancel_during="train")
+    assert _ran(shown) == ["preflight", "sync", "wait", "train", "release"]
+    assert shown["actions/upload-artifact"] == "success"
+    # a failed release fails the run but the adapter is still judged and promoted
+    shown = simulate(wf, outcome={"release": "failure"})
+    assert _ran(shown) == everything
+    # the gate said no: no promotion, the summary still shows why
+    shown = simulate(wf, outcome={"evaluate": "failure"})
+    assert _ran(shown) == everything[:-1]
+    assert shown["Evaluation summary"] == "success"
+    # no CLI installed: nothing can release, and nothing tries
+    shown = simulate(wf, outcome={"setup": "failure"})
+    assert _ran(shown) == []
+    assert shown["actions/upload-artifact"] == "success"
+
+
+def test_condition_evaluator_follows_github_defaults() -> None:
+    common = {"outcomes": {"a": "failure"}, "inputs": {}, "files": set()}
+    assert step_runs(None, failed=False, cancelled=False, **common)
+    assert not step_runs(None, failed=True, cancelled=False, **common)
+    assert not step_runs("steps.a.outcome == 'failure'", failed=True, cancelled=False, **common)
+    assert step_runs(
+        "failure() && steps.a.outcome == 'failure'", failed=True, cancelled=False, **common
+    )
+    assert step_runs("always()", failed=True, cancelled=True, **common)
+    assert not step_runs("!cancelled()", failed=False, cancelled=True, **common)
+    assert step_runs(
+        "${{ !cancelled() && steps.a.outcome != 'success' }}",
+        failed=True,
+        cancelled=False,
+        **common,
+    )
+
+
 def test_reports_uploaded_and_summarised_always() -> None:
     (job,) = jobs(ALL["_pipeline.yml"]).values()
     uploads = [s for s in job["steps"] if "upload-artifact" in str(s.get("uses"))]
