@@ -1,0 +1,128 @@
+"""``spacetrain train``, ``fetch`` and ``promote``: the pipeline stages about the adapter.
+
+Each handler turns flags, ``[tool.spacetrain]`` and the pipeline state into the
+stage's inputs, runs the stage, and prints its results as ``key=value`` lines on
+stdout (progress went to stderr); the same values land in the state file and, on
+GitHub Actions, in ``$GITHUB_OUTPUT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from spacetrain.config import AdapterConfig, ProjectConfig, load_config
+from spacetrain.errors import EXIT_OK, UsageError
+from spacetrain.stages.state import PipelineState
+
+
+def _print(**values: object) -> None:
+    for key, value in values.items():
+        print(f"{key}={'' if value is None else value}")
+
+
+def _positive(name: str, value: float) -> float:
+    if not value > 0:
+        raise UsageError(f"{name} must be a positive number of seconds, not {value}")
+    return value
+
+
+def _run_id(args: argparse.Namespace, state: PipelineState) -> str:
+    """``--run-id``; else the run an interrupted ``train`` left active; else a new id."""
+    from spacetrain.stages.train import ACTIVE, default_run_id
+
+    if args.run_id:
+        return args.run_id
+    if state.get("run_id") and state.get("run_state") in ACTIVE:
+        return str(state.get("run_id"))
+    return default_run_id()
+
+
+def _adapter_config(config: ProjectConfig, name: str | None) -> AdapterConfig | None:
+    if not config.adapters and name is None:
+        return None  # everything from flags and the Space variables
+    return config.adapter(name)
+
+
+def train(args: argparse.Namespace) -> int:
+    """Start training through the Space's API, follow it, record the adapter revision."""
+    from spacetrain.hub import Hub
+    from spacetrain.stages.train import TrainOptions, build_params, check_run_id, run_training
+
+    config = load_config()
+    state = PipelineState.load(args.state)
+    adapter = _adapter_config(config, args.adapter)
+    run_id = check_run_id(_run_id(args, state))
+    # Revisions a previous stage pinned (preflight, dataset push) hold for the
+    # configured model and data, not for ones named on the command line.
+    params = build_params(
+        run_id=run_id,
+        adapter=adapter,
+        base_model=args.base_model,
+        base_revision=None if args.base_model else state.get("base_revision"),
+        dataset=args.dataset,
+        dataset_revision=args.dataset_revision
+        or (None if args.dataset else state.get("dataset_revision")),
+        output_repo=args.output_repo,
+        overrides={"epochs": args.epochs, "learning_rate": args.learning_rate},
+    )
+    options = TrainOptions(
+        space=args.space or state.get("space") or config.space,
+        run_id=run_id,
+        params=params,
+        timeout=_positive("--timeout", args.timeout),
+        poll_interval=_positive("--poll-interval", args.poll_interval),
+        after_training=config.after_training,
+        keep_running=args.keep_running,
+    )
+    result = run_training(options, Hub.from_env(), state)
+    _print(
+        run_id=result.run_id,
+        adapter_repo=result.adapter_repo,
+        adapter_revision=result.adapter_revision,
+        released=result.released,
+    )
+    return EXIT_OK
+
+
+def fetch(args: argparse.Namespace) -> int:
+    """Download the adapter at the recorded revision and check its run.json."""
+    from spacetrain.hub import Hub
+    from spacetrain.stages.fetch import DEFAULT_DEST, fetch_adapter
+
+    state = PipelineState.load(args.state)
+    result = fetch_adapter(
+        Hub.from_env(),
+        state,
+        repo=args.repo or state.require("adapter_repo", stage="train"),
+        revision=args.revision or state.require("adapter_revision", stage="train"),
+        run_id=args.run_id or state.require("run_id", stage="train"),
+        dest=Path(args.dest) if args.dest else DEFAULT_DEST,
+    )
+    _print(
+        adapter_repo=result.repo,
+        adapter_revision=result.revision,
+        adapter_dir=result.path.resolve(),
+    )
+    return EXIT_OK
+
+
+def promote(args: argparse.Namespace) -> int:
+    """Tag the adapter revision a passing report judged, and publish the evaluation."""
+    from spacetrain.evaluate.gate import load_gate
+    from spacetrain.hub import Hub
+    from spacetrain.stages.promote import promote_adapter
+
+    state = PipelineState.load(args.state)
+    report = args.report or state.require("report", stage="evaluate")
+    policy = load_gate(args.gate or load_config().gate)
+    result = promote_adapter(
+        Hub.from_env(), state, report_path=Path(report), policy=policy, tag=args.tag
+    )
+    _print(
+        promoted_tag=result.tag,
+        adapter_repo=result.repo,
+        adapter_revision=result.revision,
+        card_commit=result.card_commit,
+    )
+    return EXIT_OK

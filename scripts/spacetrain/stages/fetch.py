@@ -1,0 +1,178 @@
+"""The fetch stage: download the adapter at the exact commit the run pushed, and prove it.
+
+An adapter repo's ``main`` moves with every run, so "the adapter" only means something
+at a commit. Fetch downloads ``repo@sha`` (a branch or tag is resolved to its sha
+first, and the sha is what gets recorded), then checks that the files make an adapter
+and that ``run.json`` names the run the pipeline trained. A stale or foreign adapter
+stops the pipeline (exit 1) before anything evaluates or promotes it.
+
+The download lands in a temporary folder next to ``dest`` and replaces ``dest`` only
+after the checks pass, so a failed fetch never leaves a half-written or unchecked
+adapter where the next stage looks; a ``dest`` that spacetrain did not write is never
+deleted.
+
+Records in the state: ``adapter_repo``, ``adapter_revision`` (the sha) and
+``adapter_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spacetrain.errors import CheckFailed, UsageError
+from spacetrain.hub import Hub
+from spacetrain.stages.state import PipelineState
+
+DEFAULT_DEST = Path(".spacetrain") / "adapter"
+MARKER = ".spacetrain-fetch.json"  # says "spacetrain wrote this folder": it may replace it
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+SHA = re.compile(r"^[0-9a-f]{40}$")
+
+Say = Callable[[str], None]
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class StaleAdapter(CheckFailed):
+    """The revision's adapter is not the one this pipeline's run produced (exit 1)."""
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """Where the checked adapter is, and exactly which commit it came from."""
+
+    repo: str
+    revision: str
+    run_id: str
+    path: Path
+    files: tuple[str, ...]
+    requested: str  # the revision as given (a sha, branch or tag)
+
+
+def resolve_sha(hub: Hub, repo: str, revision: str) -> str:
+    """``revision`` as a commit sha; a branch or tag name is asked of the Hub."""
+    if SHA.match(revision):
+        return revision
+    info = hub.call(f"resolve {repo}@{revision}", hub.api.model_info, repo, revision=revision)
+    if not info.sha:
+        raise UsageError(f"cannot resolve {repo}@{revision}: the Hub gave no commit sha")
+    return info.sha
+
+
+def check_adapter(folder: Path, run_id: str, where: str) -> dict[str, Any]:
+    """The adapter files are there and ``run.json`` carries ``run_id``; returns run.json.
+
+    Raises:
+        StaleAdapter: a file is missing, run.json is unreadable, or names another run.
+    """
+    if not (folder / ADAPTER_CONFIG).is_file():
+        raise StaleAdapter(f"{where} has no {ADAPTER_CONFIG}: not a PEFT adapter")
+    if not any((folder / name).is_file() for name in ADAPTER_WEIGHTS):
+        raise StaleAdapter(f"{where} has no adapter weights ({ADAPTER_WEIGHTS[0]})")
+    manifest_path = folder / "run.json"
+    if not manifest_path.is_file():
+        raise StaleAdapter(
+            f"{where} has no run.json, so nothing says which run made it: refusing it"
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise StaleAdapter(f"{where}: run.json is not readable JSON ({exc})") from None
+    found = manifest.get("run_id") if isinstance(manifest, dict) else None
+    if found != run_id:
+        raise StaleAdapter(
+            f"{where} was made by run {found!r}, not by run {run_id!r}: "
+            "a stale or foreign adapter, refusing it"
+        )
+    return manifest
+
+
+def _replaceable(dest: Path) -> bool:
+    if not dest.exists():
+        return True
+    if not dest.is_dir():
+        return False
+    return (dest / MARKER).is_file() or not any(dest.iterdir())
+
+
+def fetch_adapter(
+    hub: Hub,
+    state: PipelineState,
+    *,
+    repo: str,
+    revision: str,
+    run_id: str,
+    dest: Path = DEFAULT_DEST,
+    say: Say = _say,
+) -> FetchResult:
+    """Download ``repo@revision`` into ``dest``, check it belongs to ``run_id``, record it.
+
+    Raises:
+        StaleAdapter: not an adapter, or not this run's (exit 1); ``dest`` is untouched.
+        UsageError: ``dest`` is a folder spacetrain did not write; no such repo or
+            revision (exit 2).
+        HubUnreachable: the Hub kept failing (exit 3).
+    """
+    dest = Path(dest)
+    if not _replaceable(dest):
+        raise UsageError(
+            f"{dest} exists and was not written by spacetrain fetch; "
+            "choose another --dest or remove it"
+        )
+    sha = resolve_sha(hub, repo, revision)
+    if sha != revision:
+        say(f"[spacetrain] {repo}@{revision} is commit {sha}")
+    # Whatever happens next, an older download must not pass for this run's adapter.
+    state.update(adapter_dir=None)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        say(f"[spacetrain] downloading {repo}@{sha} ...")
+        hub.call(
+            f"download {repo}@{sha}",
+            hub.api.snapshot_download,
+            repo_id=repo,
+            repo_type="model",
+            revision=sha,
+            local_dir=partial,
+        )
+        shutil.rmtree(partial / ".cache", ignore_errors=True)  # local_dir bookkeeping
+        check_adapter(partial, run_id, f"{repo}@{sha}")
+        files = tuple(sorted(p.relative_to(partial).as_posix() for p in _files(partial)))
+        marker = {"repo": repo, "revision": sha, "run_id": run_id, "files": list(files)}
+        (partial / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+        if dest.exists():
+            shutil.rmtree(dest)
+        partial.rename(dest)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    state.update(adapter_repo=repo, adapter_revision=sha, adapter_dir=str(dest.resolve()))
+    say(f"[spacetrain] {repo}@{sha} (run {run_id}): {len(files)} file(s) in {dest}")
+    return FetchResult(repo, sha, run_id, dest, files, revision)
+
+
+def _files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()]
+
+
+__all__ = [
+    "DEFAULT_DEST",
+    "MARKER",
+    "FetchResult",
+    "StaleAdapter",
+    "check_adapter",
+    "fetch_adapter",
+    "resolve_sha",
+]

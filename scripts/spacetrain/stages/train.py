@@ -1,0 +1,669 @@
+"""The train stage: start a run through the Space's Gradio API and follow it to the end.
+
+Training runs detached inside the Space (``space/app.py``), so this stage is only a
+follower: it asks ``start_training`` for a run with *our* run id (idempotent: a retry,
+or a second ``spacetrain train --run-id X``, gets the same run back and starts
+nothing), then polls ``training_status`` and pages ``training_logs`` by byte offset,
+printing the Space's log lines as they come. A dropped connection, an app restart or
+a Space that wakes up is not the run's end: the stage reconnects and keeps following
+the same run until it succeeds, fails, or the deadline passes.
+
+When the Space is busy with a *different* run, the stage follows neither (exit 1):
+it cannot know whose run that is, and pausing the Space would kill it.
+
+Whatever the outcome of our run, the GPU bill stops afterwards (``after_training``:
+pause the Space or move it to a CPU flavor, through :func:`spacetrain.stages.release.release`)
+unless ``keep_running`` is set.
+
+Records in the state: ``run_id``, ``run_state``, ``adapter_repo`` and
+``adapter_revision`` (the commit the run pushed, from ``training_status``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from spacetrain.config import AdapterConfig
+from spacetrain.errors import (
+    AuthError,
+    CheckFailed,
+    SpaceBuildFailed,
+    SpacetrainError,
+    StageTimeout,
+    TrainingFailed,
+    UsageError,
+)
+from spacetrain.hub import Hub, token_from_env
+from spacetrain.stages.release import release
+from spacetrain.stages.space_runtime import FAILED, get_runtime
+from spacetrain.stages.state import PipelineState
+
+ACTIVE = ("queued", "running")
+FINAL = ("succeeded", "failed")
+# Runtime stages in which the app cannot answer and will not come back by itself
+# (SLEEPING is not one: the next request wakes the Space up).
+DEAD_STAGES = FAILED | {"PAUSED", "STOPPED", "DELETING"}
+EVENT_PREFIX = "@@spacetrain "
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# start_training's keys (space/app.py PARAMS) that come from [tool.spacetrain.adapters.X.train].
+HYPERPARAMETERS = (
+    "epochs",
+    "learning_rate",
+    "lora_r",
+    "lora_alpha",
+    "max_length",
+    "batch_size",
+    "grad_accum",
+    "seed",
+    "packing",
+)
+# State keys about one run's adapter: stale as soon as another run starts.
+DOWNSTREAM_KEYS = ("adapter_revision", "adapter_dir", "report", "promoted_tag", "card_commit")
+LOG_PAGE = 64 * 1024
+CALL_TIMEOUT = 60.0  # seconds for one API call; the app answers in milliseconds
+PROGRESS_EVERY = 10.0  # seconds between progress lines while the run's numbers change
+_BUSY = re.compile(r"run (\S+) is still active")
+_TOKEN = re.compile(r"hf_[A-Za-z0-9]{8,}")
+
+Say = Callable[[str], None]
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ inputs
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """What to train where, and how long to follow it.
+
+    Attributes:
+        space: the Space id (``owner/name``) or the app's URL.
+        run_id: the run to start or follow.
+        params: ``start_training``'s JSON object (``run_id`` included); missing keys
+            fall back to the Space variables.
+        timeout: seconds from the start until the stage gives up (exit 3).
+        poll_interval: seconds between ``training_status`` calls.
+        after_training: ``"pause"`` or a CPU flavor to move the Space to afterwards.
+        keep_running: leave the Space (and its hardware) as it is.
+    """
+
+    space: str
+    run_id: str
+    params: dict[str, Any]
+    timeout: float = 6 * 3600.0
+    poll_interval: float = 5.0
+    after_training: str = "pause"
+    keep_running: bool = False
+
+
+def default_run_id(now: datetime | None = None) -> str:
+    """``<commit>-<UTC time>``: the commit from ``GITHUB_SHA`` or git, else ``run``."""
+    sha = os.environ.get("GITHUB_SHA", "").strip()
+    if not sha:
+        try:
+            sha = subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            sha = ""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
+    prefix = sha[:10] if re.fullmatch(r"[0-9a-f]{7,64}", sha) else "run"
+    return f"{prefix}-{stamp}"
+
+
+def check_run_id(run_id: str) -> str:
+    """The Space accepts 1-64 letters, digits, ``.``, ``_``, ``-``; say so before asking it."""
+    if not RUN_ID.match(run_id):
+        raise UsageError(
+            f"run id {run_id!r}: use 1-64 letters, digits, '.', '_' or '-' (starting alphanumeric)"
+        )
+    return run_id
+
+
+def build_params(
+    *,
+    run_id: str,
+    adapter: AdapterConfig | None = None,
+    base_model: str | None = None,
+    base_revision: str | None = None,
+    dataset: str | None = None,
+    dataset_revision: str | None = None,
+    output_repo: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``start_training``'s params: explicit values over the adapter's config.
+
+    A value that is neither given nor configured is left out, so the Space variable
+    (BASE_MODEL, DATASET, EPOCHS, ...) decides it. The adapter is always pushed.
+    """
+    cfg = adapter
+    params: dict[str, Any] = {
+        "run_id": check_run_id(run_id),
+        "push": True,
+        "base_model": base_model or (cfg.base_model if cfg else None),
+        "model_revision": base_revision or (cfg.base_revision if cfg else None),
+        "dataset": dataset or (cfg.dataset if cfg else None),
+        "dataset_revision": dataset_revision or (cfg.dataset_revision if cfg else None),
+        "output_repo": output_repo or (cfg.output_repo if cfg else None),
+    }
+    hyper = dict(cfg.train) if cfg else {}
+    hyper.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    unknown = sorted(set(hyper) - set(HYPERPARAMETERS))
+    if unknown:
+        raise UsageError(f"unknown training parameter(s): {', '.join(unknown)}")
+    params.update(hyper)
+    return {k: v for k, v in params.items() if v is not None}
+
+
+# ------------------------------------------------------------------ result
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """How the run ended and what it produced."""
+
+    run_id: str
+    state: str
+    created: bool
+    adapter_repo: str | None
+    adapter_revision: str | None
+    step: int = 0
+    total: int | None = None
+    loss: float | None = None
+    seconds: float = 0.0
+    reconnects: int = 0
+    released: str = ""
+
+
+# ------------------------------------------------------------------ talking to the app
+
+
+class ForeignRun(CheckFailed):
+    """The Space is busy with another run: following it, or pausing, would be wrong."""
+
+    def __init__(self, active: str, wanted: str) -> None:
+        self.active = active
+        super().__init__(
+            f"the Space is busy with run {active}, not run {wanted}; following neither. "
+            f"Wait until it ends, or follow it with --run-id {active}"
+        )
+
+
+def _is_app_error(exc: BaseException) -> bool:
+    from gradio_client.exceptions import AppError
+
+    return isinstance(exc, AppError)
+
+
+def _missing_endpoint(exc: BaseException) -> bool:
+    return isinstance(exc, ValueError) and "Cannot find a function with `api_name`" in str(exc)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:300]
+
+
+class SpaceApp:
+    """The Space's three JSON endpoints, with reconnects until a deadline.
+
+    ``gradio_client.Client(space)`` resolves the app through the Hub endpoint
+    (``HF_ENDPOINT``), so the same code follows a run on huggingface.co or localhub.
+    Any failure that is not the app's own answer (an ``AppError``) counts as a lost
+    connection: the client is dropped, the Space's runtime is checked (a crashed,
+    paused or deleted Space ends the wait at once), and the call is tried again with
+    backoff until ``deadline``.
+    """
+
+    def __init__(
+        self,
+        space: str,
+        hub: Hub,
+        *,
+        deadline: float,
+        say: Say = _say,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.space = space
+        self.hub = hub
+        self.deadline = deadline
+        self.say = say
+        self._clock = clock
+        self._sleep = sleep
+        self._client: Any = None
+        self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
+        self.reconnects = 0
+
+    def __enter__(self) -> SpaceApp:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the client's background threads."""
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):  # a client that lost its app may fail to close
+                client.close()
+
+    def _connect(self) -> Any:
+        if self._client is None:
+            os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+            from gradio_client import Client
+
+            # token=False, not None: None would let the libraries read a token file.
+            self._client = Client(
+                self.space,
+                token=token_from_env() or False,  # type: ignore[arg-type]
+                verbose=False,
+                download_files=False,
+                httpx_kwargs={"timeout": 30.0},
+            )
+        return self._client
+
+    def call(self, api_name: str, *args: Any) -> dict[str, Any]:
+        """One endpoint's JSON answer; ``AppError`` (the app said no) goes to the caller.
+
+        Raises:
+            AuthError: the app or the Hub refused the token.
+            SpaceBuildFailed: the Space crashed, failed to build, or was paused.
+            CheckFailed: the app has no such endpoint (not this project's app.py).
+            StageTimeout: still no answer at the deadline.
+        """
+        from gradio_client.exceptions import AuthenticationError
+
+        failures = 0
+        while True:
+            try:
+                client = self._connect()
+                job = client.submit(*args, api_name=api_name)
+                text = job.result(timeout=CALL_TIMEOUT)
+                if failures:
+                    self.reconnects += 1
+                    self.say(f"[spacetrain] reconnected to {self.space} after {failures} try(s)")
+                return json.loads(text)
+            except SpacetrainError:
+                raise
+            except AuthenticationError as exc:
+                raise AuthError(
+                    f"the Space {self.space} refused the token: {_one_line(exc)}"
+                ) from None
+            except Exception as exc:
+                if _is_app_error(exc):
+                    raise
+                if _missing_endpoint(exc):
+                    raise CheckFailed(
+                        f"the app of {self.space} has no {api_name} endpoint: is it running "
+                        "this project's space/app.py? (spacetrain sync, then wait)"
+                    ) from None
+                failures += 1
+                self.close()
+                self._check_runtime()
+                wait = self._rng.uniform(0.5, min(15.0, 0.5 * 2**failures))
+                left = self.deadline - self._clock()
+                if left <= 0:
+                    raise StageTimeout(
+                        f"lost the connection to {self.space} and the deadline passed "
+                        f"({type(exc).__name__}: {_one_line(exc)})"
+                    ) from None
+                self.say(
+                    f"[spacetrain] connection to {self.space} lost ({type(exc).__name__}: "
+                    f"{_one_line(exc)[:120]}); retrying in {wait:.1f} s"
+                )
+                self._sleep(min(wait, left))
+
+    def _check_runtime(self) -> None:
+        """Fail at once when the Space cannot come back by itself."""
+        if self.space.startswith(("http://", "https://")):
+            return
+        runtime = get_runtime(self.hub, self.space)
+        stage = runtime.stage
+        if stage in DEAD_STAGES:
+            message = (runtime.error or "").strip()
+            first = message.splitlines()[0] if message else ""
+            hint = "; restart it, then train again" if stage in ("PAUSED", "STOPPED") else ""
+            raise SpaceBuildFailed(
+                f"the Space {self.space} is {stage}" + (f": {first}" if first else "") + hint
+            )
+
+
+# ------------------------------------------------------------------ following a run
+
+
+@dataclass
+class _Progress:
+    """ETA from the steps this follower has seen, and when to print next."""
+
+    say: Say
+    clock: Callable[[], float] = time.monotonic
+    first: tuple[float, int] | None = None
+    last_print: float = float("-inf")
+    last_key: tuple[Any, ...] = field(default_factory=tuple)
+
+    def eta(self, step: int, total: int | None) -> float | None:
+        now = self.clock()
+        if self.first is None or step < self.first[1]:
+            self.first = (now, step)
+            return None
+        t0, s0 = self.first
+        if not total or step <= s0:
+            return None
+        return (now - t0) / (step - s0) * max(0, total - step)
+
+    def show(self, status: dict[str, Any]) -> None:
+        step, total = int(status.get("step") or 0), status.get("total")
+        eta = self.eta(step, total)
+        key = (status.get("state"), step)
+        now = self.clock()
+        changed_state = key[0] != (self.last_key[0] if self.last_key else None)
+        if key == self.last_key or (not changed_state and now - self.last_print < PROGRESS_EVERY):
+            return
+        self.last_key, self.last_print = key, now
+        self.say(progress_line(status, eta))
+
+
+def progress_line(status: dict[str, Any], eta: float | None) -> str:
+    """``[spacetrain] run X running: step 12/40 (30%), epoch 1.20, loss 2.3456, ETA 3m12s``."""
+    parts = []
+    step, total = int(status.get("step") or 0), status.get("total")
+    if total:
+        parts.append(f"step {step}/{total} ({100 * step // max(1, int(total))}%)")
+    elif step:
+        parts.append(f"step {step}")
+    if status.get("epoch") is not None:
+        parts.append(f"epoch {float(status['epoch']):.2f}")
+    if status.get("loss") is not None:
+        parts.append(f"loss {float(status['loss']):.4f}")
+    if eta is not None:
+        parts.append(f"ETA {_duration(eta)}")
+    detail = ", ".join(parts)
+    return f"[spacetrain] run {status.get('run_id')} {status.get('state')}" + (
+        f": {detail}" if detail else ""
+    )
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+def readable(text: str) -> list[str]:
+    """The log's lines for people: event lines dropped, anything token-like masked."""
+    return [
+        _TOKEN.sub("hf_***", line)
+        for line in text.splitlines()
+        if line.strip() and not line.startswith(EVENT_PREFIX)
+    ]
+
+
+class Follower:
+    """Polls one run's status and streams its log, from a byte offset, until it ends."""
+
+    def __init__(
+        self,
+        app: SpaceApp,
+        run_id: str,
+        *,
+        poll_interval: float,
+        deadline: float,
+        say: Say = _say,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.app = app
+        self.run_id = run_id
+        self.poll_interval = poll_interval
+        self.deadline = deadline
+        self.say = say
+        self.offset = 0
+        self._clock = clock
+        self._sleep = sleep
+        self._progress = _Progress(say, clock)
+
+    def status(self) -> dict[str, Any]:
+        try:
+            return self.app.call("/training_status", self.run_id)
+        except Exception as exc:
+            raise self._lost(exc) from None
+
+    def _lost(self, exc: BaseException) -> BaseException:
+        if _is_app_error(exc):
+            return TrainingFailed(
+                f"the Space no longer knows run {self.run_id} ({_one_line(exc)}); "
+                "was it restarted without persistent storage?"
+            )
+        return exc
+
+    def drain_logs(self) -> bool:
+        """Print every complete log line past the offset; True when the log is done."""
+        for _ in range(10_000):
+            try:
+                page = self.app.call("/training_logs", self.run_id, self.offset, LOG_PAGE)
+            except Exception as exc:
+                raise self._lost(exc) from None
+            for line in readable(page.get("text", "")):
+                self.say(line)
+            nxt = int(page.get("next_offset", self.offset))
+            moved = nxt > self.offset
+            self.offset = nxt
+            if page.get("done"):
+                return True
+            if not moved or self.offset >= int(page.get("size", 0)):
+                return False
+        return False
+
+    def run(self) -> dict[str, Any]:
+        """Follow to a final state; returns the last status."""
+        while True:
+            status = self.status()
+            state = status.get("state")
+            if state in FINAL:
+                for _ in range(20):  # the log's last lines may land just after the state
+                    if self.drain_logs():
+                        break
+                    self._sleep(min(0.5, self.poll_interval))
+                return status
+            self.drain_logs()
+            self._progress.show(status)
+            if self._clock() >= self.deadline:
+                raise StageTimeout(
+                    f"run {self.run_id} is still {state} at the deadline "
+                    f"({progress_line(status, None).split(': ', 1)[-1]})"
+                )
+            self._sleep(max(0.0, min(self.poll_interval, self.deadline - self._clock())))
+
+
+# ------------------------------------------------------------------ the stage
+
+
+def start_run(app: SpaceApp, options: TrainOptions, say: Say = _say) -> tuple[dict[str, Any], bool]:
+    """Ask for our run; ``(status, created)``. A different active run is a :class:`ForeignRun`."""
+    try:
+        status = app.call("/start_training", json.dumps(options.params))
+    except Exception as exc:
+        if not _is_app_error(exc):
+            raise
+        busy = _BUSY.search(str(exc))
+        if busy:
+            raise ForeignRun(busy.group(1), options.run_id) from None
+        raise UsageError(f"the Space refused the training parameters: {_one_line(exc)}") from None
+    if status.get("run_id") != options.run_id:
+        raise ForeignRun(str(status.get("run_id")), options.run_id)
+    created = bool(status.get("created"))
+    if created:
+        say(f"[spacetrain] started run {options.run_id} on {options.space}")
+    else:
+        since = status.get("created_at") or "earlier"
+        say(
+            f"[spacetrain] run {options.run_id} already exists on {options.space} "
+            f"(started {since}, {status.get('state')}): following it, starting nothing"
+        )
+    return status, created
+
+
+def release_gpu(hub: Hub, space: str, after_training: str) -> str:
+    """Stop the GPU bill with the release stage: ``paused``, ``downgraded``, ``already-…``."""
+    return release(hub, space, after_training=after_training).action
+
+
+def run_training(
+    options: TrainOptions,
+    hub: Hub,
+    state: PipelineState,
+    *,
+    say: Say = _say,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> TrainResult:
+    """Start (or rejoin) the run, follow it, record it, release the GPU.
+
+    Raises:
+        TrainingFailed: the run failed (its error and log tail were printed); exit 1.
+        ForeignRun: the Space is busy with another run (nothing released); exit 1.
+        SpaceBuildFailed: the Space crashed or was paused underneath us; exit 1.
+        StageTimeout: the run did not end before ``options.timeout``; exit 3.
+        UsageError, AuthError, HubUnreachable: bad params, token or Hub (exit 2/3).
+    """
+    started = clock()
+    deadline = started + options.timeout
+    may_release = not options.keep_running
+    outcome: TrainResult | None = None
+    try:
+        with SpaceApp(options.space, hub, deadline=deadline, say=say, clock=clock) as app:
+            try:
+                status, created = start_run(app, options, say)
+            except ForeignRun:
+                may_release = False  # pausing would kill somebody else's run
+                raise
+            _record_start(state, options, status)
+            follower = Follower(
+                app,
+                options.run_id,
+                poll_interval=options.poll_interval,
+                deadline=deadline,
+                say=say,
+                clock=clock,
+                sleep=sleep,
+            )
+            final = follower.run()
+            outcome = _finish(state, options, final, created, clock() - started, app, say)
+    finally:
+        released = _release(hub, options, may_release, failed=outcome is None, say=say)
+    return TrainResult(**{**outcome.__dict__, "released": released})
+
+
+def _record_start(state: PipelineState, options: TrainOptions, status: dict[str, Any]) -> None:
+    values: dict[str, Any] = {"run_id": options.run_id, "run_state": status.get("state")}
+    repo = (status.get("params") or {}).get("output_repo") or options.params.get("output_repo")
+    if repo:
+        values["adapter_repo"] = repo
+    if state.get("run_id") != options.run_id:
+        values.update(dict.fromkeys(DOWNSTREAM_KEYS))
+    state.update(**values)
+
+
+def _finish(
+    state: PipelineState,
+    options: TrainOptions,
+    status: dict[str, Any],
+    created: bool,
+    seconds: float,
+    app: SpaceApp,
+    say: Say,
+) -> TrainResult:
+    run_id = options.run_id
+    if status["state"] == "failed":
+        state.update(run_state="failed", adapter_revision=None)
+        tail = readable(status.get("log_tail") or "")
+        if tail:
+            say(f"[spacetrain] ---- last {len(tail)} line(s) of run {run_id}'s log ----")
+            for line in tail:
+                say(line)
+            say("[spacetrain] ----")
+        raise TrainingFailed(f"run {run_id} failed: {status.get('error') or 'no error recorded'}")
+    adapter = status.get("adapter") or {}
+    repo, revision = adapter.get("repo"), adapter.get("revision")
+    if not revision:
+        state.update(run_state="succeeded", adapter_revision=None)
+        raise TrainingFailed(
+            f"run {run_id} succeeded but pushed no adapter (was it started with push=false?)"
+        )
+    expected = options.params.get("output_repo")
+    if expected and repo != expected:
+        say(f"[spacetrain] note: run {run_id} pushed to {repo}, not to {expected}")
+    state.update(run_state="succeeded", adapter_repo=repo, adapter_revision=revision)
+    say(
+        f"[spacetrain] run {run_id} succeeded in {_duration(seconds)}: adapter {repo}@{revision}"
+        + (f" ({app.reconnects} reconnect(s))" if app.reconnects else "")
+    )
+    return TrainResult(
+        run_id=run_id,
+        state="succeeded",
+        created=created,
+        adapter_repo=repo,
+        adapter_revision=revision,
+        step=int(status.get("step") or 0),
+        total=status.get("total"),
+        loss=status.get("loss"),
+        seconds=seconds,
+        reconnects=app.reconnects,
+    )
+
+
+def _release(hub: Hub, options: TrainOptions, may_release: bool, *, failed: bool, say: Say) -> str:
+    if options.keep_running:
+        say(f"[spacetrain] --keep-running: {options.space} keeps its hardware (and its bill)")
+        return "kept running"
+    if not may_release:
+        say(f"[spacetrain] {options.space} left as it is: another run is active")
+        return "not released"
+    if options.space.startswith(("http://", "https://")):
+        say(f"[spacetrain] {options.space} is a URL, not a Space id: nothing to release")
+        return "not a Space"
+    try:
+        return release_gpu(hub, options.space, options.after_training)
+    except SpacetrainError as exc:
+        if failed:  # the run's own failure is the error to report; say this one too
+            say(f"[spacetrain] warning: could not release the GPU: {exc}")
+            return "release failed"
+        raise
+
+
+__all__ = [
+    "HYPERPARAMETERS",
+    "ForeignRun",
+    "SpaceApp",
+    "TrainOptions",
+    "TrainResult",
+    "build_params",
+    "check_run_id",
+    "default_run_id",
+    "progress_line",
+    "readable",
+    "release_gpu",
+    "run_training",
+]
