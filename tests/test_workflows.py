@@ -4,8 +4,10 @@ Each rule is a function that returns the problems it finds, so every rule is als
 failing on a workflow written to break it. The ``run:`` scripts that call ``spacetrain``
 are executed with bash (GitHub's ``bash --noprofile --norc -eo pipefail``) in a sandbox
 where ``spacetrain`` is a shim that records its arguments; each recorded command line is
-then parsed by the real ``build_parser()``. zizmor (offline) and actionlint (with
-shellcheck) must report nothing.
+then parsed by the real ``build_parser()``. Step ``if:`` conditions are evaluated as
+GitHub does, to show the GPU is released on every path. zizmor (offline) and actionlint
+(with shellcheck) must report nothing. Last, the pipeline job runs for real, step by step
+with its own scripts, against localhub, the real space/ app and a tiny model (e2e, slow).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -720,6 +724,7 @@ def pipeline_context(plan: dict[str, str], **inputs: str) -> dict[str, str]:
     context["secrets.HF_TOKEN"] = "hf_sandbox_not_a_token"
     context.update({f"steps.plan.outputs.{k}": v for k, v in plan.items()})
     context.update({f"steps.train.outputs.{k}": str(v) for k, v in STATE.items()})
+    context["steps.preflight.outputs.base_revision"] = plan.get("base_revision", "")
     return context
 
 
@@ -860,9 +865,14 @@ def test_evaluate_judges_the_exact_revision_training_pushed(sandbox: Sandbox) ->
     assert args.compare_base
     assert args.device == "cpu"
 
-    # training recorded no revision: the step fails before evaluating anything
+    # the base model at the commit preflight pinned (the one training used)
     _, plan = run_plan(sandbox)
     step = _pipeline_steps()["evaluate"]
+    context = {**pipeline_context(plan), "steps.preflight.outputs.base_revision": "b" * 40}
+    _, calls, _ = sandbox.run(step["run"], resolve_env(step, context))
+    assert parse(calls[0]).base_revision == "b" * 40
+
+    # training recorded no revision: the step fails before evaluating anything
     context = {**pipeline_context(plan), "steps.train.outputs.adapter_revision": ""}
     done, calls, _ = sandbox.run(step["run"], resolve_env(step, context))
     assert done.returncode != 0
@@ -952,3 +962,236 @@ def test_the_tools_do_report_a_broken_workflow(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "shellcheck reported issue" in done.stdout  # shellcheck really ran
     assert "potentially untrusted" in done.stdout
+
+
+# ------------------------------------- the pipeline job, run for real on localhub
+
+E2E_TOKEN = "hf_workflowE2eTokenZxCvBnMaSdFgHjKl"
+E2E_SPACE, E2E_MODEL, E2E_DATA, E2E_ADAPTER = "me/trainer", "me/tiny", "me/qa", "me/qa-adapter"
+E2E_QA = [
+    ("What does Umoja mean?", "Unity."),
+    ("What does Nia mean?", "Purpose."),
+    ("What does Kuumba mean?", "Creativity."),
+    ("What does Imani mean?", "Faith."),
+]
+# Every output passes (none has 1000 words): this is about the workflow, not quality.
+E2E_SUITE = """\
+name: qa
+generation: {max_new_tokens: 6, batch_size: 4}
+cases:
+  - {id: umoja, category: principles, prompt: "What does Umoja mean?", checks: [{max_words: 1000}]}
+  - {id: nia, category: principles, prompt: "What does Nia mean?", checks: [{max_words: 1000}]}
+"""
+E2E_PYPROJECT = f"""\
+[project]
+name = "workflow-e2e"
+version = "0"
+
+[tool.spacetrain]
+space = "{E2E_SPACE}"
+hardware = "a10g-small"
+after_training = "pause"
+
+[tool.spacetrain.adapters.qa]
+base_model = "{E2E_MODEL}"
+dataset = "{E2E_DATA}"
+output_repo = "{E2E_ADAPTER}"
+suite = "suite.yaml"
+train = {{ epochs = 1, learning_rate = 5e-3, batch_size = 4, grad_accum = 1, seed = 0 }}
+"""
+
+
+def _outputs(path: Path) -> dict[str, str]:
+    """A ``$GITHUB_OUTPUT`` file read back (``k=v`` and ``k<<DELIM`` blocks)."""
+    values: dict[str, str] = {}
+    lines = iter(path.read_text(encoding="utf-8").splitlines())
+    for line in lines:
+        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
+            key, delimiter = line.split("<<", 1)
+            values[key] = "\n".join(iter(lambda: next(lines), delimiter))
+        elif "=" in line:
+            key, value = line.split("=", 1)
+            values[key] = value
+    return values
+
+
+@dataclass
+class JobRun:
+    outcomes: dict[str, str]
+    logs: dict[str, str]
+    outputs: dict[str, dict[str, str]]
+    summary: str
+    seconds: dict[str, float]
+
+
+def run_pipeline_job(project: Path, base_env: dict[str, str], **inputs: Any) -> JobRun:
+    """The steps of _pipeline.yml in order, as a runner would: each ``run:`` with bash, its
+    env resolved from inputs, the secret and earlier steps' outputs, its ``if:`` evaluated.
+    ``uses:`` steps and ``make setup`` are taken as done (the venv is linked in)."""
+    call = triggers(ALL["_pipeline.yml"])["workflow_call"]
+    values = {k: v.get("default") for k, v in call["inputs"].items()} | inputs
+    (job,) = jobs(ALL["_pipeline.yml"]).values()
+    summary = project / "step_summary.md"
+    summary.write_text("")
+    outcomes: dict[str, str] = {}
+    run = JobRun({}, {}, {}, "", {})
+    failed = False
+    for step in job["steps"]:
+        key = step.get("id") or step.get("name") or step["uses"].split("@")[0]
+        runs = step_runs(
+            step.get("if"),
+            outcomes=outcomes,
+            failed=failed,
+            cancelled=False,
+            inputs=values,
+            files={f for f in ("reports/evaluation.md",) if (project / f).is_file()},
+        )
+        if not runs:
+            result = "skipped"
+        elif "run" not in step or key == "setup":
+            result = "success"
+        else:
+            context = {f"inputs.{k}": str(v).lower() if isinstance(v, bool) else str(v)
+                       for k, v in values.items()}  # fmt: skip
+            context["secrets.HF_TOKEN"] = E2E_TOKEN
+            for sid, outs in run.outputs.items():
+                context.update({f"steps.{sid}.outputs.{k}": v for k, v in outs.items()})
+            output_file = project / f"output-{key}"
+            output_file.write_text("")
+            started = time.monotonic()
+            done = subprocess.run(
+                [*GITHUB_BASH, "-c", step["run"]],
+                cwd=project,
+                env={
+                    **base_env,
+                    "GITHUB_OUTPUT": str(output_file),
+                    "GITHUB_STEP_SUMMARY": str(summary),
+                    **resolve_env(step, context),
+                },
+                capture_output=True,
+                text=True,
+                timeout=900,
+                check=False,
+            )
+            run.seconds[key] = time.monotonic() - started
+            run.logs[key] = done.stdout + done.stderr
+            result = "success" if done.returncode == 0 else "failure"
+            if "id" in step:
+                run.outputs[step["id"]] = _outputs(output_file)
+        failed = failed or result == "failure"
+        if "id" in step:
+            outcomes[step["id"]] = result
+        run.outcomes[key] = result
+    run.summary = summary.read_text(encoding="utf-8")
+    return run
+
+
+@pytest.fixture(scope="module")
+def e2e_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path, dict]]:
+    from huggingface_hub import HfApi
+
+    from spacetrain.localhub import LocalHub
+    from spacetrain.tinymodel import build_tiny_llama
+
+    root = tmp_path_factory.mktemp("workflow-e2e")
+    model = build_tiny_llama(root / "model", [f"{q} {a}" for q, a in E2E_QA])
+    data = root / "train.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"messages": [{"role": "user", "content": q},
+                                     {"role": "assistant", "content": a}]}) + "\n"
+            for q, a in E2E_QA
+        )
+    )  # fmt: skip
+    project = root / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(E2E_PYPROJECT)
+    (project / "suite.yaml").write_text(E2E_SUITE)
+    shutil.copytree(REPO / "policy", project / "policy")
+    shutil.copytree(REPO / "space", project / "space")
+    (project / ".venv").symlink_to(BIN.parent)  # what `make setup` left on the runner
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(root),
+        "HF_HOME": str(root / "hf-home"),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "SPACETRAIN_HUB_DEADLINE": "30",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    with LocalHub(root=root / "hub", tokens={E2E_TOKEN: "me"}) as hub:
+        env["HF_ENDPOINT"] = hub.url
+        api = HfApi(endpoint=hub.url, token=E2E_TOKEN)
+        api.create_repo(E2E_MODEL)
+        api.upload_folder(repo_id=E2E_MODEL, folder_path=model)
+        api.create_repo(E2E_DATA, repo_type="dataset")
+        api.upload_file(
+            path_or_fileobj=data, path_in_repo="train.jsonl", repo_id=E2E_DATA, repo_type="dataset"
+        )
+        # The Space's settings a person makes once: where runs go, its token. sync uploads.
+        api.create_repo(
+            E2E_SPACE,
+            repo_type="space",
+            space_sdk="docker",
+            space_variables=[
+                {"key": "SPACETRAIN_RUNS_DIR", "value": str(root / "runs")},
+                {"key": "OMP_NUM_THREADS", "value": "1"},
+            ],
+            space_secrets=[{"key": "HF_TOKEN", "value": E2E_TOKEN}],
+        )
+        yield hub, project, env
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_pipeline_job_trains_gates_promotes_and_releases(e2e_world: tuple) -> None:
+    from huggingface_hub import HfApi
+
+    hub, project, env = e2e_world
+    run = run_pipeline_job(project, env)
+    print("\n" + ", ".join(f"{k} {v:.1f} s" for k, v in run.seconds.items()))
+    stages = ["plan", "preflight", "sync", "wait", "train", "release", "fetch", "evaluate"]
+    for key in [*stages, "promote"]:
+        assert run.outcomes[key] == "success", f"{key}:\n{run.logs.get(key, '')[-3000:]}"
+
+    api = HfApi(endpoint=hub.url, token=E2E_TOKEN)
+    head = api.list_repo_commits(E2E_ADAPTER)[0]
+    state = json.loads((project / ".spacetrain/state.json").read_text())
+    train_out = run.outputs["train"]
+    # the revision training pushed is what was fetched, evaluated and tagged
+    assert state["adapter_revision"] == train_out["adapter_revision"]
+    report = json.loads((project / "reports/evaluation.json").read_text())
+    assert report["passed"] is True
+    assert report["adapter"]["repo"] == E2E_ADAPTER
+    assert report["adapter"]["revision"] == train_out["adapter_revision"]
+    assert report["base_revision"] == state["base_revision"]  # the base training used
+    refs = api.list_repo_refs(E2E_ADAPTER)
+    tags = {t.name: t.target_commit for t in refs.tags}
+    assert tags[state["promoted_tag"]] == train_out["adapter_revision"]
+    assert state["card_commit"] == head.commit_id  # the card with the scores, on main
+    # the GPU bill stopped, and the job summary shows the evaluation
+    assert str(api.get_space_runtime(E2E_SPACE).stage) == "PAUSED"
+    assert hub.billing()["spaces"][E2E_SPACE]["billing"] is None
+    assert "PASSED" in run.summary
+    # the artifact folder, and no token anywhere a person or an artifact could read it
+    assert {"evaluation.json", "evaluation.md", "space-lint.sarif", "state.json"} <= {
+        p.name for p in (project / "reports").iterdir()
+    }
+    readable = "".join(run.logs.values()) + run.summary
+    readable += "".join(p.read_text() for p in (project / "reports").iterdir())
+    assert E2E_TOKEN not in readable
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_pipeline_job_failed_training_still_releases_the_gpu(e2e_world: tuple) -> None:
+    hub, project, env = e2e_world
+    shutil.rmtree(project / "reports", ignore_errors=True)
+    run = run_pipeline_job(project, env, **{"dataset-revision": "no-such-revision"})
+    assert run.outcomes["train"] == "failure", run.logs["train"][-3000:]
+    assert run.outcomes["release"] == "success", run.logs["release"][-3000:]
+    assert [run.outcomes[k] for k in ("fetch", "evaluate", "promote")] == ["skipped"] * 3
+    assert run.outcomes["Evaluation summary"] == "skipped"
+    assert hub.billing()["spaces"][E2E_SPACE]["billing"] is None
+    assert E2E_TOKEN not in "".join(run.logs.values())
