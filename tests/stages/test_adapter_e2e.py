@@ -346,6 +346,36 @@ def test_a_different_active_run_is_neither_followed_nor_paused(
         client.close()
 
 
+def test_a_deadline_is_exit_3_and_the_next_train_rejoins_the_unfinished_run(
+    world: World, tmp_path: Path
+) -> None:
+    world.ensure_running()
+    state = tmp_path / "state.json"
+    other = "me/timeout-adapter"
+    late = world.spacetrain("train", "--state", state, "--run-id", "slow-1", "--timeout", "1",
+                            "--output-repo", other, "--poll-interval", "0.2")  # fmt: skip
+    assert late.returncode == 3, late.stderr[-3000:]
+    last = late.stderr.strip().splitlines()[-1]
+    assert last.startswith("spacetrain train: error: run slow-1 is still ")
+    assert " at the deadline" in last
+    assert world.stage() == "PAUSED"  # released all the same
+    recorded = json.loads(state.read_text())
+    assert recorded["run_id"] == "slow-1"
+    assert recorded["run_state"] in ("queued", "running")
+
+    # No --run-id: the unfinished run in the state is followed, not a new one started.
+    world.ensure_running()
+    folders = world.run_folders()
+    again = world.spacetrain("train", "--state", state, "--output-repo", other,
+                             "--poll-interval", "0.2")  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "run slow-1 already exists on me/trainer" in again.stderr
+    head = world.api.list_repo_commits(other)[0]
+    assert "spacetrain run slow-1" in head.title
+    assert f"adapter_revision={head.commit_id}" in again.stdout
+    assert world.run_folders() == folders
+
+
 # ------------------------------------------------------------------ fetch
 
 

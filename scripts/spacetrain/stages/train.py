@@ -382,8 +382,8 @@ class _Progress:
         self.say(progress_line(status, eta))
 
 
-def progress_line(status: dict[str, Any], eta: float | None) -> str:
-    """``[spacetrain] run X running: step 12/40 (30%), epoch 1.20, loss 2.3456, ETA 3m12s``."""
+def progress_detail(status: dict[str, Any], eta: float | None = None) -> str:
+    """``step 12/40 (30%), epoch 1.20, loss 2.3456, ETA 3m12s`` (what is known of it)."""
     parts = []
     step, total = int(status.get("step") or 0), status.get("total")
     if total:
@@ -396,7 +396,12 @@ def progress_line(status: dict[str, Any], eta: float | None) -> str:
         parts.append(f"loss {float(status['loss']):.4f}")
     if eta is not None:
         parts.append(f"ETA {_duration(eta)}")
-    detail = ", ".join(parts)
+    return ", ".join(parts)
+
+
+def progress_line(status: dict[str, Any], eta: float | None) -> str:
+    """``[spacetrain] run X running: step 12/40 (30%), epoch 1.20, loss 2.3456, ETA 3m12s``."""
+    detail = progress_detail(status, eta)
     return f"[spacetrain] run {status.get('run_id')} {status.get('state')}" + (
         f": {detail}" if detail else ""
     )
@@ -490,9 +495,11 @@ class Follower:
             self.drain_logs()
             self._progress.show(status)
             if self._clock() >= self.deadline:
+                detail = progress_detail(status)
                 raise StageTimeout(
-                    f"run {self.run_id} is still {state} at the deadline "
-                    f"({progress_line(status, None).split(': ', 1)[-1]})"
+                    f"run {self.run_id} is still {state} at the deadline"
+                    + (f" ({detail})" if detail else "")
+                    + "; the Space is released unless --keep-running, which stops the run"
                 )
             self._sleep(max(0.0, min(self.poll_interval, self.deadline - self._clock())))
 
@@ -662,6 +669,7 @@ __all__ = [
     "build_params",
     "check_run_id",
     "default_run_id",
+    "progress_detail",
     "progress_line",
     "readable",
     "release_gpu",
