@@ -22,6 +22,7 @@ Records in the state: ``run_id``, ``run_state``, ``adapter_repo`` and
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -252,6 +253,7 @@ class SpaceApp:
         self._client: Any = None
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
         self.reconnects = 0
+        self.answered = False  # the app answered at least once: the Space is there
 
     def __enter__(self) -> SpaceApp:
         return self
@@ -298,6 +300,7 @@ class SpaceApp:
                 client = self._connect()
                 job = client.submit(*args, api_name=api_name)
                 text = job.result(timeout=CALL_TIMEOUT)
+                self.answered = True
                 if failures:
                     self.reconnects += 1
                     self.say(f"[spacetrain] reconnected to {self.space} after {failures} try(s)")
@@ -557,14 +560,18 @@ def run_training(
     """
     started = clock()
     deadline = started + options.timeout
-    may_release = not options.keep_running
+    hold: str | None = None  # why the Space must be left as it is
     outcome: TrainResult | None = None
     try:
         with SpaceApp(options.space, hub, deadline=deadline, say=say, clock=clock) as app:
             try:
                 status, created = start_run(app, options, say)
             except ForeignRun:
-                may_release = False  # pausing would kill somebody else's run
+                hold = "another run is active"  # pausing would kill it
+                raise
+            except UsageError:
+                if not app.answered:  # no such Space, or a refused token: nothing to release
+                    hold = "it never answered"
                 raise
             _record_start(state, options, status)
             follower = Follower(
@@ -579,8 +586,9 @@ def run_training(
             final = follower.run()
             outcome = _finish(state, options, final, created, clock() - started, app, say)
     finally:
-        released = _release(hub, options, may_release, failed=outcome is None, say=say)
-    return TrainResult(**{**outcome.__dict__, "released": released})
+        released = _release(hub, options, hold, failed=outcome is None, say=say)
+    assert outcome is not None  # every other way out of the block raised
+    return dataclasses.replace(outcome, released=released)
 
 
 def _record_start(state: PipelineState, options: TrainOptions, status: dict[str, Any]) -> None:
@@ -641,12 +649,12 @@ def _finish(
     )
 
 
-def _release(hub: Hub, options: TrainOptions, may_release: bool, *, failed: bool, say: Say) -> str:
+def _release(hub: Hub, options: TrainOptions, hold: str | None, *, failed: bool, say: Say) -> str:
     if options.keep_running:
         say(f"[spacetrain] --keep-running: {options.space} keeps its hardware (and its bill)")
         return "kept running"
-    if not may_release:
-        say(f"[spacetrain] {options.space} left as it is: another run is active")
+    if hold:
+        say(f"[spacetrain] {options.space} left as it is: {hold}")
         return "not released"
     if options.space.startswith(("http://", "https://")):
         say(f"[spacetrain] {options.space} is a URL, not a Space id: nothing to release")
