@@ -12,6 +12,18 @@ Keys of the Space stages (their modules say more):
   the dataset resolved to, so training and evaluation use exactly those.
 - ``space``, ``space_commit`` (sync): the Space and the commit whose tree is ``space/``
   (new, or the unchanged head); `wait` waits for exactly that commit.
+
+Keys of the training stages (``stages/train.py``, ``fetch.py``, ``promote.py``):
+
+- ``run_id``, ``run_state`` (train): the run asked of the Space and how it stands
+  (``queued``/``running`` after an interrupted train, which the next train rejoins;
+  ``succeeded``, ``failed``). A new run id clears the keys below.
+- ``adapter_repo``, ``adapter_revision`` (train, fetch): the repo and the commit sha the
+  run pushed (fetch resolves a branch or tag to its sha).
+- ``adapter_dir`` (fetch): the checked download; null while a fetch is under way or failed.
+- ``report`` (evaluate): the report promote judges.
+- ``promoted_tag``, ``card_commit`` (promote): the tag on ``adapter_revision``, and the
+  commit that put the scores on the model card (null when ``main`` had moved on).
 """
 
 from __future__ import annotations
