@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -321,7 +322,7 @@ def test_a_different_active_run_is_neither_followed_nor_paused(
     client = Client(host, verbose=False, download_files=False)
     try:
         params = {"run_id": "someone-else", "base_model": MODEL, "dataset": DATA,
-                  "push": False, "epochs": 60, "batch_size": 4, "grad_accum": 1}  # fmt: skip
+                  "push": False, "epochs": 200, "batch_size": 4, "grad_accum": 1}  # fmt: skip
         started = json.loads(client.predict(json.dumps(params), api_name="/start_training"))
         assert started["created"] is True
         proc = world.spacetrain("train", "--state", tmp_path / "state.json", "--run-id", "mine")
@@ -346,14 +347,16 @@ def test_a_different_active_run_is_neither_followed_nor_paused(
         client.close()
 
 
-def test_a_deadline_is_exit_3_and_the_next_train_rejoins_the_unfinished_run(
+def test_a_deadline_is_exit_3_a_sigterm_releases_and_the_next_train_rejoins(
     world: World, tmp_path: Path
 ) -> None:
     world.ensure_running()
     state = tmp_path / "state.json"
     other = "me/timeout-adapter"
+    # A run long enough to outlive the first two commands (500 epochs, 1000 steps).
     late = world.spacetrain("train", "--state", state, "--run-id", "slow-1", "--timeout", "1",
-                            "--output-repo", other, "--poll-interval", "0.2")  # fmt: skip
+                            "--epochs", "500", "--output-repo", other,
+                            "--poll-interval", "0.2")  # fmt: skip
     assert late.returncode == 3, late.stderr[-3000:]
     last = late.stderr.strip().splitlines()[-1]
     assert last.startswith("spacetrain train: error: run slow-1 is still ")
@@ -363,9 +366,37 @@ def test_a_deadline_is_exit_3_and_the_next_train_rejoins_the_unfinished_run(
     assert recorded["run_id"] == "slow-1"
     assert recorded["run_state"] in ("queued", "running")
 
-    # No --run-id: the unfinished run in the state is followed, not a new one started.
+    # No --run-id: the unfinished run in the state is followed, not a new one started;
+    # a CI cancel (SIGTERM) while following still releases the Space.
     world.ensure_running()
     folders = world.run_folders()
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "spacetrain", "train", "--state", state, "--output-repo", other,
+         "--poll-interval", "0.2"],
+        cwd=world.project, env=world.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        seen = []
+        assert follower.stderr is not None
+        for line in follower.stderr:
+            seen.append(line)
+            if "run slow-1 already exists" in line:
+                break
+        assert "(started " in seen[-1] and ", running)" in seen[-1], seen
+        follower.send_signal(signal.SIGTERM)
+        out, err = follower.communicate(timeout=120)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    assert follower.returncode == 130, "".join(seen) + err
+    assert "[spacetrain] interrupted while following run slow-1" in err
+    assert err.strip().endswith("spacetrain: interrupted")
+    assert out == ""
+    assert world.stage() == "PAUSED"
+
+    world.ensure_running()
     again = world.spacetrain("train", "--state", state, "--output-repo", other,
                              "--poll-interval", "0.2")  # fmt: skip
     assert again.returncode == 0, again.stderr[-3000:]

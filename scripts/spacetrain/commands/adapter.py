@@ -47,7 +47,13 @@ def _adapter_config(config: ProjectConfig, name: str | None) -> AdapterConfig | 
 def train(args: argparse.Namespace) -> int:
     """Start training through the Space's API, follow it, record the adapter revision."""
     from spacetrain.hub import Hub
-    from spacetrain.stages.train import TrainOptions, build_params, check_run_id, run_training
+    from spacetrain.stages.train import (
+        TrainOptions,
+        build_params,
+        check_run_id,
+        run_training,
+        sigterm_as_interrupt,
+    )
 
     config = load_config()
     state = PipelineState.load(args.state)
@@ -75,7 +81,8 @@ def train(args: argparse.Namespace) -> int:
         after_training=config.after_training,
         keep_running=args.keep_running,
     )
-    result = run_training(options, Hub.from_env(), state)
+    with sigterm_as_interrupt():  # a cancelled CI job still releases the GPU
+        result = run_training(options, Hub.from_env(), state)
     _print(
         run_id=result.run_id,
         adapter_repo=result.adapter_repo,

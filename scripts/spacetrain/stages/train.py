@@ -27,10 +27,12 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -535,6 +537,27 @@ def start_run(app: SpaceApp, options: TrainOptions, say: Say = _say) -> tuple[di
     return status, created
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt for the block, so ``finally`` still releases.
+
+    CI cancels a job with SIGINT and then SIGTERM; without this, SIGTERM would end the
+    process on the spot and leave the Space billing. Only the main thread gets signals.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def release_gpu(hub: Hub, space: str, after_training: str) -> str:
     """Stop the GPU bill with the release stage: ``paused``, ``downgraded``, ``already-…``."""
     return release(hub, space, after_training=after_training).action
@@ -585,6 +608,9 @@ def run_training(
             )
             final = follower.run()
             outcome = _finish(state, options, final, created, clock() - started, app, say)
+    except KeyboardInterrupt:
+        say(f"[spacetrain] interrupted while following run {options.run_id}")
+        raise
     finally:
         released = _release(hub, options, hold, failed=outcome is None, say=say)
     assert outcome is not None  # every other way out of the block raised
@@ -682,4 +708,5 @@ __all__ = [
     "readable",
     "release_gpu",
     "run_training",
+    "sigterm_as_interrupt",
 ]
