@@ -38,6 +38,7 @@ from spacetrain.stages.train import (
     default_run_id,
     progress_line,
     readable,
+    train_options,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,6 +76,9 @@ def test_params_come_from_the_adapter_config_and_flags_override_them() -> None:
         run_id="r1", adapter=ADAPTER, dataset="me/other", dataset_revision="c" * 40
     )
     assert (flags["dataset"], flags["dataset_revision"]) == ("me/other", "c" * 40)
+    # v1 is a revision of me/data: another dataset without a revision gets its default.
+    elsewhere = build_params(run_id="r1", adapter=ADAPTER, dataset="me/other", base_model="me/b2")
+    assert "dataset_revision" not in elsewhere and "model_revision" not in elsewhere
 
 
 def test_without_config_only_what_is_given_is_sent_and_the_space_variables_decide() -> None:
@@ -100,6 +104,35 @@ def test_default_run_id_names_the_commit_and_the_time(
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     plain = default_run_id()
     assert plain.startswith("run-") and RUN_ID.match(plain)
+
+
+def test_options_take_flags_over_state_over_config(tmp_path: Path) -> None:
+    from spacetrain.config import ProjectConfig
+    from spacetrain.stages.state import PipelineState
+
+    config = ProjectConfig(
+        root=tmp_path, space="me/trainer", space_dir=tmp_path / "space", hardware="a10g-small",
+        after_training="cpu-basic", gate=tmp_path / "gate.yaml", lint_policy=tmp_path / "p.yaml",
+        adapters={"qa": ADAPTER},
+    )  # fmt: skip
+    state = PipelineState(tmp_path / "state.json", {
+        "space": "me/synced", "dataset_revision": "d" * 40, "base_revision": "e" * 40,
+        "run_id": "half-done", "run_state": "running",
+    })  # fmt: skip
+    options = train_options(config, state, epochs=1)
+    assert (options.space, options.run_id, options.after_training) == (
+        "me/synced", "half-done", "cpu-basic"
+    )  # fmt: skip
+    assert options.params["dataset_revision"] == "d" * 40  # preflight's pin
+    assert options.params["model_revision"] == "e" * 40
+    assert options.params["epochs"] == 1
+    named = train_options(config, state, space="me/other", run_id="r2", dataset="me/d2")
+    assert (named.space, named.run_id) == ("me/other", "r2")
+    assert "dataset_revision" not in named.params  # the pin was for the configured dataset
+    state.data["run_state"] = "succeeded"  # a finished run is not rejoined
+    assert train_options(config, state).run_id != "half-done"
+    with pytest.raises(UsageError, match="--poll-interval must be a positive"):
+        train_options(config, state, poll_interval=0)
 
 
 # ------------------------------------------------------------------ progress and logs

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from spacetrain.config import AdapterConfig, ProjectConfig, load_config
-from spacetrain.errors import EXIT_OK, UsageError
+from spacetrain.config import load_config
+from spacetrain.errors import EXIT_OK
 from spacetrain.stages.state import PipelineState
 
 
@@ -21,64 +21,26 @@ def _print(**values: object) -> None:
         print(f"{key}={'' if value is None else value}")
 
 
-def _positive(name: str, value: float) -> float:
-    if not value > 0:
-        raise UsageError(f"{name} must be a positive number of seconds, not {value}")
-    return value
-
-
-def _run_id(args: argparse.Namespace, state: PipelineState) -> str:
-    """``--run-id``; else the run an interrupted ``train`` left active; else a new id."""
-    from spacetrain.stages.train import ACTIVE, default_run_id
-
-    if args.run_id:
-        return args.run_id
-    if state.get("run_id") and state.get("run_state") in ACTIVE:
-        return str(state.get("run_id"))
-    return default_run_id()
-
-
-def _adapter_config(config: ProjectConfig, name: str | None) -> AdapterConfig | None:
-    if not config.adapters and name is None:
-        return None  # everything from flags and the Space variables
-    return config.adapter(name)
-
-
 def train(args: argparse.Namespace) -> int:
     """Start training through the Space's API, follow it, record the adapter revision."""
     from spacetrain.hub import Hub
-    from spacetrain.stages.train import (
-        TrainOptions,
-        build_params,
-        check_run_id,
-        run_training,
-        sigterm_as_interrupt,
-    )
+    from spacetrain.stages.train import run_training, sigterm_as_interrupt, train_options
 
-    config = load_config()
     state = PipelineState.load(args.state)
-    adapter = _adapter_config(config, args.adapter)
-    run_id = check_run_id(_run_id(args, state))
-    # Revisions a previous stage pinned (preflight, dataset push) hold for the
-    # configured model and data, not for ones named on the command line.
-    params = build_params(
-        run_id=run_id,
-        adapter=adapter,
+    options = train_options(
+        load_config(),
+        state,
+        adapter=args.adapter,
+        space=args.space,
+        run_id=args.run_id,
         base_model=args.base_model,
-        base_revision=None if args.base_model else state.get("base_revision"),
         dataset=args.dataset,
-        dataset_revision=args.dataset_revision
-        or (None if args.dataset else state.get("dataset_revision")),
+        dataset_revision=args.dataset_revision,
         output_repo=args.output_repo,
-        overrides={"epochs": args.epochs, "learning_rate": args.learning_rate},
-    )
-    options = TrainOptions(
-        space=args.space or state.get("space") or config.space,
-        run_id=run_id,
-        params=params,
-        timeout=_positive("--timeout", args.timeout),
-        poll_interval=_positive("--poll-interval", args.poll_interval),
-        after_training=config.after_training,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        timeout=args.timeout,
+        poll_interval=args.poll_interval,
         keep_running=args.keep_running,
     )
     with sigterm_as_interrupt():  # a cancelled CI job still releases the GPU

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from spacetrain.config import AdapterConfig
+from spacetrain.config import AdapterConfig, ProjectConfig
 from spacetrain.errors import (
     AuthError,
     CheckFailed,
@@ -155,16 +155,20 @@ def build_params(
     """``start_training``'s params: explicit values over the adapter's config.
 
     A value that is neither given nor configured is left out, so the Space variable
-    (BASE_MODEL, DATASET, EPOCHS, ...) decides it. The adapter is always pushed.
+    (BASE_MODEL, DATASET, EPOCHS, ...) decides it; a configured revision is dropped with
+    the repo it belongs to. The adapter is always pushed.
     """
     cfg = adapter
+    # A configured revision belongs to the configured repo, not to one named instead.
+    own_base = cfg.base_revision if cfg and base_model in (None, cfg.base_model) else None
+    own_data = cfg.dataset_revision if cfg and dataset in (None, cfg.dataset) else None
     params: dict[str, Any] = {
         "run_id": check_run_id(run_id),
         "push": True,
         "base_model": base_model or (cfg.base_model if cfg else None),
-        "model_revision": base_revision or (cfg.base_revision if cfg else None),
+        "model_revision": base_revision or own_base,
         "dataset": dataset or (cfg.dataset if cfg else None),
-        "dataset_revision": dataset_revision or (cfg.dataset_revision if cfg else None),
+        "dataset_revision": dataset_revision or own_data,
         "output_repo": output_repo or (cfg.output_repo if cfg else None),
     }
     hyper = dict(cfg.train) if cfg else {}
@@ -174,6 +178,71 @@ def build_params(
         raise UsageError(f"unknown training parameter(s): {', '.join(unknown)}")
     params.update(hyper)
     return {k: v for k, v in params.items() if v is not None}
+
+
+def _positive(name: str, value: float) -> float:
+    if not value > 0:
+        raise UsageError(f"{name} must be a positive number of seconds, not {value}")
+    return value
+
+
+def train_options(
+    config: ProjectConfig,
+    state: PipelineState,
+    *,
+    adapter: str | None = None,
+    space: str | None = None,
+    run_id: str | None = None,
+    base_model: str | None = None,
+    dataset: str | None = None,
+    dataset_revision: str | None = None,
+    output_repo: str | None = None,
+    epochs: int | None = None,
+    learning_rate: float | None = None,
+    timeout: float = 6 * 3600.0,
+    poll_interval: float = 5.0,
+    keep_running: bool = False,
+) -> TrainOptions:
+    """The options of ``spacetrain train`` (flags over state over ``[tool.spacetrain]``).
+
+    The Space: ``space``, else the one `sync` recorded, else the config's. The run id:
+    ``run_id``, else the run an interrupted train left queued or running (rejoined, not
+    restarted), else :func:`default_run_id`. Revisions `preflight` pinned are used for
+    the configured base model and dataset, not for ones named here.
+
+    Raises:
+        UsageError: unknown adapter, bad run id, a non-positive timeout or interval.
+    """
+    if not config.adapters and adapter is None:
+        chosen: AdapterConfig | None = None  # everything from flags and the Space variables
+    else:
+        chosen = config.adapter(adapter)
+    if not run_id:
+        previous = state.get("run_id")
+        run_id = previous if previous and state.get("run_state") in ACTIVE else default_run_id()
+    run_id = check_run_id(str(run_id))
+    configured_base = chosen.base_model if chosen else None
+    configured_data = chosen.dataset if chosen else None
+    params = build_params(
+        run_id=run_id,
+        adapter=chosen,
+        base_model=base_model,
+        base_revision=state.get("base_revision") if base_model in (None, configured_base) else None,
+        dataset=dataset,
+        dataset_revision=dataset_revision
+        or (state.get("dataset_revision") if dataset in (None, configured_data) else None),
+        output_repo=output_repo,
+        overrides={"epochs": epochs, "learning_rate": learning_rate},
+    )
+    return TrainOptions(
+        space=space or state.get("space") or config.space,
+        run_id=run_id,
+        params=params,
+        timeout=_positive("--timeout", timeout),
+        poll_interval=_positive("--poll-interval", poll_interval),
+        after_training=config.after_training,
+        keep_running=keep_running,
+    )
 
 
 # ------------------------------------------------------------------ result
@@ -709,4 +778,5 @@ __all__ = [
     "release_gpu",
     "run_training",
     "sigterm_as_interrupt",
+    "train_options",
 ]
