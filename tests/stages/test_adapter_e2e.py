@@ -87,11 +87,13 @@ class World:
     env: dict[str, str]
     app_host: str = ""
 
-    def spacetrain(self, *args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    def spacetrain(
+        self, *args: str | Path, timeout: float = 300, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "spacetrain", *map(str, args)],
             cwd=self.project,
-            env=self.env,
+            env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -405,6 +407,51 @@ def test_a_deadline_is_exit_3_a_sigterm_releases_and_the_next_train_rejoins(
     assert "spacetrain run slow-1" in head.title
     assert f"adapter_revision={head.commit_id}" in again.stdout
     assert world.run_folders() == folders
+
+
+NOT_GRADIO = """\
+import os
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+
+class Hello(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"hello, not a Gradio app")
+
+    do_POST = do_GET
+
+    def log_message(self, *args):
+        pass
+
+
+HTTPServer(("127.0.0.1", int(os.environ["GRADIO_SERVER_PORT"])), Hello).serve_forever()
+"""
+
+
+def test_a_space_serving_some_other_app_is_given_up_on_and_released(
+    world: World, tmp_path: Path
+) -> None:
+    folder = tmp_path / "space"
+    folder.mkdir()
+    shutil.copyfile(REPO / "space" / "README.md", folder / "README.md")
+    shutil.copyfile(REPO / "space" / "Dockerfile", folder / "Dockerfile")
+    (folder / "app.py").write_text(NOT_GRADIO)
+    other = "me/not-gradio"
+    world.api.create_repo(other, repo_type="space", space_sdk="docker")
+    world.api.upload_folder(repo_id=other, repo_type="space", folder_path=folder)
+    deadline = time.monotonic() + 60
+    while (stage := str(world.api.get_space_runtime(other).stage)) != "RUNNING":
+        assert "ERROR" not in stage and time.monotonic() < deadline, stage
+        time.sleep(0.2)
+    proc = world.spacetrain("train", "--space", other, "--state", tmp_path / "state.json",
+                            "--run-id", "w1", env={"SPACETRAIN_DISCONNECT_LIMIT": "2"})  # fmt: skip
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"spacetrain train: error: the app of {other} has not answered for ")
+    assert "is it running this project's space/app.py?" in last
+    assert str(world.api.get_space_runtime(other).stage) == "PAUSED"
 
 
 # ------------------------------------------------------------------ fetch

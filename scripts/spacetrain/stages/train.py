@@ -74,6 +74,11 @@ HYPERPARAMETERS = (
 # State keys about one run's adapter: stale as soon as another run starts.
 DOWNSTREAM_KEYS = ("adapter_revision", "adapter_dir", "report", "promoted_tag", "card_commit")
 LOG_PAGE = 64 * 1024
+# How long the app may stay unreachable while its Space says it is up (seconds): long
+# enough for a network blip or an app restart, short enough that a Space serving some
+# other app (no Gradio config, no endpoints) does not bill GPU time until the deadline.
+DISCONNECT_ENV = "SPACETRAIN_DISCONNECT_LIMIT"
+DISCONNECT_LIMIT = 600.0
 CALL_TIMEOUT = 60.0  # seconds for one API call; the app answers in milliseconds
 PROGRESS_EVERY = 10.0  # seconds between progress lines while the run's numbers change
 _BUSY = re.compile(r"run (\S+) is still active")
@@ -289,6 +294,34 @@ def _missing_endpoint(exc: BaseException) -> bool:
     return isinstance(exc, ValueError) and "Cannot find a function with `api_name`" in str(exc)
 
 
+def disconnect_limit() -> float:
+    """``SPACETRAIN_DISCONNECT_LIMIT`` seconds, default :data:`DISCONNECT_LIMIT`."""
+    raw = os.environ.get(DISCONNECT_ENV)
+    if raw is None or not raw.strip():
+        return DISCONNECT_LIMIT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise UsageError(f"{DISCONNECT_ENV}={raw!r} is not a positive number of seconds")
+    return value
+
+
+def _json_object(text: Any, space: str, api_name: str) -> dict[str, Any]:
+    """The endpoint's answer, which space/app.py always sends as a JSON object."""
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise CheckFailed(
+            f"the app of {space} answered {api_name} with {str(text)[:80]!r}, not a JSON "
+            "object: is it running this project's space/app.py?"
+        )
+    return value
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text[:300]
@@ -325,6 +358,7 @@ class SpaceApp:
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
         self.reconnects = 0
         self.answered = False  # the app answered at least once: the Space is there
+        self.disconnect_limit = disconnect_limit()
 
     def __enter__(self) -> SpaceApp:
         return self
@@ -361,11 +395,13 @@ class SpaceApp:
             AuthError: the app or the Hub refused the token.
             SpaceBuildFailed: the Space crashed, failed to build, or was paused.
             CheckFailed: the app has no such endpoint (not this project's app.py).
-            StageTimeout: still no answer at the deadline.
+            StageTimeout: still no answer at the deadline, or none for
+                ``SPACETRAIN_DISCONNECT_LIMIT`` seconds while the Space says RUNNING.
         """
         from gradio_client.exceptions import AuthenticationError
 
         failures = 0
+        lost_since: float | None = None
         while True:
             try:
                 client = self._connect()
@@ -375,7 +411,7 @@ class SpaceApp:
                 if failures:
                     self.reconnects += 1
                     self.say(f"[spacetrain] reconnected to {self.space} after {failures} try(s)")
-                return json.loads(text)
+                return _json_object(text, self.space, api_name)
             except SpacetrainError:
                 raise
             except AuthenticationError as exc:
@@ -392,24 +428,36 @@ class SpaceApp:
                     ) from None
                 failures += 1
                 self.close()
-                self._check_runtime()
+                now = self._clock()
+                if self._check_runtime() == "RUNNING":  # up, yet not answering
+                    lost_since = now if lost_since is None else lost_since
+                else:  # starting, building, waking up: give it the time it takes
+                    lost_since = None
                 wait = self._rng.uniform(0.5, min(15.0, 0.5 * 2**failures))
-                left = self.deadline - self._clock()
+                left = self.deadline - now
+                why = f"{type(exc).__name__}: {_one_line(exc)}"
                 if left <= 0:
                     raise StageTimeout(
-                        f"lost the connection to {self.space} and the deadline passed "
-                        f"({type(exc).__name__}: {_one_line(exc)})"
+                        f"lost the connection to {self.space} and the deadline passed ({why})"
                     ) from None
+                if lost_since is not None and now - lost_since >= self.disconnect_limit:
+                    raise StageTimeout(
+                        f"the app of {self.space} has not answered for {now - lost_since:.0f} s "
+                        f"while the Space is up ({why}); is it running this project's "
+                        f"space/app.py? ({DISCONNECT_ENV}={self.disconnect_limit:g})"
+                    ) from None
+                if lost_since is not None:  # wake up in time to give up on time
+                    wait = min(wait, max(0.1, self.disconnect_limit - (now - lost_since)))
                 self.say(
                     f"[spacetrain] connection to {self.space} lost ({type(exc).__name__}: "
                     f"{_one_line(exc)[:120]}); retrying in {wait:.1f} s"
                 )
                 self._sleep(min(wait, left))
 
-    def _check_runtime(self) -> None:
-        """Fail at once when the Space cannot come back by itself."""
+    def _check_runtime(self) -> str:
+        """The Space's stage; fail at once when it cannot come back by itself."""
         if self.space.startswith(("http://", "https://")):
-            return
+            return "RUNNING"  # a bare URL: no runtime to ask, count it as up
         runtime = get_runtime(self.hub, self.space)
         stage = runtime.stage
         if stage in DEAD_STAGES:
@@ -419,6 +467,7 @@ class SpaceApp:
             raise SpaceBuildFailed(
                 f"the Space {self.space} is {stage}" + (f": {first}" if first else "") + hint
             )
+        return stage
 
 
 # ------------------------------------------------------------------ following a run
@@ -772,6 +821,7 @@ __all__ = [
     "build_params",
     "check_run_id",
     "default_run_id",
+    "disconnect_limit",
     "progress_detail",
     "progress_line",
     "readable",
