@@ -368,6 +368,17 @@ def test_bad_input_is_one_line_and_exit_2_before_any_network(
     assert lines[0].startswith(f"spacetrain {args[0]}: error: ")
 
 
+def test_fetch_never_replaces_the_working_folder(project: Path) -> None:
+    (project / "state.json").write_text(
+        json.dumps({"adapter_repo": "me/a", "adapter_revision": SHA, "run_id": "r1"})
+    )
+    for dest in (".", "..", str(project)):
+        proc = _cli(project, "fetch", "--state", "state.json", "--dest", dest)
+        assert proc.returncode == 2, proc.stderr
+        assert "is the working folder or above it" in proc.stderr
+    assert (project / "pyproject.toml").is_file()
+
+
 def test_a_broken_state_file_names_itself(project: Path) -> None:
     (project / "state.json").write_text('{"run_id": ')
     proc = _cli(project, "fetch", "--state", "state.json")

@@ -125,6 +125,8 @@ def fetch_adapter(
         HubUnreachable: the Hub kept failing (exit 3).
     """
     dest = Path(dest)
+    if Path.cwd().resolve().is_relative_to(dest.resolve()):
+        raise UsageError(f"--dest {dest} is the working folder or above it; name a subfolder")
     if not _replaceable(dest):
         raise UsageError(
             f"{dest} exists and was not written by spacetrain fetch; "
