@@ -772,8 +772,12 @@ def train(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
     train_runtime = float(result.metrics.get("train_runtime", 0.0))
 
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    trainer.model.save_pretrained(str(args.output_dir))
     adapter_cfg = trainer.model.peft_config["default"]
+    # The model was loaded from a download folder: record the id and commit it came
+    # from instead, so adapter_config.json works on any machine (AutoPeftModel).
+    adapter_cfg.base_model_name_or_path = args.base_model
+    adapter_cfg.revision = model_ref.revision
+    trainer.model.save_pretrained(str(args.output_dir))
     final_loss = history[-1]["loss"] if history else None
     manifest: dict[str, Any] = {
         "schema_version": 1,

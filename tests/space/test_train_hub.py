@@ -77,6 +77,12 @@ def test_model_and_dataset_from_the_hub_adapter_pushed_in_one_commit(
     assert run["base_model"] == {"id": "me/tiny-llama", "revision": model_sha}
     assert (run["dataset"]["id"], run["dataset"]["revision"]) == ("me/qa", data_sha)
     assert run["dataset"]["examples"] == 8
+    config = json.loads(
+        Path(
+            api.hf_hub_download("me/adapter", "adapter_config.json", revision=pushed["revision"])
+        ).read_text()
+    )  # the base as the Hub knows it, not the Space's download folder
+    assert (config["base_model_name_or_path"], config["revision"]) == ("me/tiny-llama", model_sha)
     card = Path(api.hf_hub_download("me/adapter", "README.md", revision=pushed["revision"]))
     text = card.read_text()
     assert "base_model: me/tiny-llama" in text and "- me/qa" in text and "hub-run-7" in text
