@@ -683,3 +683,23 @@ def test_promote_refuses_a_tag_that_names_another_commit(
     no_report = world.spacetrain("promote", "--state", _state_copy(trained, tmp_path / "s2.json"))
     assert no_report.returncode == 2
     assert "has no report: run `spacetrain evaluate` first" in no_report.stderr
+
+
+def test_promote_tags_but_leaves_the_card_alone_once_main_holds_another_run(
+    world: World, trained: Trained, tmp_path: Path
+) -> None:
+    # Runs last: a newer run's commit lands on main (only its run.json matters here).
+    sha = trained.state["adapter_revision"]
+    newer = json.dumps({"run_id": "run-2"}).encode()
+    world.api.upload_file(path_or_fileobj=newer, path_in_repo="run.json", repo_id=ADAPTER)
+    commits = len(world.adapter_commits())
+    path = _write(tmp_path / "report.json", _report(sha))
+    state = _state_copy(trained, tmp_path / "state.json", report=str(path))
+    proc = world.spacetrain("promote", "--state", state, "--tag", "late")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _tags(world)["late"] == sha
+    assert "main of me/qa-adapter now holds run run-2's adapter, not run run-1's" in proc.stderr
+    assert "card_commit=" in proc.stdout.splitlines()
+    assert len(world.adapter_commits()) == commits
+    recorded = json.loads(state.read_text())
+    assert (recorded["promoted_tag"], recorded["card_commit"]) == ("late", None)

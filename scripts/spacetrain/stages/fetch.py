@@ -134,14 +134,14 @@ def fetch_adapter(
         )
     sha = resolve_sha(hub, repo, revision)
     if sha != revision:
-        say(f"[spacetrain] {repo}@{revision} is commit {sha}")
+        say(f"[fetch] {repo}@{revision} is commit {sha}")
     # Whatever happens next, an older download must not pass for this run's adapter.
     state.update(adapter_dir=None)
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        say(f"[spacetrain] downloading {repo}@{sha} ...")
+        say(f"[fetch] downloading {repo}@{sha} ...")
         hub.call(
             f"download {repo}@{sha}",
             hub.api.snapshot_download,
@@ -161,7 +161,7 @@ def fetch_adapter(
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     state.update(adapter_repo=repo, adapter_revision=sha, adapter_dir=str(dest.resolve()))
-    say(f"[spacetrain] {repo}@{sha} (run {run_id}): {len(files)} file(s) in {dest}")
+    say(f"[fetch] {repo}@{sha} (run {run_id}): {len(files)} file(s) in {dest}")
     return FetchResult(repo, sha, run_id, dest, files, revision)
 
 

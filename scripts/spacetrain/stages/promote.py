@@ -271,7 +271,7 @@ def promote_adapter(
             f"tag {tag} of {repo} already names commit {tagged}, not {revision}; "
             "pass --tag to choose another name"
         )
-    say(f"[spacetrain] {report_path} passes the gate for {repo}@{revision} (run {run_id})")
+    say(f"[promote] {report_path} passes the gate for {repo}@{revision} (run {run_id})")
 
     created = tagged is None
     if created:
@@ -287,9 +287,9 @@ def promote_adapter(
         now = existing_tag(hub, repo, tag)  # exist_ok also hides a race: look again
         if now != revision:
             raise TagConflict(f"tag {tag} of {repo} names commit {now}, not {revision}")
-        say(f"[spacetrain] tagged {repo}@{revision} as {tag}")
+        say(f"[promote] tagged {repo}@{revision} as {tag}")
     else:
-        say(f"[spacetrain] tag {tag} already names {repo}@{revision}")
+        say(f"[promote] tag {tag} already names {repo}@{revision}")
     state.update(promoted_tag=tag)
 
     card_commit = _publish(hub, repo, revision, run_id, tag, report, raw, say)
@@ -314,7 +314,7 @@ def _publish(
     holder = _run_of(hub, repo, head.sha) if "run.json" in names else None
     if holder != run_id:
         say(
-            f"[spacetrain] warning: main of {repo} now holds run {holder or 'unknown'}'s "
+            f"[promote] warning: main of {repo} now holds run {holder or 'unknown'}'s "
             f"adapter, not run {run_id}'s: its model card is left alone (the tag is set)"
         )
         return None
@@ -343,9 +343,9 @@ def _publish(
         parent_commit=head.sha,
     )
     if info.oid == head.sha:
-        say(f"[spacetrain] model card of {repo} already shows this evaluation (no commit)")
+        say(f"[promote] model card of {repo} already shows this evaluation (no commit)")
     else:
-        say(f"[spacetrain] model card and {REPORT_PATH} of {repo} updated: commit {info.oid}")
+        say(f"[promote] model card and {REPORT_PATH} of {repo} updated: commit {info.oid}")
     return info.oid
 
 
