@@ -9,10 +9,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: help setup space-lint test lint format check clean workflows-lint
+.PHONY: help setup space-lint rehearse test lint format check clean workflows-lint
 
 help:
-	@echo "make space-lint   lint space/ against policy/space.yaml (the main job for now)"
+	@echo "make rehearse     the main job: the whole pipeline offline (localhub, tiny model)"
+	@echo "make space-lint   lint space/ against policy/space.yaml"
 	@echo "make test         ruff check, ruff format --check, pytest (what CI runs)"
 	@echo "make format       ruff format + ruff check --fix"
 	@echo "make setup        only create .venv/ and install everything"
@@ -29,6 +30,12 @@ $(STAMP): pyproject.toml space/Dockerfile
 
 space-lint: $(STAMP)
 	$(BIN)/spacetrain lint space/
+
+# The whole pipeline, offline: localhub stands in for the Hub and the Space, the real
+# space/ app trains a tiny model on the CPU, then fetch, evaluate, gate, promote, release.
+rehearse: $(STAMP)
+	$(BIN)/spacetrain rehearse --report reports/rehearsal.json \
+		--markdown reports/rehearsal.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -171,6 +171,84 @@ def prepare(hub: Any, workdir: Path, config: ProjectConfig, token: str) -> Rehea
     )
 
 
+def run_rehearsal(options: RehearsalOptions, *, root: Path | None = None) -> dict[str, Any]:
+    """Set up localhub, run the pipeline against it, and say how it went.
+
+    Returns the rehearsal report (``exit_code`` is the pipeline's, or 1 when the Space
+    was left billing); writes it to ``options.report`` and a Markdown page to
+    ``options.markdown`` when given.
+    """
+    from spacetrain.hub import Hub
+    from spacetrain.pipeline import PipelineOptions, render_summary, run_pipeline
+    from spacetrain.stages.state import PipelineState
+
+    root = root or find_root()
+    started = time.perf_counter()
+    with workdir_for(options) as workdir, localhub_session(workdir) as (server, token):
+        _say(f"localhub on {server.url}, work folder {workdir}")
+        hub = Hub.from_env()
+        config = rehearsal_config(root, options)
+        setup = prepare(hub, workdir, config, token)
+        state = PipelineState(workdir / "state.json")
+        result = run_pipeline(
+            config,
+            hub,
+            state,
+            PipelineOptions(
+                adapter="kwanzaa",
+                report_dir=workdir / "reports",
+                work_dir=workdir / ".spacetrain",
+                wait_timeout=600.0,
+                train_timeout=1800.0,
+                poll_interval=0.5,
+            ),
+            say=lambda message: _say(message),
+        )
+        runtime = hub.call("read the Space", hub.api.get_space_runtime, config.space)
+        billing = server.billing()
+        report = _rehearsal_report(result, setup, runtime.stage, billing, config.space)
+        report["seconds"] = round(time.perf_counter() - started, 1)
+        markdown = render_summary(result)
+        if result.markdown_path and result.markdown_path.exists():
+            markdown += "\n" + result.markdown_path.read_text(encoding="utf-8")
+    if options.report:
+        options.report.parent.mkdir(parents=True, exist_ok=True)
+        options.report.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if options.markdown:
+        options.markdown.parent.mkdir(parents=True, exist_ok=True)
+        options.markdown.write_text(markdown, encoding="utf-8")
+    return report
+
+
+def _rehearsal_report(
+    result: Any, setup: Rehearsal, stage: str, billing: dict[str, Any], space: str
+) -> dict[str, Any]:
+    """The pipeline's summary plus what only a stand-in can tell: was the GPU released?"""
+    exit_code = result.exit_code
+    problems = []
+    if stage not in {"PAUSED", "SLEEPING", "STOPPED"} and result.released not in {
+        "downgraded",
+        "already-downgraded",
+    }:
+        problems.append(f"the Space was left {stage}: it would still be billing")
+        exit_code = exit_code or 1
+    evaluation = result.report or {}
+    return {
+        **result.to_json(),
+        "exit_code": exit_code,
+        "problems": problems,
+        "space": {"id": space, "stage_after": stage},
+        "base_model": {"repo": BASE_REPO, "revision": setup.base_revision},
+        "dataset": {"repo": DATASET_REPO, "revision": setup.dataset_revision},
+        "setup_timings": setup.timings,
+        "scores": {
+            key: evaluation.get(key) for key in ("overall", "categories", "attribution_clean")
+        },
+        "base_scores": evaluation.get("base"),
+        "billing": billing,
+    }
+
+
 @contextlib.contextmanager
 def localhub_session(workdir: Path) -> Iterator[tuple[Any, str]]:
     """A localhub with one accepted token, the clients pointed at it, ``HF_TOKEN`` set."""
@@ -208,5 +286,6 @@ __all__ = [
     "localhub_session",
     "prepare",
     "rehearsal_config",
+    "run_rehearsal",
     "workdir_for",
 ]
