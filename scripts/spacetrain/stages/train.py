@@ -28,13 +28,13 @@ import os
 import random
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from spacetrain.config import AdapterConfig, ProjectConfig
@@ -51,6 +51,7 @@ from spacetrain.hub import Hub, token_from_env
 from spacetrain.stages.release import release
 from spacetrain.stages.space_runtime import FAILED, get_runtime
 from spacetrain.stages.state import PipelineState
+from spacetrain.stages.sync import source_commit
 
 ACTIVE = ("queued", "running")
 FINAL = ("succeeded", "failed")
@@ -120,18 +121,7 @@ class TrainOptions:
 
 def default_run_id(now: datetime | None = None) -> str:
     """``<commit>-<UTC time>``: the commit from ``GITHUB_SHA`` or git, else ``run``."""
-    sha = os.environ.get("GITHUB_SHA", "").strip()
-    if not sha:
-        try:
-            sha = subprocess.run(
-                ["git", "rev-parse", "HEAD"],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=False,
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            sha = ""
+    sha = source_commit(Path.cwd()) or ""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
     prefix = sha[:10] if re.fullmatch(r"[0-9a-f]{7,64}", sha) else "run"
     return f"{prefix}-{stamp}"
