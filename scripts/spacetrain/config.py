@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import SpaceHardware
+
 from spacetrain.errors import InputFileError, UsageError
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -41,11 +43,8 @@ _TRAIN_KEYS = {
     "seed": int,
     "packing": str,
 }
-SPACE_FLAVORS = (
-    "cpu-basic", "cpu-upgrade", "t4-small", "t4-medium", "l4x1", "l4x4", "l40sx1", "l40sx4",
-    "l40sx8", "a10g-small", "a10g-large", "a10g-largex2", "a10g-largex4", "a100-large",
-    "a100x4", "a100x8", "h100", "h100x8",
-)  # fmt: skip
+# The Hub's own list (huggingface_hub's SpaceHardware), so a new flavor needs no release here.
+SPACE_FLAVORS: tuple[str, ...] = tuple(flavor.value for flavor in SpaceHardware)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,79 @@
+"""`[tool.spacetrain]`: the repo's own config loads, and a broken one says what to fix."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from spacetrain.config import load_config
+from spacetrain.errors import InputFileError, UsageError
+
+REPO = Path(__file__).resolve().parent.parent
+
+GOOD = """
+[tool.spacetrain]
+space = "me/trainer"
+[tool.spacetrain.adapters.kwanzaa]
+base_model = "me/base"
+dataset = "me/data"
+output_repo = "me/adapter"
+train = { epochs = 4, learning_rate = 2e-4 }
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "pyproject.toml").write_text(textwrap.dedent(text))
+    return tmp_path
+
+
+def test_the_repository_config_loads() -> None:
+    config = load_config(REPO)
+    adapter = config.adapter(None)
+    assert config.space_dir == REPO / "space" and config.after_training == "pause"
+    assert adapter.suite.is_file() and config.gate.is_file() and config.lint_policy.is_file()
+    assert adapter.train["lora_r"] == 16 and adapter.train["lora_alpha"] == 32
+
+
+def test_defaults_and_the_only_adapter(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD))
+    adapter = config.adapter(None)
+    assert (config.hardware, config.after_training) == ("a10g-small", "pause")
+    assert adapter.suite == tmp_path / "policy" / "evals" / "kwanzaa.yaml"
+    assert adapter.train == {"epochs": 4, "learning_rate": 2e-4}
+    with pytest.raises(UsageError, match=r"no adapter 'other'.*configured: kwanzaa"):
+        config.adapter("other")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('space = "me/trainer"', 'space = "trainer"', r"space 'trainer' is not a repo id"),
+        ('dataset = "me/data"\n', "", r"adapters.kwanzaa\] needs dataset"),
+        ("epochs = 4", "epoch = 4", r"train.epoch is unknown \(known: .*epochs"),
+        ("epochs = 4", 'epochs = "4"', r"train.epochs must be a int"),
+        ("epochs = 4", "epochs = true", r"train.epochs must be a int"),
+        ('space = "me/trainer"', 'space = "me/trainer"\nhardware = "a10g"', r"not a Space flavor"),
+        (
+            'space = "me/trainer"',
+            'space = "me/trainer"\nafter_training = "stop"',
+            r"after_training 'stop' must be 'pause' or a Space flavor",
+        ),
+        ("tool.spacetrain", "tool.other", r"has no \[tool.spacetrain\] table"),
+        ('space = "me/trainer"', 'space = "me/trainer', r"invalid TOML"),
+    ],
+)
+def test_a_broken_config_is_one_line_naming_the_file(
+    tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    root = write(tmp_path, GOOD.replace(old, new, 1 if old != "tool.spacetrain" else -1))
+    with pytest.raises(InputFileError, match=message) as caught:
+        load_config(root)
+    assert str(caught.value).startswith(str(root / "pyproject.toml"))
+    assert "\n" not in str(caught.value)
+
+
+def test_a_float_setting_takes_an_integer(tmp_path: Path) -> None:
+    root = write(tmp_path, GOOD.replace("learning_rate = 2e-4", "learning_rate = 1"))
+    assert load_config(root).adapter("kwanzaa").train["learning_rate"] == 1
