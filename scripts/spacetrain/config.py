@@ -32,7 +32,8 @@ from huggingface_hub import SpaceHardware
 from spacetrain.errors import InputFileError, UsageError
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_TRAIN_KEYS = {
+# The hyper-parameters an adapter may set (the Space's start_training params).
+TRAIN_KEYS: dict[str, type] = {
     "epochs": int,
     "learning_rate": float,
     "lora_r": int,
@@ -150,9 +151,9 @@ def _adapter(name: str, raw: Any, root: Path, path: Path) -> AdapterConfig:
     if not isinstance(train, dict):
         raise InputFileError(path, f"{where} train must be a table")
     for key, value in train.items():
-        kind = _TRAIN_KEYS.get(key)
+        kind = TRAIN_KEYS.get(key)
         if kind is None:
-            known = ", ".join(sorted(_TRAIN_KEYS))
+            known = ", ".join(sorted(TRAIN_KEYS))
             raise InputFileError(path, f"{where} train.{key} is unknown (known: {known})")
         accepted = (int, float) if kind is float else (kind,)
         if isinstance(value, bool) or not isinstance(value, accepted):
@@ -189,4 +190,11 @@ def _repo_id(table: dict, key: str, path: Path, where: str) -> str:
     return value
 
 
-__all__ = ["SPACE_FLAVORS", "AdapterConfig", "ProjectConfig", "find_root", "load_config"]
+__all__ = [
+    "SPACE_FLAVORS",
+    "TRAIN_KEYS",
+    "AdapterConfig",
+    "ProjectConfig",
+    "find_root",
+    "load_config",
+]

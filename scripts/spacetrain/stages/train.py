@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from spacetrain.config import AdapterConfig, ProjectConfig
+from spacetrain.config import TRAIN_KEYS, AdapterConfig, ProjectConfig
 from spacetrain.errors import (
     AuthError,
     CheckFailed,
@@ -61,17 +61,7 @@ DEAD_STAGES = FAILED | {"PAUSED", "STOPPED", "DELETING"}
 EVENT_PREFIX = "@@spacetrain "
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # start_training's keys (space/app.py PARAMS) that come from [tool.spacetrain.adapters.X.train].
-HYPERPARAMETERS = (
-    "epochs",
-    "learning_rate",
-    "lora_r",
-    "lora_alpha",
-    "max_length",
-    "batch_size",
-    "grad_accum",
-    "seed",
-    "packing",
-)
+HYPERPARAMETERS = tuple(TRAIN_KEYS)
 # State keys about one run's adapter: stale as soon as another run starts.
 DOWNSTREAM_KEYS = ("adapter_revision", "adapter_dir", "report", "promoted_tag", "card_commit")
 LOG_PAGE = 64 * 1024
