@@ -128,7 +128,7 @@ def run_pipeline(
     from spacetrain.stages.fetch import fetch_adapter
     from spacetrain.stages.preflight import preflight
     from spacetrain.stages.promote import promote_adapter
-    from spacetrain.stages.sync import SyncOptions, source_commit, sync, uncommitted
+    from spacetrain.stages.sync import SyncOptions, sync
     from spacetrain.stages.train import run_training, train_options
     from spacetrain.stages.wait import wait
 
@@ -148,17 +148,15 @@ def run_pipeline(
                 raise _preflight_error(checks.exit_code, names)
 
         with runner.stage("sync") as record:
-            source = source_commit(config.root)
             synced = True  # from here on the Space may start (and bill): always release
             done = sync(
                 hub,
-                SyncOptions(
+                SyncOptions.from_checkout(
+                    config.root,
                     space=config.space,
                     space_dir=config.space_dir,
                     policy=config.lint_policy,
                     hardware=config.hardware,
-                    source=source,
-                    dirty=source is not None and uncommitted(config.root, config.space_dir),
                 ),
                 state,
             )
@@ -212,8 +210,8 @@ def run_pipeline(
                 EvaluateOptions(
                     base_model=options.base_model or adapter.base_model,
                     base_revision=state.get("base_revision") or adapter.base_revision,
-                    adapter=str(state.require("adapter_repo", stage="train")),
-                    adapter_revision=str(state.require("adapter_revision", stage="train")),
+                    adapter=fetched.repo,
+                    adapter_revision=fetched.revision,
                     suite=adapter.suite,
                     gate=config.gate,
                     report=result.report_path,

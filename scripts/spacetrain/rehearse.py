@@ -21,9 +21,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spacetrain.config import AdapterConfig, ProjectConfig, find_root, load_config
+
+if TYPE_CHECKING:
+    from spacetrain.pipeline import PipelineResult
 
 OWNER = "rehearsal"
 SPACE = f"{OWNER}/kwanzaa-training"
@@ -202,7 +205,7 @@ def run_rehearsal(options: RehearsalOptions, *, root: Path | None = None) -> dic
                 train_timeout=1800.0,
                 poll_interval=0.5,
             ),
-            say=lambda message: _say(message),
+            say=_say,
         )
         runtime = hub.call("read the Space", hub.api.get_space_runtime, config.space)
         billing = server.billing()
@@ -221,7 +224,7 @@ def run_rehearsal(options: RehearsalOptions, *, root: Path | None = None) -> dic
 
 
 def _rehearsal_report(
-    result: Any, setup: Rehearsal, stage: str, billing: dict[str, Any], space: str
+    result: PipelineResult, setup: Rehearsal, stage: str, billing: dict[str, Any], space: str
 ) -> dict[str, Any]:
     """The pipeline's summary plus what only a stand-in can tell: was the GPU released?"""
     exit_code = result.exit_code
@@ -282,7 +285,6 @@ __all__ = [
     "Rehearsal",
     "RehearsalOptions",
     "demo_corpus",
-    "find_root",
     "localhub_session",
     "prepare",
     "rehearsal_config",

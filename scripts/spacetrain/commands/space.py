@@ -83,7 +83,7 @@ def _with_space(config: ProjectConfig, space: str) -> ProjectConfig:
 
 def sync(args: argparse.Namespace) -> int:
     """Lint, upload ``space/`` in one commit (or none), request the hardware; print the sha."""
-    from spacetrain.stages.sync import SyncOptions, source_commit, uncommitted
+    from spacetrain.stages.sync import SyncOptions
     from spacetrain.stages.sync import sync as run_sync
 
     config = _optional_config()
@@ -96,15 +96,13 @@ def sync(args: argparse.Namespace) -> int:
     else:
         space_dir = Path("space")
     policy = config.lint_policy if config is not None else Path("policy/space.yaml")
-    source = source_commit(root)
-    options = SyncOptions(
+    options = SyncOptions.from_checkout(
+        root,
         space=space,
         space_dir=space_dir,
         policy=policy,
         hardware=config.hardware if config is not None else None,
         private=args.private,
-        source=source,
-        dirty=source is not None and uncommitted(root, space_dir),
     )
     result = run_sync(Hub.from_env(), options, PipelineState.load(args.state))
     print(result.commit)

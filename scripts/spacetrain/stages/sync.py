@@ -62,6 +62,29 @@ class SyncOptions:
     source: str | None = None
     dirty: bool = False
 
+    @classmethod
+    def from_checkout(
+        cls,
+        root: Path,
+        *,
+        space: str,
+        space_dir: Path,
+        policy: Path | None = None,
+        hardware: str | None = None,
+        private: bool = False,
+    ) -> SyncOptions:
+        """Options whose ``source`` and ``dirty`` come from the git checkout at ``root``."""
+        source = source_commit(root)
+        return cls(
+            space=space,
+            space_dir=space_dir,
+            policy=policy,
+            hardware=hardware,
+            private=private,
+            source=source,
+            dirty=source is not None and uncommitted(root, space_dir),
+        )
+
 
 @dataclass(frozen=True)
 class SyncPlan:
