@@ -363,3 +363,27 @@ def test_hardware_list_and_deleting_a_space_stops_its_app(api: HfApi, tmp_path: 
     api.delete_repo(SPACE, repo_type="space")
     assert _gone(pid)
     assert not api.repo_exists(SPACE, repo_type="space")
+
+
+def test_a_next_build_fault_skips_the_build_already_under_way(
+    api: HfApi, hub: LocalHub, tmp_path: Path
+) -> None:
+    """The fault set while commit 1 builds is for commit 2's build, not commit 1's (a race
+    that once made a wait test fail one run in a full suite)."""
+    api.create_repo(SPACE, repo_type="space", space_sdk="docker")
+    first = api.upload_folder(
+        repo_id=SPACE, repo_type="space", folder_path=write_space(tmp_path / "s")
+    ).oid
+    assert api.get_space_runtime(SPACE).stage == "BUILDING"  # the 0.2 s build is under way
+    hub.add_faults({"force_stage": {"repo": SPACE, "stage": "BUILD_ERROR", "when": "next_build"}})
+    runtime = _wait(api)
+    assert (runtime.stage, runtime.raw["sha"]) == ("RUNNING", first)
+
+    second = api.upload_file(
+        path_or_fileobj=b"2\n", path_in_repo="VERSION", repo_id=SPACE, repo_type="space"
+    ).oid
+    deadline = time.monotonic() + 30
+    while (runtime := api.get_space_runtime(SPACE)).stage != "BUILD_ERROR":
+        assert time.monotonic() < deadline, runtime.stage
+        time.sleep(0.05)
+    assert runtime.raw["sha"] == second

@@ -255,7 +255,9 @@ class Space:
     starting: AppProcess | None = None  # the next one, until it answers
     generation: int = 0
     running_since: float | None = None
-    forced_next_build: tuple[str, str | None] | None = None
+    # (stage, message, generation when it was set): only a deployment that starts
+    # after the fault was set may use it up, not a build already under way.
+    forced_next_build: tuple[str, str | None, int] | None = None
     build_log: LogBuffer = field(default_factory=_closed_log)
     run_log: LogBuffer = field(default_factory=_closed_log)
     sdk: str | None = None
@@ -515,7 +517,7 @@ class SpaceSupervisor:
         space = self.space(repo)
         if when == "next_build":
             with space.lock:
-                space.forced_next_build = (stage, message)
+                space.forced_next_build = (stage, message, space.generation)
             return
         if when != "now":
             raise BadRequest(f"force_stage: 'when' must be 'now' or 'next_build', got {when!r}")
@@ -616,9 +618,13 @@ class SpaceSupervisor:
                     return
                 time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
         with space.lock:
-            forced, space.forced_next_build = space.forced_next_build, None
+            forced = space.forced_next_build
+            if forced is not None and forced[2] < generation:
+                space.forced_next_build = None
+            else:
+                forced = None  # set while this build ran: it is for the next one
         if forced is not None:
-            stage, message = forced
+            stage, message, _ = forced
             self._fail(repo, space, generation, sha, stage, message or f"localhub: forced {stage}")
             return
         if config.sdk == "static":
