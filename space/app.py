@@ -28,7 +28,6 @@ import fcntl
 import functools
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -41,53 +40,19 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # train.py sits beside this file (also when imported by path)
+    sys.path.insert(0, str(HERE))
+import train as trainer  # noqa: E402 - the contract: parameters, checks, events, run ids
+
 TRAIN_PY = HERE / "train.py"
-EVENT_PREFIX = "@@spacetrain "
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+EVENT_PREFIX = trainer.EVENT_PREFIX
+PARAMS = trainer.PARAMS
 STATES = ("queued", "running", "succeeded", "failed")
 LOG_CHUNK = 64 * 1024
 TAIL_LINES = 40
 
-# start_training's parameters: name -> (type, Space variable that gives the default).
-PARAMS: dict[str, tuple[type, str | None]] = {
-    "base_model": (str, "BASE_MODEL"),
-    "model_revision": (str, "MODEL_REVISION"),
-    "dataset": (str, "DATASET"),
-    "dataset_revision": (str, "DATASET_REVISION"),
-    "output_repo": (str, "OUTPUT_REPO"),
-    "push": (bool, "PUSH"),
-    "private": (bool, "PRIVATE_REPO"),
-    "run_id": (str, None),
-    "epochs": (float, "EPOCHS"),
-    "learning_rate": (float, "LEARNING_RATE"),
-    "lora_r": (int, "LORA_R"),
-    "lora_alpha": (int, "LORA_ALPHA"),
-    "lora_dropout": (float, "LORA_DROPOUT"),
-    "max_length": (int, "MAX_LENGTH"),
-    "batch_size": (int, "BATCH_SIZE"),
-    "grad_accum": (int, "GRAD_ACCUM"),
-    "seed": (int, "SEED"),
-    "packing": (str, "PACKING"),
-}
-# Hyper-parameters passed to train.py as --flag VALUE (name -> flag).
-FLAGS = {
-    "model_revision": "--model-revision",
-    "dataset_revision": "--dataset-revision",
-    "epochs": "--epochs",
-    "learning_rate": "--learning-rate",
-    "lora_r": "--lora-r",
-    "lora_alpha": "--lora-alpha",
-    "lora_dropout": "--lora-dropout",
-    "max_length": "--max-length",
-    "batch_size": "--batch-size",
-    "grad_accum": "--grad-accum",
-    "seed": "--seed",
-    "packing": "--packing",
-}
-POSITIVE = {"epochs", "learning_rate", "lora_r", "lora_alpha", "max_length", "batch_size"}
 
-
-class ParamsError(ValueError):
+class ParamsError(trainer.ParamError):
     """Malformed start parameters: shown to the caller, and no run is started."""
 
 
@@ -100,7 +65,7 @@ class UnknownRun(LookupError):
 
 def runs_dir() -> Path:
     """``SPACETRAIN_RUNS_DIR``, else ``$HOME/spacetrain-runs``, else a temp folder."""
-    configured = os.environ.get("SPACETRAIN_RUNS_DIR")
+    configured = os.environ.get(trainer.ENV_RUNS_DIR)
     if configured:
         path = Path(configured)
     else:
@@ -179,38 +144,13 @@ def new_run_id() -> str:
 # ------------------------------------------------------------------ parameters
 
 
-def _coerce(name: str, kind: type, value: Any, source: str) -> Any:
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
-            return True
-        if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
-            return False
-        raise ParamsError(f"{source} must be true or false, got {value!r}")
-    if kind is str:
-        if not isinstance(value, str):
-            raise ParamsError(f"{source} must be a string, got {value!r}")
-        return value.strip()
-    if isinstance(value, bool):
-        raise ParamsError(f"{source} must be a number, got {value!r}")
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise ParamsError(
-            f"{source} must be {'an integer' if kind is int else 'a number'}, got {value!r}"
-        ) from None
-    if kind is int and isinstance(value, float) and not value.is_integer():
-        raise ParamsError(f"{source} must be an integer, got {value!r}")
-    if name in POSITIVE and not number > 0:
-        raise ParamsError(f"{source} must be positive, got {value!r}")
-    return number
-
-
 def parse_params(text: str | None, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """The JSON object of ``start_training`` merged over the Space variables, validated."""
+    """The JSON object of ``start_training`` merged over the Space variables, checked
+    against the contract (``train.PARAMS``: types, ranges, choices) before anything starts."""
     env = os.environ if env is None else env
     text = (text or "").strip() or "{}"
+    if len(text) > 64 * 1024:
+        raise ParamsError(f"params is {len(text)} bytes long; at most 65536")
     try:
         given = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -228,17 +168,18 @@ def parse_params(text: str | None, env: dict[str, str] | None = None) -> dict[st
     if unknown:
         raise ParamsError(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(PARAMS)}")
     params: dict[str, Any] = {}
-    for name, (kind, variable) in PARAMS.items():
-        if name in given and given[name] is not None:
-            params[name] = _coerce(name, kind, given[name], f"params.{name}")
-        elif variable and env.get(variable, "").strip():
-            params[name] = _coerce(name, kind, env[variable], f"Space variable {variable}")
-    if "run_id" in params and not RUN_ID_RE.match(params["run_id"]):
-        raise ParamsError(
-            f"params.run_id {params['run_id']!r}: use 1-64 letters, digits, '.', '_' or '-'"
-        )
-    if "packing" in params and params["packing"] not in ("auto", "on", "off"):
-        raise ParamsError(f"packing must be auto, on or off, got {params['packing']!r}")
+    try:
+        for name, spec in PARAMS.items():
+            if name in given and given[name] is not None:
+                params[name] = trainer.check_param(
+                    name, given[name], text=True, source=f"params.{name}"
+                )
+            elif spec.variable and env.get(spec.variable, "").strip():
+                params[name] = trainer.check_param(
+                    name, env[spec.variable], text=True, source=f"Space variable {spec.variable}"
+                )
+    except trainer.ParamError as exc:
+        raise ParamsError(str(exc)) from None
     return params
 
 
@@ -246,7 +187,7 @@ def require_complete(params: dict[str, Any]) -> dict[str, Any]:
     """What a new run needs beyond well-formed params: a model, data, a destination."""
     for name in ("base_model", "dataset"):
         if not params.get(name):
-            variable = PARAMS[name][1]
+            variable = PARAMS[name].variable
             raise ParamsError(f"no {name}: pass params.{name} or set the Space variable {variable}")
     params.setdefault("push", True)
     if params["push"] and not params.get("output_repo"):
@@ -258,21 +199,20 @@ def require_complete(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_argv(params: dict[str, Any], run_id: str, output_dir: Path) -> list[str]:
-    argv = [
-        "--base-model", params["base_model"],
-        "--dataset", params["dataset"],
-        "--output-dir", str(output_dir),
-        "--run-id", run_id,
-    ]  # fmt: skip
-    if params["push"]:
-        argv += ["--output-repo", params["output_repo"]]
-        if params.get("private"):
-            argv.append("--private")
-    else:
+    """train.py's command line: every parameter with a flag, by the contract's table."""
+    argv = ["--output-dir", str(output_dir), "--run-id", run_id]
+    if not params["push"]:
         argv.append("--no-push")
-    for name, flag in FLAGS.items():
-        if params.get(name) not in (None, ""):
-            argv += [flag, str(params[name])]
+    for name, spec in PARAMS.items():
+        value = params.get(name)
+        if spec.flag is None or name == "run_id" or value in (None, ""):
+            continue
+        if name in ("output_repo", "private") and not params["push"]:
+            continue
+        if spec.type is bool:
+            argv += [spec.flag] if value else []
+        else:
+            argv += [spec.flag, str(value)]
     return argv
 
 
@@ -409,7 +349,7 @@ class Runs:
     # -- reading
 
     def run_dir(self, run_id: str) -> Path:
-        if not RUN_ID_RE.match(run_id or ""):
+        if not trainer.RUN_ID_RE.fullmatch(run_id or ""):
             raise UnknownRun(f"no run {run_id!r}")
         path = self.root / run_id
         if not (path / "launch.json").is_file():
@@ -683,7 +623,9 @@ def build_ui() -> Any:
     def ui_refresh(run_id: str) -> tuple[dict[str, Any], str]:
         return _panel(run_id)
 
-    defaults = {k: os.environ[v] for k, (_, v) in PARAMS.items() if v and os.environ.get(v)}
+    defaults = {
+        k: os.environ[p.variable] for k, p in PARAMS.items() if os.environ.get(p.variable or "")
+    }
     with gr.Blocks(title="QLoRA trainer") as demo:
         gr.Markdown(
             "# QLoRA trainer\nPress **Start Training** to fine-tune the base model on the "

@@ -37,14 +37,173 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INFRA = 0, 1, 2, 3
+
+# ------------------------------------------------------------------ the contract
+# The CLI <-> Space contract, defined ONCE, here. app.py imports it from this file; the
+# spacetrain package loads this file too (spacetrain.contract), so the config, the CLI
+# flags, the retrain form, app.py and this script share one table of parameters (names,
+# types, ranges), one event prefix, one run-id pattern, one list of dataset formats and
+# roles and one set of environment variable names. Top level: the stdlib only.
+
 EVENT_PREFIX = "@@spacetrain "
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-ROLES = {"system", "user", "assistant", "tool"}
+RUN_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+RUN_ID_RE = re.compile(RUN_ID_PATTERN)
+RUN_ID_HINT = "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+ROLES = ("system", "user", "assistant", "tool")
+FORMATS = ("messages", "prompt_completion")
+# Environment variables the Space reads (the secret, and settings of the app and trainer).
+ENV_TOKEN = "HF_TOKEN"  # noqa: S105 - a name, not a value; the Space's secret: a token that can write the output repo
+ENV_RUNS_DIR = "SPACETRAIN_RUNS_DIR"  # where run folders live
+ENV_HUB_DEADLINE = "SPACETRAIN_HUB_DEADLINE"  # seconds of Hub retries before exit 3
+ENV_EXPECT_GPU = "SPACETRAIN_EXPECT_GPU"  # "1": a run on a CPU is a configuration error
+MAX_TEXT = 256  # characters of a text parameter (they travel on a command line)
+
+
+class ParamError(ValueError):
+    """A training parameter outside the contract: one line says which and why."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One training parameter, as config, CLI, retrain form, app.py and train.py see it.
+
+    ``variable`` is the Space variable holding a run's default; ``flag`` is this script's
+    option; ``default`` what the script uses when neither gives a value; ``low``/``high``
+    bound a number (``open_low``: strictly above ``low``); ``hyper`` marks the
+    hyper-parameters an adapter's ``train`` table and the retrain form may set.
+    """
+
+    name: str
+    type: type
+    variable: str | None
+    flag: str | None
+    default: Any = None
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+    choices: tuple[str, ...] = ()
+    hyper: bool = False
+    help: str = ""
+
+    def describe(self) -> str:
+        """The accepted values in words: "a number > 0 and <= 1000", "auto, on or off"."""
+        if self.choices:
+            return ", ".join(self.choices[:-1]) + f" or {self.choices[-1]}"
+        words = {bool: "true or false", str: "a string", int: "an integer"}
+        kind = words.get(self.type, "a number")
+
+        def number(x: float) -> str:
+            return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+        bounds = []
+        if self.low is not None:
+            bounds.append(f"{'>' if self.open_low else '>='} {number(self.low)}")
+        if self.high is not None:
+            bounds.append(f"{'<' if self.open_high else '<='} {number(self.high)}")
+        return kind + (f" {' and '.join(bounds)}" if bounds else "")
+
+
+_PARAMS = (
+    Param("base_model", str, "BASE_MODEL", "--base-model", help="Hub model id of the base"),
+    Param("model_revision", str, "MODEL_REVISION", "--model-revision", help="its commit"),
+    Param("dataset", str, "DATASET", "--dataset", help="Hub dataset id (JSONL chats)"),
+    Param("dataset_revision", str, "DATASET_REVISION", "--dataset-revision", help="its commit"),
+    Param("output_repo", str, "OUTPUT_REPO", "--output-repo", help="model repo to push to"),
+    Param("push", bool, "PUSH", None, default=True, help="false: keep the adapter local"),
+    Param("private", bool, "PRIVATE_REPO", "--private", default=False, help="a new repo is"),
+    Param("run_id", str, None, "--run-id", help=RUN_ID_HINT),
+    Param("epochs", float, "EPOCHS", "--epochs", 4.0, 0, 1000, open_low=True, hyper=True),
+    Param("learning_rate", float, "LEARNING_RATE", "--learning-rate", 2e-4, 0, 1, True, hyper=True),
+    Param("lora_r", int, "LORA_R", "--lora-r", 16, 1, 1024, hyper=True),
+    Param("lora_alpha", int, "LORA_ALPHA", "--lora-alpha", 32, 1, 4096, hyper=True),
+    Param("lora_dropout", float, "LORA_DROPOUT", "--lora-dropout", 0.05, 0, 1, open_high=True,
+          hyper=True),
+    Param("max_length", int, "MAX_LENGTH", "--max-length", 1024, 8, 131072, hyper=True,
+          help="tokens per row"),
+    Param("batch_size", int, "BATCH_SIZE", "--batch-size", 4, 1, 1024, hyper=True),
+    Param("grad_accum", int, "GRAD_ACCUM", "--grad-accum", 4, 1, 1024, hyper=True),
+    Param("warmup_ratio", float, "WARMUP_RATIO", "--warmup-ratio", 0.03, 0, 1, open_high=True,
+          hyper=True, help="share of steps"),
+    Param("seed", int, "SEED", "--seed", 42, 0, 2**32 - 1, hyper=True),
+    Param("packing", str, "PACKING", "--packing", "auto", choices=("auto", "on", "off"),
+          hyper=True, help="auto: pack when padding would waste >20%"),
+    Param("logging_steps", int, "LOGGING_STEPS", "--logging-steps", None, 1, 100000, hyper=True,
+          help="default: automatic"),
+)  # fmt: skip
+PARAMS: dict[str, Param] = {p.name: p for p in _PARAMS}
+HYPERPARAMETERS = tuple(name for name, p in PARAMS.items() if p.hyper)
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def check_param(name: str, value: Any, *, text: bool = False, source: str | None = None) -> Any:
+    """``value`` checked against ``PARAMS[name]`` and coerced to its type.
+
+    ``text=True`` also accepts the value written as text (Space variables, flags, a form);
+    otherwise its type must already fit (an int is a float, a bool is never a number).
+    ``source`` names the value in the error ("params.epochs", "Space variable EPOCHS").
+
+    Raises:
+        ParamError: unknown name, wrong type, out of range, not a choice; one line.
+    """
+    where = source or name
+    spec = PARAMS.get(name)
+    if spec is None:
+        raise ParamError(f"{where}: unknown parameter (known: {', '.join(PARAMS)})")
+    wanted = spec.describe()
+    if spec.type is bool:
+        if isinstance(value, bool):
+            return value
+        word = value.strip().lower() if text and isinstance(value, str) else None
+        if word in _TRUE or word in _FALSE:
+            return word in _TRUE
+        raise ParamError(f"{where} must be true or false, got {value!r}")
+    if spec.type is str:
+        if not isinstance(value, str):
+            raise ParamError(f"{where} must be a string, got {value!r}")
+        value = value.strip()
+        if not value:
+            raise ParamError(f"{where} is empty")
+        if len(value) > MAX_TEXT:
+            raise ParamError(f"{where} is {len(value)} characters long; at most {MAX_TEXT}")
+        if spec.choices and value not in spec.choices:
+            raise ParamError(f"{where} must be {wanted}, got {value!r}")
+        if name == "run_id" and not RUN_ID_RE.fullmatch(value):
+            raise ParamError(f"{where} {value!r}: {RUN_ID_HINT}")
+        return value
+    number: int | float
+    if isinstance(value, bool):
+        raise ParamError(f"{where} must be {wanted}, got {value!r}")
+    if isinstance(value, str) and text:
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise ParamError(f"{where} must be {wanted}, got {value!r}") from None
+    elif isinstance(value, int | float):
+        number = value
+    else:
+        raise ParamError(f"{where} must be {wanted}, got {value!r}")
+    if not math.isfinite(number):
+        raise ParamError(f"{where} must be {wanted}, got {value!r}")
+    if spec.type is int:
+        if not float(number).is_integer():
+            raise ParamError(f"{where} must be {wanted}, got {value!r}")
+        number = int(number)
+    else:
+        number = float(number)
+    low, high = spec.low, spec.high
+    if (
+        (low is not None and (number <= low if spec.open_low else number < low))
+        or (high is not None and (number >= high if spec.open_high else number > high))
+    ):  # fmt: skip
+        raise ParamError(f"{where} must be {wanted}, got {value!r}")
+    return number
+
+
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 PACKAGES = (
     "torch",
@@ -94,66 +253,44 @@ def emit(event: str, human: str | None = None, **fields: Any) -> None:
 # ------------------------------------------------------------------ arguments
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def _flag_type(name: str) -> Callable[[str], Any]:
+    """An argparse ``type`` that applies the contract's check to the flag's text."""
 
+    def parse(text: str) -> Any:
+        try:
+            return check_param(name, text, text=True, source="the value")
+        except ParamError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix("the value ")) from None
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
-
-
-def _run_id(text: str) -> str:
-    if not RUN_ID_RE.match(text):
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: use 1-64 letters, digits, '.', '_' or '-' (it names folders and commits)"
-        )
-    return text
+    parse.__name__ = name
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The flags, generated from :data:`PARAMS` (``push`` is ``--no-push``)."""
     p = argparse.ArgumentParser(
         prog="train.py", description="Train a QLoRA adapter and push it to the Hub."
     )
-    p.add_argument("--base-model", required=True, help="local folder or Hub model id")
-    p.add_argument("--model-revision", default=None, help="branch, tag or commit of the base")
-    p.add_argument("--dataset", required=True, help="local JSONL file or Hub dataset id")
-    p.add_argument("--dataset-revision", default=None, help="branch, tag or commit of the dataset")
     p.add_argument("--output-dir", required=True, type=Path, help="where the adapter is written")
     push = p.add_mutually_exclusive_group(required=True)
-    push.add_argument("--output-repo", help="Hub model repo that receives the adapter")
+    for name, spec in PARAMS.items():
+        if spec.flag is None:
+            continue
+        target = push if name == "output_repo" else p
+        if spec.type is bool:
+            target.add_argument(spec.flag, action="store_true", help=spec.help or None)
+            continue
+        target.add_argument(
+            spec.flag,
+            type=_flag_type(name),
+            default=spec.default,
+            required=name in ("base_model", "dataset"),
+            help=(
+                f"{spec.help + '; ' if spec.help else ''}{spec.describe()}"
+                + (f" (default {spec.default})" if spec.default is not None else "")
+            ).replace("%", "%%"),
+        )
     push.add_argument("--no-push", action="store_true", help="keep the adapter local")
-    p.add_argument("--private", action="store_true", help="create the output repo as private")
-    p.add_argument("--run-id", type=_run_id, default=None, help="default: a fresh timestamped id")
-    p.add_argument("--epochs", type=_positive_float, default=4.0)
-    p.add_argument("--learning-rate", type=_positive_float, default=2e-4)
-    p.add_argument("--lora-r", type=_positive_int, default=16)
-    p.add_argument("--lora-alpha", type=_positive_int, default=32)
-    p.add_argument("--lora-dropout", type=_fraction, default=0.05)
-    p.add_argument("--max-length", type=_positive_int, default=1024, help="tokens per row")
-    p.add_argument("--batch-size", type=_positive_int, default=4)
-    p.add_argument("--grad-accum", type=_positive_int, default=4)
-    p.add_argument("--warmup-ratio", type=_fraction, default=0.03, help="share of steps")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument(
-        "--packing",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="pack rows (auto: when padding would waste >20%% and enough steps remain)",
-    )
-    p.add_argument("--logging-steps", type=_positive_int, default=None, help="default: automatic")
     return p
 
 
@@ -166,7 +303,11 @@ def default_run_id() -> str:
 
 
 def _hub_deadline_s() -> float:
-    return float(os.environ.get("SPACETRAIN_HUB_DEADLINE_S", "120"))
+    """``SPACETRAIN_HUB_DEADLINE`` seconds (as the spacetrain CLI reads it), default 120."""
+    try:
+        return max(0.0, float(os.environ.get(ENV_HUB_DEADLINE, "120")))
+    except ValueError:
+        return 120.0
 
 
 def hub_call(what: str, fn: Callable[[], T]) -> T:
@@ -297,7 +438,7 @@ def _check_messages(value: Any, where: str, key: str) -> list[dict[str, str]]:
             raise BadInput(f"{where}: {key}[{i}] is not an object")
         role, content = msg.get("role"), msg.get("content")
         if role not in ROLES:
-            raise BadInput(f"{where}: {key}[{i}] has role {role!r}; use one of {sorted(ROLES)}")
+            raise BadInput(f"{where}: {key}[{i}] has role {role!r}; use one of {', '.join(ROLES)}")
         if not isinstance(content, str):
             raise BadInput(f"{where}: {key}[{i}] has no 'content' string")
         out.append({"role": role, "content": content})
@@ -519,6 +660,8 @@ def plan_packing(
 
 
 def _versions() -> dict[str, str | None]:
+    from importlib import metadata
+
     out: dict[str, str | None] = {}
     for name in PACKAGES:
         try:

@@ -41,7 +41,7 @@ def test_defaults_and_the_only_adapter(tmp_path: Path) -> None:
     adapter = config.adapter(None)
     assert (config.hardware, config.after_training) == ("a10g-small", "pause")
     assert adapter.suite == tmp_path / "policy" / "evals" / "kwanzaa.yaml"
-    assert adapter.train == {"epochs": 4, "learning_rate": 2e-4}
+    assert adapter.train == {"epochs": 4.0, "learning_rate": 2e-4}
     with pytest.raises(UsageError, match=r"no adapter 'other'.*configured: kwanzaa"):
         config.adapter("other")
 
@@ -52,8 +52,12 @@ def test_defaults_and_the_only_adapter(tmp_path: Path) -> None:
         ('space = "me/trainer"', 'space = "trainer"', r"space 'trainer' is not a repo id"),
         ('dataset = "me/data"\n', "", r"adapters.kwanzaa\] needs dataset"),
         ("epochs = 4", "epoch = 4", r"train.epoch is unknown \(known: .*epochs"),
-        ("epochs = 4", 'epochs = "4"', r"train.epochs must be a int"),
-        ("epochs = 4", "epochs = true", r"train.epochs must be a int"),
+        ("epochs = 4", 'epochs = "4"', r"train.epochs must be a number > 0 and <= 1000, got '4'"),
+        ("epochs = 4", "epochs = true", r"train.epochs must be a number > 0 .*, got True"),
+        ("epochs = 4", "epochs = 0", r"train.epochs must be a number > 0"),
+        ("epochs = 4", 'packing = "sometimes"', r"train.packing must be auto, on or off"),
+        ("epochs = 4", "lora_dropout = 5", r"train.lora_dropout must be a number >= 0 and < 1"),
+        ("epochs = 4", "grad_accum = 0", r"train.grad_accum must be an integer >= 1"),
         ('space = "me/trainer"', 'space = "me/trainer"\nhardware = "a10g"', r"not a Space flavor"),
         (
             'space = "me/trainer"',

@@ -153,7 +153,7 @@ def _train_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=None, metavar="ID")
     p.add_argument("--dataset-revision", default=None, metavar="R")
     p.add_argument("--output-repo", default=None, metavar="ID")
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--epochs", type=float, default=None, help="checked by space/train.py's rules")
     p.add_argument("--learning-rate", type=float, default=None)
     p.add_argument("--run-id", default=None, help="default: a new id (commit sha + time)")
 

@@ -17,6 +17,7 @@ offline rehearsal never disagree. Command-line flags override these values.
     output_repo = "owner/kwanzaa-adapter"
     suite = "policy/evals/kwanzaa.yaml"
     # optional: base_revision, dataset_revision, and train = {epochs = 4, learning_rate = 2e-4}
+    # (train takes the hyper-parameters of space/train.py's PARAMS, checked by its rules)
 """
 
 from __future__ import annotations
@@ -32,18 +33,6 @@ from huggingface_hub import SpaceHardware
 from spacetrain.errors import InputFileError, UsageError
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-# The hyper-parameters an adapter may set (the Space's start_training params).
-TRAIN_KEYS: dict[str, type] = {
-    "epochs": int,
-    "learning_rate": float,
-    "lora_r": int,
-    "lora_alpha": int,
-    "max_length": int,
-    "batch_size": int,
-    "grad_accum": int,
-    "seed": int,
-    "packing": str,
-}
 # The Hub's own list (huggingface_hub's SpaceHardware), so a new flavor needs no release here.
 SPACE_FLAVORS: tuple[str, ...] = tuple(flavor.value for flavor in SpaceHardware)
 
@@ -150,14 +139,17 @@ def _adapter(name: str, raw: Any, root: Path, path: Path) -> AdapterConfig:
     train = raw.get("train", {})
     if not isinstance(train, dict):
         raise InputFileError(path, f"{where} train must be a table")
+    from spacetrain import contract
+
+    checked = {}
     for key, value in train.items():
-        kind = TRAIN_KEYS.get(key)
-        if kind is None:
-            known = ", ".join(sorted(TRAIN_KEYS))
+        if key not in contract.HYPERPARAMETERS:
+            known = ", ".join(contract.HYPERPARAMETERS)
             raise InputFileError(path, f"{where} train.{key} is unknown (known: {known})")
-        accepted = (int, float) if kind is float else (kind,)
-        if isinstance(value, bool) or not isinstance(value, accepted):
-            raise InputFileError(path, f"{where} train.{key} must be a {kind.__name__}")
+        try:
+            checked[key] = contract.check_param(key, value, source=f"{where} train.{key}")
+        except contract.ParamError as exc:
+            raise InputFileError(path, str(exc)) from None
     return AdapterConfig(
         name=name,
         base_model=_text(raw, "base_model", path, where),
@@ -166,7 +158,7 @@ def _adapter(name: str, raw: Any, root: Path, path: Path) -> AdapterConfig:
         suite=root / _text(raw, "suite", path, where, default=f"policy/evals/{name}.yaml"),
         base_revision=_optional(raw, "base_revision", path, where),
         dataset_revision=_optional(raw, "dataset_revision", path, where),
-        train=dict(train),
+        train=checked,
     )
 
 
@@ -192,7 +184,6 @@ def _repo_id(table: dict, key: str, path: Path, where: str) -> str:
 
 __all__ = [
     "SPACE_FLAVORS",
-    "TRAIN_KEYS",
     "AdapterConfig",
     "ProjectConfig",
     "find_root",

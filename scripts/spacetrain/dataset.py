@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from spacetrain import contract
 from spacetrain.errors import InputFileError, UsageError
 
 if TYPE_CHECKING:
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
 ERROR: Literal["error"] = "error"
 WARNING: Literal["warning"] = "warning"
 
-CHAT_ROLES = ("system", "user", "assistant")
+CHAT_ROLES = contract.ROLES  # what space/train.py accepts
+MESSAGES, PROMPT_COMPLETION = contract.FORMATS
 # User access tokens (hf_…) and organization API tokens (api_org_…).
 TOKEN_RE = re.compile(r"\b(hf_[A-Za-z0-9]{30,}|api_org_[A-Za-z0-9]{30,})\b")
 
@@ -55,7 +57,7 @@ class Example:
     """One training example as conversation turns (prompt/completion become user/assistant)."""
 
     line: int
-    format: str  # "messages" or "prompt-completion"
+    format: str  # MESSAGES or PROMPT_COMPLETION (contract.FORMATS)
     turns: tuple[tuple[str, str], ...]
 
     @property
@@ -198,11 +200,11 @@ def _parse_example(row: Any, line: int, report: DatasetReport) -> Example | None
         report.add(ERROR, "schema", "each line must be a JSON object", line)
         return None
     if "messages" in row:
-        fmt = "messages"
+        fmt = MESSAGES
         turns = _turns_from_messages(row["messages"], line, report, "messages")
         extra = sorted(set(row) - {"messages"})
     elif "prompt" in row and "completion" in row:
-        fmt = "prompt-completion"
+        fmt = PROMPT_COMPLETION
         turns = []
         for key, role in (("prompt", "user"), ("completion", "assistant")):
             value = row[key]

@@ -40,13 +40,14 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from spacetrain import contract
 from spacetrain.errors import AuthError, HubUnreachable, SpacetrainError, UsageError
 
 T = TypeVar("T")
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-_DEADLINE_ENV = "SPACETRAIN_HUB_DEADLINE"
+_DEADLINE_ENV = contract.ENV_HUB_DEADLINE  # train.py in the Space reads the same
 
 
 def endpoint_from_env() -> str:

@@ -32,7 +32,7 @@ class PipelineOptions:
     dataset: str | None = None
     dataset_revision: str | None = None
     output_repo: str | None = None
-    epochs: int | None = None
+    epochs: float | None = None
     learning_rate: float | None = None
     report_dir: Path = Path("reports")
     work_dir: Path = Path(".spacetrain")  # the fetched adapter goes under it

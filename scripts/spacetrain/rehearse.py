@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from spacetrain import contract
 from spacetrain.config import AdapterConfig, ProjectConfig, find_root, load_config
 
 if TYPE_CHECKING:
@@ -160,7 +161,7 @@ def prepare(hub: Any, workdir: Path, config: ProjectConfig, token: str) -> Rehea
         exist_ok=True,
         space_secrets=[{"key": "HF_TOKEN", "value": token}],
         space_variables=[
-            {"key": "SPACETRAIN_RUNS_DIR", "value": str(runs_dir)},
+            {"key": contract.ENV_RUNS_DIR, "value": str(runs_dir)},
             {"key": "OMP_NUM_THREADS", "value": "1"},
         ],
     )

@@ -156,7 +156,7 @@ def test_prompt_completion_format_and_message_lists(tmp_path: Path) -> None:
         {"prompt": "Attribution?", "completion": "Sure. Co-Authored-By: Claude"},
     ]
     report = validate_file(write_jsonl(tmp_path / "pc.jsonl", rows), attribution_patterns=PATTERNS)
-    assert report.formats == {"prompt-completion"}
+    assert report.formats == {"prompt_completion"}
     assert codes(report) == [(3, "error", "attribution")]
 
 

@@ -52,10 +52,14 @@ def test_params_override_variables_and_become_train_flags(app: ModuleType, tmp_p
     params = app.require_complete(app.parse_params(text, ENV))
     argv = app.train_argv(params, "r-1", tmp_path)
     assert argv == [
-        "--base-model", "org/base", "--dataset", "org/other", "--output-dir", str(tmp_path),
-        "--run-id", "r-1", "--no-push", "--dataset-revision", "abc123", "--lora-r", "8",
-        "--packing", "on",
+        "--output-dir", str(tmp_path), "--run-id", "r-1", "--no-push",
+        "--base-model", "org/base", "--dataset", "org/other", "--dataset-revision", "abc123",
+        "--lora-r", "8", "--packing", "on",
     ]  # fmt: skip
+    parsed = app.trainer.build_parser().parse_args(argv)  # train.py reads what app.py wrote
+    assert (parsed.dataset, parsed.lora_r, parsed.packing, parsed.no_push) == (
+        "org/other", 8, "on", True,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -65,11 +69,16 @@ def test_params_override_variables_and_become_train_flags(app: ModuleType, tmp_p
         ("[1, 2]", "params must be a JSON object, got list"),
         ('{"epoch": 3}', "unknown parameter(s) epoch"),
         ('{"hf_token": "x"}', "tokens are never passed in params"),
-        ('{"epochs": "many"}', "params.epochs must be a number, got 'many'"),
-        ('{"epochs": -1}', "params.epochs must be positive"),
+        ('{"epochs": "many"}', "params.epochs must be a number > 0 and <= 1000, got 'many'"),
+        ('{"epochs": -1}', "params.epochs must be a number > 0"),
+        ('{"epochs": 0}', "params.epochs must be a number > 0"),
+        ('{"epochs": "Infinity"}', "params.epochs must be a number > 0"),
+        ('{"lora_dropout": 5}', "params.lora_dropout must be a number >= 0 and < 1, got 5"),
+        ('{"grad_accum": 0}', "params.grad_accum must be an integer >= 1"),
+        ('{"output_repo": "%s"}' % ("x" * 300), "params.output_repo is 300 characters long"),
         ('{"lora_r": 2.5}', "params.lora_r must be an integer"),
         ('{"push": "maybe"}', "params.push must be true or false"),
-        ('{"base_model": 7}', "params.base_model must be a string"),
+        ('{"base_model": 7}', "params.base_model must be a string, got 7"),
         ('{"run_id": "../escape"}', "params.run_id '../escape'"),
         ('{"packing": "sometimes"}', "packing must be auto, on or off"),
     ],

@@ -187,7 +187,7 @@ def test_push_that_never_gets_through_exits_3_and_keeps_the_adapter(
             {"paths": "/api/models/*/commit/*", "methods": ["POST"], "error_rate": 1.0,
              "status_codes": [503]}
         )  # fmt: skip
-        res = _short_push_run(down, tiny_model, tmp_path, "me/never", SPACETRAIN_HUB_DEADLINE_S="3")
+        res = _short_push_run(down, tiny_model, tmp_path, "me/never", SPACETRAIN_HUB_DEADLINE="3")
     assert res.returncode == 3, res.stderr[-3000:]
     line = res.stderr.strip().splitlines()[-1]
     assert line.startswith("train.py: error: output repo me/never: Hub unreachable at http")

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from huggingface_hub import EvalResult, ModelCard
 
+from spacetrain import contract
 from spacetrain.config import AdapterConfig
 from spacetrain.errors import GateFailed, UsageError
 from spacetrain.evaluate.gate import load_gate
@@ -31,7 +32,6 @@ from spacetrain.stages.promote import (
     update_card,
 )
 from spacetrain.stages.train import (
-    RUN_ID,
     _Progress,
     build_params,
     check_run_id,
@@ -98,12 +98,12 @@ def test_default_run_id_names_the_commit_and_the_time(
 ) -> None:
     monkeypatch.setenv("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567")
     run_id = default_run_id()
-    assert run_id.startswith("0123456789-") and RUN_ID.match(run_id)
+    assert run_id.startswith("0123456789-") and contract.RUN_ID_RE.fullmatch(run_id)
     monkeypatch.delenv("GITHUB_SHA")
     monkeypatch.chdir(tmp_path)  # not a git checkout
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     plain = default_run_id()
-    assert plain.startswith("run-") and RUN_ID.match(plain)
+    assert plain.startswith("run-") and contract.RUN_ID_RE.fullmatch(plain)
 
 
 def test_options_take_flags_over_state_over_config(tmp_path: Path) -> None:

@@ -37,7 +37,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from spacetrain.config import TRAIN_KEYS, AdapterConfig, ProjectConfig
+from spacetrain import contract
+from spacetrain.config import AdapterConfig, ProjectConfig
 from spacetrain.errors import (
     AuthError,
     CheckFailed,
@@ -58,10 +59,8 @@ FINAL = ("succeeded", "failed")
 # Runtime stages in which the app cannot answer and will not come back by itself
 # (SLEEPING is not one: the next request wakes the Space up).
 DEAD_STAGES = FAILED | {"PAUSED", "STOPPED", "DELETING"}
-EVENT_PREFIX = "@@spacetrain "
-RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-# start_training's keys (space/app.py PARAMS) that come from [tool.spacetrain.adapters.X.train].
-HYPERPARAMETERS = tuple(TRAIN_KEYS)
+# start_training's keys (space/train.py PARAMS) that come from [tool.spacetrain.adapters.X.train].
+HYPERPARAMETERS = contract.HYPERPARAMETERS
 # State keys about one run's adapter: stale as soon as another run starts.
 DOWNSTREAM_KEYS = ("adapter_revision", "adapter_dir", "report", "promoted_tag", "card_commit")
 LOG_PAGE = 64 * 1024
@@ -118,11 +117,9 @@ def default_run_id(now: datetime | None = None) -> str:
 
 
 def check_run_id(run_id: str) -> str:
-    """The Space accepts 1-64 letters, digits, ``.``, ``_``, ``-``; say so before asking it."""
-    if not RUN_ID.match(run_id):
-        raise UsageError(
-            f"run id {run_id!r}: use 1-64 letters, digits, '.', '_' or '-' (starting alphanumeric)"
-        )
+    """The Space's run-id rule (the contract's), said before asking it."""
+    if not contract.RUN_ID_RE.fullmatch(run_id):
+        raise UsageError(f"run id {run_id!r}: {contract.RUN_ID_HINT}")
     return run_id
 
 
@@ -162,7 +159,10 @@ def build_params(
     if unknown:
         raise UsageError(f"unknown training parameter(s): {', '.join(unknown)}")
     params.update(hyper)
-    return {k: v for k, v in params.items() if v is not None}
+    try:  # the Space's own rules, before any GPU time: the Space would refuse the same
+        return {k: contract.check_param(k, v, source=k) for k, v in params.items() if v is not None}
+    except contract.ParamError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _positive(name: str, value: float) -> float:
@@ -182,7 +182,7 @@ def train_options(
     dataset: str | None = None,
     dataset_revision: str | None = None,
     output_repo: str | None = None,
-    epochs: int | None = None,
+    epochs: float | None = None,
     learning_rate: float | None = None,
     timeout: float = 6 * 3600.0,
     poll_interval: float = 5.0,
@@ -524,7 +524,7 @@ def readable(text: str) -> list[str]:
     return [
         _TOKEN.sub("hf_***", line)
         for line in text.splitlines()
-        if line.strip() and not line.startswith(EVENT_PREFIX)
+        if line.strip() and not line.startswith(contract.EVENT_PREFIX)
     ]
 
 
