@@ -136,6 +136,16 @@ def _space_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--space", default=None, metavar="ID", help="default: [tool.spacetrain] space")
 
 
+def _setup_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--adapter", default=None, metavar="NAME", help="whose defaults become Space variables"
+    )
+    p.add_argument(
+        "--public", action="store_true", help="create the Space public (default: private)"
+    )
+    p.add_argument("--private", action="store_true", help=argparse.SUPPRESS)  # the default now
+
+
 def _state_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--state",
@@ -165,11 +175,21 @@ def _add_stages(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--adapter", default=None, metavar="NAME")
     _handler(p, "spacetrain.commands.space:preflight")
 
-    p = sub.add_parser("sync", help="upload space/ to the Space in one commit (none if unchanged)")
+    p = sub.add_parser("space", help="manage the Space itself (space setup)")
+    ssub = p.add_subparsers(dest="space_command", required=True, metavar="COMMAND")
+    s = ssub.add_parser(
+        "setup",
+        help="create the Space or settle its secret (SPACE_HF_TOKEN), variables, hardware",
+    )
+    _space_args(s)
+    _setup_args(s)
+    _handler(s, "spacetrain.commands.space:setup")
+
+    p = sub.add_parser("sync", help="set up the Space, upload space/ in one commit (or none)")
     _space_args(p)
     _state_arg(p)
+    _setup_args(p)
     p.add_argument("--space-dir", default=None, metavar="DIR", help="default: space/")
-    p.add_argument("--private", action="store_true", help="create the Space as private")
     _handler(p, "spacetrain.commands.space:sync")
 
     p = sub.add_parser("wait", help="wait until the Space runs the synced commit")

@@ -8,6 +8,9 @@ offline rehearsal never disagree. Command-line flags override these values.
     space_dir = "space"                     # what `sync` uploads
     hardware = "a10g-small"                 # requested before training
     after_training = "pause"                # "pause" or a CPU flavor, e.g. "cpu-basic"
+    private = true                          # a Space that set-up creates is private
+    # sleep_time = 3600                     # optional: idle seconds before the Space sleeps
+    # variables = {HF_HUB_ENABLE_HF_TRANSFER = "1"}   # optional: more Space variables
     gate = "policy/gate.yaml"
     lint_policy = "policy/space.yaml"
 
@@ -33,6 +36,7 @@ from huggingface_hub import SpaceHardware
 from spacetrain.errors import InputFileError, UsageError
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The Hub's own list (huggingface_hub's SpaceHardware), so a new flavor needs no release here.
 SPACE_FLAVORS: tuple[str, ...] = tuple(flavor.value for flavor in SpaceHardware)
 
@@ -63,6 +67,9 @@ class ProjectConfig:
     gate: Path
     lint_policy: Path
     adapters: dict[str, AdapterConfig]
+    private: bool = True
+    sleep_time: int | None = None
+    variables: dict[str, str] = field(default_factory=dict)
 
     def adapter(self, name: str | None) -> AdapterConfig:
         """The adapter called ``name``; without a name, the only one there is."""
@@ -120,6 +127,24 @@ def load_config(root: Path | None = None) -> ProjectConfig:
     if not isinstance(adapters_raw, dict):
         raise InputFileError(path, f"{where} adapters must be a table of tables")
     adapters = {name: _adapter(name, raw, root, path) for name, raw in sorted(adapters_raw.items())}
+    private = section.get("private", True)
+    if not isinstance(private, bool):
+        raise InputFileError(path, f"{where} private must be true or false")
+    sleep_time = section.get("sleep_time")
+    if sleep_time is not None and (
+        isinstance(sleep_time, bool)
+        or not isinstance(sleep_time, int)
+        or (sleep_time < 1 and sleep_time != -1)
+    ):
+        raise InputFileError(path, f"{where} sleep_time must be seconds (>= 1) or -1 for never")
+    variables = section.get("variables", {})
+    if not isinstance(variables, dict) or not all(
+        isinstance(k, str) and _ENV_NAME.match(k) and isinstance(v, str)
+        for k, v in variables.items()
+    ):
+        raise InputFileError(
+            path, f'{where} variables must be a table of NAME = "text" (letters, digits, _)'
+        )
     return ProjectConfig(
         root=root,
         space=space,
@@ -129,6 +154,9 @@ def load_config(root: Path | None = None) -> ProjectConfig:
         gate=root / _text(section, "gate", path, where, default="policy/gate.yaml"),
         lint_policy=root / _text(section, "lint_policy", path, where, default="policy/space.yaml"),
         adapters=adapters,
+        private=private,
+        sleep_time=sleep_time,
+        variables=dict(variables),
     )
 
 

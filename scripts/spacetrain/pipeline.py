@@ -128,6 +128,7 @@ def run_pipeline(
     from spacetrain.stages.fetch import fetch_adapter
     from spacetrain.stages.preflight import preflight
     from spacetrain.stages.promote import promote_adapter
+    from spacetrain.stages.setup import SetupOptions
     from spacetrain.stages.sync import SyncOptions, sync
     from spacetrain.stages.train import run_training, train_options
     from spacetrain.stages.wait import wait
@@ -156,7 +157,7 @@ def run_pipeline(
                     space=config.space,
                     space_dir=config.space_dir,
                     policy=config.lint_policy,
-                    hardware=config.hardware,
+                    setup=SetupOptions.from_config(config, adapter),
                 ),
                 state,
             )

@@ -92,8 +92,14 @@ def demo_corpus(path: Path) -> list[str]:
     return texts
 
 
-def rehearsal_config(root: Path, options: RehearsalOptions) -> ProjectConfig:
-    """The project's config with every repo moved to localhub's ``rehearsal/`` owner."""
+def rehearsal_config(
+    root: Path, options: RehearsalOptions, workdir: Path | None = None
+) -> ProjectConfig:
+    """The project's config with every repo moved to localhub's ``rehearsal/`` owner.
+
+    The Space variables it adds are what a laptop needs: run folders under ``workdir``,
+    one thread per process, and no GPU expected (localhub runs the app on this CPU).
+    """
     project = load_config(root)
     demo = project.adapters.get("kwanzaa")
     suite = demo.suite if demo else root / "policy" / "evals" / "kwanzaa.yaml"
@@ -119,13 +125,20 @@ def rehearsal_config(root: Path, options: RehearsalOptions) -> ProjectConfig:
         gate=project.gate,
         lint_policy=project.lint_policy,
         adapters={"kwanzaa": adapter},
+        private=True,
+        variables={
+            **({contract.ENV_RUNS_DIR: str(workdir / "space-runs")} if workdir else {}),
+            "OMP_NUM_THREADS": "1",
+            contract.ENV_EXPECT_GPU: "0",
+        },
     )
 
 
-def prepare(hub: Any, workdir: Path, config: ProjectConfig, token: str) -> Rehearsal:
-    """Push the tiny base model and the demo dataset; create the Space with its secret.
+def prepare(hub: Any, workdir: Path, config: ProjectConfig) -> Rehearsal:
+    """Push the tiny base model and the demo dataset (what a team has before day one).
 
-    ``hub`` is a :class:`spacetrain.hub.Hub` pointed at localhub.
+    ``hub`` is a :class:`spacetrain.hub.Hub` pointed at localhub. The Space is NOT made
+    here: the pipeline's set-up creates it from ``SPACE_HF_TOKEN``, as on a first deploy.
     """
     from spacetrain.dataset import demo_dataset_path, push_dataset, validate_file
     from spacetrain.tinymodel import build_tiny_llama
@@ -151,20 +164,6 @@ def prepare(hub: Any, workdir: Path, config: ProjectConfig, token: str) -> Rehea
     _say(f"demo dataset {DATASET_REPO}@{pushed.sha[:12]} ({len(report.examples)} examples)")
     timings["dataset_s"] = round(time.perf_counter() - t0, 3)
 
-    runs_dir = workdir / "space-runs"
-    hub.call(
-        f"create the Space {config.space}",
-        hub.api.create_repo,
-        config.space,
-        repo_type="space",
-        space_sdk="docker",
-        exist_ok=True,
-        space_secrets=[{"key": "HF_TOKEN", "value": token}],
-        space_variables=[
-            {"key": contract.ENV_RUNS_DIR, "value": str(runs_dir)},
-            {"key": "OMP_NUM_THREADS", "value": "1"},
-        ],
-    )
     return Rehearsal(
         workdir=workdir,
         endpoint=hub.endpoint,
@@ -188,11 +187,11 @@ def run_rehearsal(options: RehearsalOptions, *, root: Path | None = None) -> dic
 
     root = root or find_root()
     started = time.perf_counter()
-    with workdir_for(options) as workdir, localhub_session(workdir) as (server, token):
+    with workdir_for(options) as workdir, localhub_session(workdir) as server:
         _say(f"localhub on {server.url}, work folder {workdir}")
         hub = Hub.from_env()
-        config = rehearsal_config(root, options)
-        setup = prepare(hub, workdir, config, token)
+        config = rehearsal_config(root, options, workdir)
+        setup = prepare(hub, workdir, config)
         state = PipelineState(workdir / "state.json")
         result = run_pipeline(
             config,
@@ -254,17 +253,25 @@ def _rehearsal_report(
 
 
 @contextlib.contextmanager
-def localhub_session(workdir: Path) -> Iterator[tuple[Any, str]]:
-    """A localhub with one accepted token, the clients pointed at it, ``HF_TOKEN`` set."""
+def localhub_session(workdir: Path) -> Iterator[Any]:
+    """A strict localhub (two accepted tokens), the clients pointed at it, and the two
+    tokens in the environment as a CI job has them: ``HF_TOKEN`` (the pipeline's) and
+    ``SPACE_HF_TOKEN`` (the Space's own secret, which set-up gives the Space)."""
     from spacetrain.localhub import LocalHub, use_endpoint
+    from spacetrain.stages.setup import SPACE_TOKEN_ENV
 
-    token = "hf_" + secrets.token_urlsafe(24)
+    token, space_token = ("hf_" + secrets.token_urlsafe(24) for _ in range(2))
     with (
-        LocalHub(root=workdir / "hub", port=0, tokens={token: OWNER}) as server,
+        LocalHub(root=workdir / "hub", port=0, tokens={token: OWNER, space_token: OWNER}) as server,
         use_endpoint(server.url),
-        _environment(HF_TOKEN=token, OMP_NUM_THREADS="1", HF_HUB_DISABLE_TELEMETRY="1"),
+        _environment(
+            HF_TOKEN=token,
+            **{SPACE_TOKEN_ENV: space_token},
+            OMP_NUM_THREADS="1",
+            HF_HUB_DISABLE_TELEMETRY="1",
+        ),
     ):
-        yield server, token
+        yield server
 
 
 def workdir_for(options: RehearsalOptions) -> contextlib.AbstractContextManager[Path]:

@@ -112,6 +112,9 @@ def test_billing_meter_counts_per_flavor() -> None:
     meter.bill("a/s", "a10g-small")
     now[0] = 3610
     meter.bill("a/s", None)
+    meter.count_start("a/s", rebuild=True)
+    meter.count_start("a/s", rebuild=False)
+    meter.count_start("a/s", rebuild=False)
     now[0] = 9999
     snap = meter.snapshot()
     assert snap["spaces"]["a/s"] == {
@@ -120,6 +123,8 @@ def test_billing_meter_counts_per_flavor() -> None:
             "a10g-small": {"seconds": 3600.0, "usd": 1.0},
             "cpu-basic": {"seconds": 10.0, "usd": 0.0},
         },
+        "builds": 1,
+        "restarts": 2,
     }
     assert snap["total"] == {"seconds": 3610.0, "usd": 1.0}
 

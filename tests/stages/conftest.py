@@ -15,6 +15,7 @@ from huggingface_hub import HfApi
 from spacetrain.localhub import LocalHub
 
 TOKEN = "hf_stagestesttokenAbCdEfGhIjKlMnOpQr"  # what tests check never leaks into output
+SPACE_TOKEN = "hf_spaceowntokenZyXwVuTsRqPoNmLkJi"  # SPACE_HF_TOKEN: the Space's own secret
 USER = "alice"
 
 
@@ -28,7 +29,7 @@ def localhub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
         root=tmp_path_factory.mktemp("stages-hub"),
         port=0,
         build_delay=0.1,
-        tokens={TOKEN: USER},
+        tokens={TOKEN: USER, SPACE_TOKEN: USER},
     ).start()
     try:
         yield hub
@@ -45,9 +46,11 @@ def hub(localhub: LocalHub) -> LocalHub:
 
 @pytest.fixture
 def hub_env(hub: LocalHub, monkeypatch: pytest.MonkeyPatch) -> LocalHub:
-    """The hub, with ``HF_ENDPOINT`` and ``HF_TOKEN`` set as a CI job would set them."""
+    """The hub, with ``HF_ENDPOINT``, ``HF_TOKEN`` and ``SPACE_HF_TOKEN`` set as a CI job
+    would set them."""
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
     monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setenv("SPACE_HF_TOKEN", SPACE_TOKEN)
     monkeypatch.setenv("SPACETRAIN_HUB_DEADLINE", "20")
     return hub
 

@@ -123,8 +123,12 @@ def cli(
 
 def cli_env(hub_url: str, token: str | None, **extra: str) -> dict[str, str]:
     """The environment of a CI step: this one, pointed at the hub, with or without a token."""
+    from .conftest import SPACE_TOKEN
+
     env = {k: v for k, v in os.environ.items() if k not in {"HF_TOKEN", "GITHUB_OUTPUT"}}
-    env.update({"HF_ENDPOINT": hub_url, "SPACETRAIN_HUB_DEADLINE": "20"})
+    env.update(
+        {"HF_ENDPOINT": hub_url, "SPACETRAIN_HUB_DEADLINE": "20", "SPACE_HF_TOKEN": SPACE_TOKEN}
+    )
     env.update(extra)
     if token is not None:
         env["HF_TOKEN"] = token

@@ -12,10 +12,11 @@ from spacetrain.errors import UsageError
 from spacetrain.hub import Hub, RetryPolicy
 from spacetrain.localhub import LocalHub
 from spacetrain.stages.release import release
+from spacetrain.stages.setup import SetupOptions
 from spacetrain.stages.sync import SyncOptions, sync
 from spacetrain.stages.wait import wait
 
-from .conftest import TOKEN
+from .conftest import SPACE_TOKEN, TOKEN
 from .space_support import SPACE, cli, cli_env, write_project
 
 pytestmark = pytest.mark.e2e
@@ -26,7 +27,7 @@ def _running_on_gpu(project: Path) -> None:
         space=SPACE,
         space_dir=project / "space",
         policy=project / "policy" / "space.yaml",
-        hardware="t4-small",
+        setup=SetupOptions(SPACE, hardware="t4-small", token=SPACE_TOKEN),
     )
     commit = sync(Hub.from_env(), options).commit
     wait(Hub.from_env(), SPACE, commit, timeout=60)

@@ -10,11 +10,12 @@ from huggingface_hub import HfApi
 
 from spacetrain.hub import Hub
 from spacetrain.localhub import LocalHub
+from spacetrain.stages.setup import SetupOptions
 from spacetrain.stages.status import render_status, status
 from spacetrain.stages.sync import SyncOptions, sync
 from spacetrain.stages.wait import wait
 
-from .conftest import TOKEN
+from .conftest import SPACE_TOKEN, TOKEN
 from .space_support import CRASH_APP, SPACE, cli, cli_env, write_project
 
 pytestmark = pytest.mark.e2e
@@ -25,7 +26,7 @@ def _deployed(project: Path, hardware: str | None = "t4-small") -> str:
         space=SPACE,
         space_dir=project / "space",
         policy=project / "policy" / "space.yaml",
-        hardware=hardware,
+        setup=SetupOptions(SPACE, hardware=hardware, token=SPACE_TOKEN),
     )
     commit = sync(Hub.from_env(), options).commit
     wait(Hub.from_env(), SPACE, commit, timeout=60)

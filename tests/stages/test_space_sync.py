@@ -12,21 +12,22 @@ from huggingface_hub import HfApi
 from spacetrain.errors import CheckFailed
 from spacetrain.hub import Hub, RetryPolicy
 from spacetrain.localhub import LocalHub
+from spacetrain.stages.setup import SetupOptions
 from spacetrain.stages.state import PipelineState
 from spacetrain.stages.sync import SyncOptions, commit_message, git_blob_id, sync
 
-from .conftest import TOKEN
+from .conftest import SPACE_TOKEN, TOKEN
 from .space_support import SPACE, cli, cli_env, commits, write_project
 
 pytestmark = pytest.mark.e2e
 
 
-def _options(project: Path, **kw: object) -> SyncOptions:
+def _options(project: Path, *, hardware: str | None = None, **kw: object) -> SyncOptions:
     values: dict = {
         "space": SPACE,
         "space_dir": project / "space",
         "policy": project / "policy" / "space.yaml",
-        "hardware": None,
+        "setup": SetupOptions(SPACE, hardware=hardware, token=SPACE_TOKEN) if hardware else None,
         "source": "0123456789abcdef0123456789abcdef01234567",
     }
     values.update(kw)
@@ -43,7 +44,7 @@ def test_sync_creates_the_space_and_uploads_in_one_commit(
     project = write_project(tmp_path / "p")
     state = PipelineState.load(tmp_path / "state.json")
 
-    result = sync(Hub.from_env(), _options(project, private=True), state)
+    result = sync(Hub.from_env(), _options(project), state)
 
     assert result.created and result.changed
     assert _commit_posts(hub_env) == [f"/api/spaces/{SPACE}/commit/main"]  # one commit

@@ -1,4 +1,4 @@
-"""``spacetrain preflight|sync|wait|release|status|logs``: the Space-control stages.
+"""``spacetrain preflight|space setup|sync|wait|release|status|logs``: the Space stages.
 
 Each handler reads its flags and ``[tool.spacetrain]``, calls the stage function in
 :mod:`spacetrain.stages`, prints the result to stdout (progress went to stderr) and
@@ -15,11 +15,15 @@ import sys
 import tomllib
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spacetrain.config import ProjectConfig, find_root, load_config
 from spacetrain.errors import EXIT_OK, UsageError
 from spacetrain.hub import Hub
 from spacetrain.stages.state import PipelineState
+
+if TYPE_CHECKING:
+    from spacetrain.stages.setup import SetupOptions
 
 _FULL_SHA = re.compile(r"^[0-9a-fA-F]{40}$")
 
@@ -81,8 +85,31 @@ def _with_space(config: ProjectConfig, space: str) -> ProjectConfig:
     return replace(config, space=space)
 
 
+def _setup_options(args: argparse.Namespace, config: ProjectConfig | None) -> SetupOptions:
+    """Set-up options from the config (and ``--adapter``), or a bare Space without one."""
+    from spacetrain.stages.setup import SetupOptions, space_token_from_env
+
+    space = _space(args, config)
+    if config is None:
+        return SetupOptions(space, private=not args.public, token=space_token_from_env())
+    adapter = config.adapter(args.adapter) if (args.adapter or len(config.adapters) == 1) else None
+    if args.public:
+        config = replace(config, private=False)
+    return SetupOptions.from_config(config, adapter, space=space)
+
+
+def setup(args: argparse.Namespace) -> int:
+    """Create or settle the Space (secret, variables, sleep time, hardware); print JSON."""
+    from spacetrain.stages.setup import setup as run_setup
+
+    config = _optional_config()
+    result = run_setup(Hub.from_env(), _setup_options(args, config))
+    print(json.dumps(result.to_json(), sort_keys=True))
+    return EXIT_OK
+
+
 def sync(args: argparse.Namespace) -> int:
-    """Lint, upload ``space/`` in one commit (or none), request the hardware; print the sha."""
+    """Lint, set up, upload ``space/`` in one commit (or none), request the hardware."""
     from spacetrain.stages.sync import SyncOptions
     from spacetrain.stages.sync import sync as run_sync
 
@@ -101,8 +128,7 @@ def sync(args: argparse.Namespace) -> int:
         space=space,
         space_dir=space_dir,
         policy=policy,
-        hardware=config.hardware if config is not None else None,
-        private=args.private,
+        setup=_setup_options(args, config),
     )
     result = run_sync(Hub.from_env(), options, PipelineState.load(args.state))
     print(result.commit)
@@ -194,4 +220,4 @@ def logs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-__all__ = ["logs", "preflight", "release", "status", "sync", "wait"]
+__all__ = ["logs", "preflight", "release", "setup", "status", "sync", "wait"]

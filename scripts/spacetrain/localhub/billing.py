@@ -118,13 +118,21 @@ FREE_SLEEP_SECONDS = 48 * 3600  # cpu-basic sleeps after 48 h; not configurable 
 
 
 class BillingMeter:
-    """Seconds billed per Space and flavor; at most one open segment per Space."""
+    """Seconds billed per Space and flavor (at most one open segment per Space), and how
+    often each Space was built or restarted: every restart of a GPU Space costs minutes."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._done: dict[str, dict[str, float]] = {}
         self._open: dict[str, tuple[str, float]] = {}
+        self._starts: dict[str, dict[str, int]] = {}
+
+    def count_start(self, space_id: str, *, rebuild: bool) -> None:
+        """The Space's app (re)starts: after a build (a commit, a factory reboot) or not."""
+        with self._lock:
+            starts = self._starts.setdefault(space_id, {"builds": 0, "restarts": 0})
+            starts["builds" if rebuild else "restarts"] += 1
 
     def bill(self, space_id: str, flavor: str | None) -> None:
         """From now on ``space_id`` is billed at ``flavor`` (None: not billed)."""
@@ -147,13 +155,13 @@ class BillingMeter:
             return current[0] if current else None
 
     def snapshot(self) -> dict[str, Any]:
-        """``{"spaces": {id: {"billing": flavor|None, "flavors": {flavor: {seconds, usd}}}},
-        "total": {"seconds", "usd"}}``."""
+        """``{"spaces": {id: {"billing": flavor|None, "flavors": {flavor: {seconds, usd}},
+        "builds": n, "restarts": n}}, "total": {"seconds", "usd"}}``."""
         with self._lock:
             now = self._clock()
             spaces: dict[str, Any] = {}
             total_s = total_usd = 0.0
-            for space_id in sorted(set(self._done) | set(self._open)):
+            for space_id in sorted(set(self._done) | set(self._open) | set(self._starts)):
                 per = dict(self._done.get(space_id, {}))
                 if space_id in self._open:
                     flavor, since = self._open[space_id]
@@ -166,7 +174,12 @@ class BillingMeter:
                     total_s += seconds
                     total_usd += usd
                 current = self._open.get(space_id)
-                spaces[space_id] = {"billing": current[0] if current else None, "flavors": flavors}
+                starts = self._starts.get(space_id, {"builds": 0, "restarts": 0})
+                spaces[space_id] = {
+                    "billing": current[0] if current else None,
+                    "flavors": flavors,
+                    **starts,
+                }
             return {
                 "spaces": spaces,
                 "total": {"seconds": round(total_s, 3), "usd": round(total_usd, 6)},
@@ -176,6 +189,7 @@ class BillingMeter:
         with self._lock:
             self._done.clear()
             self._open.clear()
+            self._starts.clear()
 
 
 __all__ = ["DEFAULT_FLAVOR", "FLAVORS", "FREE_SLEEP_SECONDS", "BillingMeter", "Flavor"]

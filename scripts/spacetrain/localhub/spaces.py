@@ -541,6 +541,7 @@ class SpaceSupervisor:
         if self._closing.is_set():
             return
         space = self.space(repo)
+        self._meter.count_start(repo.repo_id, rebuild=rebuild)
         with space.lock:
             space.generation += 1
             generation = space.generation

@@ -28,7 +28,15 @@ from spacetrain.hub import Hub
 from spacetrain.lint import Policy, load_policy, run_rules
 from spacetrain.lint.reporters import REPORTERS
 from spacetrain.lint.space_folder import SpaceFolder, shown_path
-from spacetrain.stages.space_runtime import get_runtime, say, short
+from spacetrain.stages.setup import (
+    SetupOptions,
+    SetupResult,
+    ensure_space,
+    refuse_if_training,
+    request_hardware,
+    settle,
+)
+from spacetrain.stages.space_runtime import say, short
 from spacetrain.stages.state import PipelineState
 
 # Never uploaded, whatever the policy says (the policy's files.ignore lists them too).
@@ -47,9 +55,9 @@ class SyncOptions:
         space: the Space id (``owner/name``).
         space_dir: the local folder to mirror (``space/``).
         policy: the lint policy file; ``None`` or a missing file means the defaults.
-        hardware: the flavor to request when the Space runs on another one; ``None``
-            leaves the hardware alone.
-        private: create the Space as private (an existing Space keeps its visibility).
+        setup: what the Space should look like (secret, variables, hardware, visibility;
+            :mod:`spacetrain.stages.setup`); ``None``: the hardware is left alone and a
+            missing Space is created private with nothing set.
         source: the commit of this repository, named in the commit message.
         dirty: whether ``space_dir`` has changes git has not committed (said in the message).
     """
@@ -57,8 +65,7 @@ class SyncOptions:
     space: str
     space_dir: Path
     policy: Path | None = None
-    hardware: str | None = None
-    private: bool = False
+    setup: SetupOptions | None = None
     source: str | None = None
     dirty: bool = False
 
@@ -70,8 +77,7 @@ class SyncOptions:
         space: str,
         space_dir: Path,
         policy: Path | None = None,
-        hardware: str | None = None,
-        private: bool = False,
+        setup: SetupOptions | None = None,
     ) -> SyncOptions:
         """Options whose ``source`` and ``dirty`` come from the git checkout at ``root``."""
         source = source_commit(root)
@@ -79,8 +85,7 @@ class SyncOptions:
             space=space,
             space_dir=space_dir,
             policy=policy,
-            hardware=hardware,
-            private=private,
+            setup=setup,
             source=source,
             dirty=source is not None and uncommitted(root, space_dir),
         )
@@ -112,6 +117,7 @@ class SyncResult:
         created: whether the Space was created.
         uploaded, deleted: the files the commit added or changed, and removed.
         hardware: the flavor requested, when a change was requested.
+        setup: what set-up changed (variables, secret, sleep time, hardware).
     """
 
     space: str
@@ -122,6 +128,7 @@ class SyncResult:
     deleted: tuple[str, ...] = ()
     hardware: str | None = None
     files: tuple[str, ...] = field(default=())
+    setup: SetupResult | None = None
 
     def to_json(self) -> dict[str, object]:
         """The result as a JSON object."""
@@ -134,6 +141,7 @@ class SyncResult:
             "deleted": list(self.deleted),
             "hardware_requested": self.hardware,
             "files": list(self.files),
+            "setup": self.setup.to_json() if self.setup else None,
         }
 
 
@@ -262,11 +270,14 @@ def commit_message(shown: str, source: str | None, *, dirty: bool = False) -> tu
     return f"Sync {shown}/ from {source[:12]}{extra}", "\n".join(lines)
 
 
-def _commit(hub: Hub, options: SyncOptions, files: list[str], shown: str) -> tuple[SyncPlan, str]:
+def _commit(
+    hub: Hub, options: SyncOptions, files: list[str], shown: str, *, guard: bool
+) -> tuple[SyncPlan, str]:
     """Plan against the head and commit what changed; retried as a whole.
 
     A retry re-plans from the then-current head: when a lost answer hid a commit that
-    did land, the new plan is empty and the head is that commit.
+    did land, the new plan is empty and the head is that commit. With ``guard``, a
+    commit (which rebuilds and restarts the Space) is refused while a run trains.
     """
     root = options.space_dir
     label = root.resolve().name or "space"  # the commit names the folder, not this machine
@@ -276,6 +287,8 @@ def _commit(hub: Hub, options: SyncOptions, files: list[str], shown: str) -> tup
         p = plan(hub, options.space, root, files)
         if p.empty:
             return p, p.head
+        if guard:
+            refuse_if_training(hub, options.space, "a commit")
         ops: list[CommitOperationAdd | CommitOperationDelete] = [
             CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(root / rel))
             for rel in p.upload
@@ -295,13 +308,14 @@ def _commit(hub: Hub, options: SyncOptions, files: list[str], shown: str) -> tup
 
 
 def sync(hub: Hub, options: SyncOptions, state: PipelineState | None = None) -> SyncResult:
-    """Lint the folder, create the Space if needed, commit what changed, set the hardware.
+    """Lint the folder, set the Space up, commit what changed, request the hardware.
 
     Returns:
         A :class:`SyncResult`; ``state`` (when given) records ``space`` and ``space_commit``.
 
     Raises:
-        CheckFailed: the folder has lint errors; nothing was sent (exit 1).
+        CheckFailed: the folder has lint errors, or the Space is training a run that a
+            change would end; nothing was sent (exit 1).
         InputFileError: the folder is missing or a file cannot be read (exit 2).
         AuthError, UsageError: the Hub refused (bad token, no access) (exit 2).
         HubUnreachable: the Hub kept failing until the retry deadline (exit 3).
@@ -316,23 +330,14 @@ def sync(hub: Hub, options: SyncOptions, state: PipelineState | None = None) -> 
         raise InputFileError(shown, "has no files to upload")
     say("sync", f"{shown}/: {len(files)} file(s), lint clean")
 
-    created = False
-    if not hub.call(
-        f"check whether Space {space} exists", hub.api.repo_exists, space, repo_type="space"
-    ):
-        say("sync", f"creating Space {space} (docker{', private' if options.private else ''})")
-        hub.call(
-            f"create Space {space}",
-            hub.api.create_repo,
-            space,
-            repo_type="space",
-            space_sdk="docker",
-            private=options.private,
-            exist_ok=True,
-        )
-        created = True
+    setup = options.setup or SetupOptions(space)
+    done = ensure_space(hub, setup) if options.setup else _create_bare(hub, space)
+    if done is None:  # the Space exists: settle its settings before the commit builds it
+        done = SetupResult(space)
+        if options.setup:
+            settle(hub, setup, done)
 
-    p, commit = _commit(hub, options, files, shown)
+    p, commit = _commit(hub, options, files, shown, guard=not done.created)
     changed = not p.empty
     if changed:
         say(
@@ -346,23 +351,7 @@ def sync(hub: Hub, options: SyncOptions, state: PipelineState | None = None) -> 
             say("sync", f"  - {rel}")
     else:
         say("sync", f"{shown}/ is unchanged: no commit, the Space stays at {short(commit)}")
-
-    requested = None
-    if options.hardware:
-        runtime = get_runtime(hub, space)
-        if runtime.requested_hardware != options.hardware:
-            say(
-                "sync",
-                f"requesting {options.hardware} (the Space is on "
-                f"{runtime.requested_hardware or 'no hardware'}); it restarts on it",
-            )
-            hub.call(
-                f"request {options.hardware} hardware for Space {space}",
-                hub.api.request_space_hardware,
-                space,
-                options.hardware,
-            )
-            requested = options.hardware
+    request_hardware(hub, setup, done)
 
     if state is not None:
         state.update(space=space, space_commit=commit)
@@ -370,12 +359,32 @@ def sync(hub: Hub, options: SyncOptions, state: PipelineState | None = None) -> 
         space=space,
         commit=commit,
         changed=changed,
-        created=created,
+        created=done.created,
         uploaded=p.upload,
         deleted=p.delete,
-        hardware=requested,
+        hardware=done.hardware,
         files=tuple(files),
+        setup=done if options.setup else None,
     )
+
+
+def _create_bare(hub: Hub, space: str) -> SetupResult | None:
+    """Without set-up options: create a missing Space private, with nothing set."""
+    if hub.call(
+        f"check whether Space {space} exists", hub.api.repo_exists, space, repo_type="space"
+    ):
+        return None
+    say("sync", f"creating Space {space} (docker, private, nothing set: see `space setup`)")
+    hub.call(
+        f"create Space {space}",
+        hub.api.create_repo,
+        space,
+        repo_type="space",
+        space_sdk="docker",
+        private=True,
+        exist_ok=True,
+    )
+    return SetupResult(space, created=True)
 
 
 __all__ = [
