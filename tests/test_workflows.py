@@ -32,6 +32,7 @@ import yaml
 
 from spacetrain.cli import build_parser
 from spacetrain.config import load_config
+from spacetrain.stages.setup import matches
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -315,7 +316,9 @@ def call_problems(name: str, workflow: dict[str, Any]) -> list[str]:
         wanted = set(call.get("secrets") or {})
         passed = set(job.get("secrets") or {}) if isinstance(job.get("secrets"), dict) else set()
         if passed != wanted:
-            problems.append(f"{name}: job {job_id} passes secrets {passed}, expected {wanted}")
+            problems.append(
+                f"{name}: job {job_id} passes secrets {sorted(passed)}, expected {sorted(wanted)}"
+            )
     return problems
 
 
@@ -329,14 +332,15 @@ def test_callers_match_the_reusable_workflow() -> None:
     problems = call_problems("bad.yml", bad)
     assert "bad.yml: job x passes unknown input bogus" in problems
     assert any("input epochs='many' is not a" in p for p in problems)
-    assert any("passes secrets set(), expected {'HF_TOKEN'}" in p for p in problems)
+    assert any("passes secrets [], expected ['HF_TOKEN', 'SPACE_HF_TOKEN']" in p for p in problems)
 
 
 def test_reusable_pipeline_contract() -> None:
     call = triggers(ALL["_pipeline.yml"])["workflow_call"]
     assert set(triggers(ALL["_pipeline.yml"])) == {"workflow_call"}
-    assert call["secrets"] == {
-        "HF_TOKEN": {"description": call["secrets"]["HF_TOKEN"]["description"], "required": True}
+    assert {k: v["required"] for k, v in call["secrets"].items()} == {
+        "HF_TOKEN": True,
+        "SPACE_HF_TOKEN": False,  # the Space keeps its secret: needed on day one and to rotate
     }
     types = {key: spec["type"] for key, spec in call["inputs"].items()}
     assert types == {
@@ -397,7 +401,10 @@ def test_deploy_trigger_concurrency_and_environment() -> None:
         (job,) = jobs(workflow).values()
         assert job["uses"] == "$/.github/workflows/_pipeline.yml"
         assert job["with"]["environment"] == "huggingface-space"
-        assert job["secrets"] == {"HF_TOKEN": "${{ secrets.HF_TOKEN }}"}
+        assert job["secrets"] == {
+            "HF_TOKEN": "${{ secrets.HF_TOKEN }}",
+            "SPACE_HF_TOKEN": "${{ secrets.SPACE_HF_TOKEN }}",
+        }
 
 
 def test_retrain_form_matches_the_configured_adapters() -> None:
@@ -471,12 +478,15 @@ def step_runs(
     cancelled: bool,
     inputs: dict[str, Any],
     files: set[str],
+    outputs: dict[str, dict[str, str]] | None = None,
 ) -> bool:
-    """Whether GitHub runs a step with this ``if:`` given what happened before it."""
+    """Whether GitHub runs a step with this ``if:`` given what happened before it (a step
+    output nobody wrote reads as '', as on GitHub)."""
     expr = str(condition or "success()").strip()
     expr = expr.removeprefix("${{").removesuffix("}}").strip()
     if not _STATUS.search(expr):
         expr = f"success() && ({expr})"
+    expr = re.sub(r"steps\.([\w-]+)\.outputs\.([\w-]+)", r"_output('\1', '\2')", expr)
     expr = re.sub(r"steps\.([\w-]+)\.outcome", r"_outcome('\1')", expr)
     expr = re.sub(r"inputs\.([\w-]+)", r"_input('\1')", expr)
     expr = re.sub(r"hashFiles\(('[^']*')\)", r"_hash(\1)", expr)
@@ -488,6 +498,7 @@ def step_runs(
         "failure": lambda: failed,
         "cancelled": lambda: cancelled,
         "_outcome": lambda step: outcomes.get(step, ""),
+        "_output": lambda step, key: (outputs or {}).get(step, {}).get(key, ""),
         "_input": lambda key: inputs[key],
         "_hash": lambda path: "hash" if path in files else "",
     }
@@ -500,9 +511,12 @@ def simulate(
     outcome: dict[str, str] | None = None,
     cancel_during: str | None = None,
     promote: bool = True,
+    outputs: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, str]:
-    """Each step's outcome (by id or name) when the steps in ``outcome`` end that way."""
+    """Each step's outcome (by id or name) when the steps in ``outcome`` end that way
+    (``outputs``: what a step that ran wrote to ``$GITHUB_OUTPUT``)."""
     (job,) = jobs(workflow).values()
+    written: dict[str, dict[str, str]] = {}
     outcomes: dict[str, str] = {}
     shown: dict[str, str] = {}
     failed = cancelled = False
@@ -516,8 +530,11 @@ def simulate(
             cancelled=cancelled,
             inputs={"promote": promote},
             files=files,
+            outputs=written,
         )
         result = (outcome or {}).get(key, "success") if runs else "skipped"
+        if runs and key in (outputs or {}):
+            written[key] = (outputs or {})[key]
         if runs and key == cancel_during:
             result, cancelled = "cancelled", True
         if result == "success" and key == "evaluate":
@@ -569,6 +586,13 @@ def test_conditions_release_the_gpu_on_every_path() -> None:
     shown = simulate(wf, outcome={"setup": "failure"})
     assert _ran(shown) == []
     assert shown["actions/upload-artifact"] == "success"
+    # train held the Space (it trains someone else's run): no release step pauses it,
+    # and a step says why
+    hold = {"train": {"space_hold": "it is training run theirs"}}
+    shown = simulate(wf, outcome={"train": "failure"}, outputs=hold)
+    assert _ran(shown) == ["preflight", "sync", "wait", "train"]
+    assert shown["Say why the Space was left running"] == "success"
+    assert simulate(wf)["Say why the Space was left running"] == "skipped"
 
 
 def test_condition_evaluator_follows_github_defaults() -> None:
@@ -723,6 +747,7 @@ def pipeline_context(plan: dict[str, str], **inputs: str) -> dict[str, str]:
     context = {f"inputs.{k}": str(v.get("default", "")) for k, v in call["inputs"].items()}
     context.update({f"inputs.{k}": v for k, v in inputs.items()})
     context["secrets.HF_TOKEN"] = "hf_sandbox_not_a_token"
+    context["secrets.SPACE_HF_TOKEN"] = "hf_sandbox_space_not_a_token"
     context.update({f"steps.plan.outputs.{k}": v for k, v in plan.items()})
     context.update({f"steps.train.outputs.{k}": str(v) for k, v in STATE.items()})
     context["steps.preflight.outputs.base_revision"] = plan.get("base_revision", "")
@@ -978,6 +1003,7 @@ def test_the_tools_do_report_a_broken_workflow(tmp_path: Path) -> None:
 # ------------------------------------- the pipeline job, run for real on localhub
 
 E2E_TOKEN = "hf_workflowE2eTokenZxCvBnMaSdFgHjKl"
+E2E_SPACE_TOKEN = "hf_workflowSpaceOwnTokenQwErTyUiOp"  # SPACE_HF_TOKEN: the Space's secret
 E2E_SPACE, E2E_MODEL, E2E_DATA, E2E_ADAPTER = "me/trainer", "me/tiny", "me/qa", "me/qa-adapter"
 E2E_QA = [
     ("What does Umoja mean?", "Unity."),
@@ -1056,6 +1082,7 @@ def run_pipeline_job(project: Path, base_env: dict[str, str], **inputs: Any) -> 
             cancelled=False,
             inputs=values,
             files={f for f in ("reports/evaluation.md",) if (project / f).is_file()},
+            outputs=run.outputs,
         )
         if not runs:
             result = "skipped"
@@ -1065,6 +1092,7 @@ def run_pipeline_job(project: Path, base_env: dict[str, str], **inputs: Any) -> 
             context = {f"inputs.{k}": str(v).lower() if isinstance(v, bool) else str(v)
                        for k, v in values.items()}  # fmt: skip
             context["secrets.HF_TOKEN"] = E2E_TOKEN
+            context["secrets.SPACE_HF_TOKEN"] = E2E_SPACE_TOKEN
             for sid, outs in run.outputs.items():
                 context.update({f"steps.{sid}.outputs.{k}": v for k, v in outs.items()})
             output_file = project / f"output-{key}"
@@ -1116,7 +1144,19 @@ def e2e_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, P
     )  # fmt: skip
     project = root / "project"
     project.mkdir()
-    (project / "pyproject.toml").write_text(E2E_PYPROJECT)
+    # The Space's variables for this machine (run folders, one thread, no GPU here) are
+    # configuration like any other: set-up gives them to the Space it creates.
+    variables = {"SPACETRAIN_RUNS_DIR": str(root / "runs"), "OMP_NUM_THREADS": "1"}
+    variables["SPACETRAIN_EXPECT_GPU"] = "0"
+    (project / "pyproject.toml").write_text(
+        E2E_PYPROJECT.replace(
+            'after_training = "pause"\n',
+            'after_training = "pause"\nvariables = '
+            + "{"
+            + ", ".join(f'{k} = "{v}"' for k, v in variables.items())
+            + "}\n",
+        )
+    )
     (project / "suite.yaml").write_text(E2E_SUITE)
     shutil.copytree(REPO / "policy", project / "policy")
     shutil.copytree(REPO / "space", project / "space")
@@ -1131,7 +1171,7 @@ def e2e_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, P
         "OMP_NUM_THREADS": "1",
         "PYTHONUNBUFFERED": "1",
     }
-    with LocalHub(root=root / "hub", tokens={E2E_TOKEN: "me"}) as hub:
+    with LocalHub(root=root / "hub", tokens={E2E_TOKEN: "me", E2E_SPACE_TOKEN: "me"}) as hub:
         env["HF_ENDPOINT"] = hub.url
         api = HfApi(endpoint=hub.url, token=E2E_TOKEN)
         api.create_repo(E2E_MODEL)
@@ -1140,17 +1180,7 @@ def e2e_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, P
         api.upload_file(
             path_or_fileobj=data, path_in_repo="train.jsonl", repo_id=E2E_DATA, repo_type="dataset"
         )
-        # The Space's settings a person makes once: where runs go, its token. sync uploads.
-        api.create_repo(
-            E2E_SPACE,
-            repo_type="space",
-            space_sdk="docker",
-            space_variables=[
-                {"key": "SPACETRAIN_RUNS_DIR", "value": str(root / "runs")},
-                {"key": "OMP_NUM_THREADS", "value": "1"},
-            ],
-            space_secrets=[{"key": "HF_TOKEN", "value": E2E_TOKEN}],
-        )
+        # No Space yet: the pipeline's set-up creates it, as on a first deploy.
         yield hub, project, env
 
 
@@ -1191,7 +1221,10 @@ def test_pipeline_job_trains_gates_promotes_and_releases(e2e_world: tuple) -> No
     }
     readable = "".join(run.logs.values()) + run.summary
     readable += "".join(p.read_text() for p in (project / "reports").iterdir())
-    assert E2E_TOKEN not in readable
+    assert E2E_TOKEN not in readable and E2E_SPACE_TOKEN not in readable
+    # set-up created the Space with its own token, not the pipeline's
+    secret = api.get_space_secrets(E2E_SPACE)["HF_TOKEN"]
+    assert matches(secret.description, E2E_SPACE_TOKEN) and api.space_info(E2E_SPACE).private
 
 
 @pytest.mark.e2e

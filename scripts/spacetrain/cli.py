@@ -225,8 +225,14 @@ def _add_stages(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tag", default=None, help="default: a tag named after the run")
     _handler(p, "spacetrain.commands.adapter:promote")
 
-    p = sub.add_parser("release", help="stop the GPU bill: pause the Space (or downgrade it)")
+    p = sub.add_parser(
+        "release", help="stop the GPU bill: pause the Space (held while it trains a run not ours)"
+    )
     _space_args(p)
+    _state_arg(p)
+    p.add_argument(
+        "--force", action="store_true", help="pause even while it trains a run (that run ends)"
+    )
     _handler(p, "spacetrain.commands.space:release")
 
     p = sub.add_parser("status", help="the Space's stage, commit, files, hardware and billing")

@@ -241,19 +241,22 @@ def run_pipeline(
         result.exit_code = exc.exit_code
     finally:
         if synced:
-            _release(runner, hub, config, result)
+            _release(runner, hub, config, result, ours=state.get("run_id"))
     return result
 
 
-def _release(runner: _Runner, hub: Hub, config: ProjectConfig, result: PipelineResult) -> None:
-    """Stop the GPU bill; a failure here is reported, never hidden (it may still bill)."""
+def _release(
+    runner: _Runner, hub: Hub, config: ProjectConfig, result: PipelineResult, *, ours: str | None
+) -> None:
+    """Stop the GPU bill, unless the Space trains a run that is not ``ours`` (the release
+    stage decides and says why); a failure here is reported, never hidden."""
     from spacetrain.stages.release import release
 
     try:
         with runner.stage("release") as record:
-            released = release(hub, config.space, after_training=config.after_training)
+            released = release(hub, config.space, after_training=config.after_training, ours=ours)
             result.released = released.action
-            record.detail = f"{released.action} ({released.stage})"
+            record.detail = f"{released.action} ({released.reason or released.stage})"
     except SpacetrainError as exc:
         result.released = "failed"
         message = f"could not release {config.space}, it may still bill GPU time: {exc}"

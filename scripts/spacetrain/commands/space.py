@@ -178,13 +178,16 @@ def _resolve_commit(hub: Hub, space: str, revision: str) -> str:
 
 
 def release(args: argparse.Namespace) -> int:
-    """Pause the Space (or move it to the configured CPU flavor); print what was done."""
+    """Pause the Space (or move it to the configured CPU flavor), unless it trains a run
+    that is not the state's; print what was done (``held``: why is on stderr)."""
     from spacetrain.stages.release import release as run_release
 
     config = _optional_config()
     space = _space(args, config)
     after = config.after_training if config is not None else "pause"
-    result = run_release(Hub.from_env(), space, after_training=after)
+    state = PipelineState.load(args.state)
+    ours = state.get("run_id") if state.get("space") in (None, space) else None
+    result = run_release(Hub.from_env(), space, after_training=after, ours=ours, force=args.force)
     print(result.action)
     return EXIT_OK
 

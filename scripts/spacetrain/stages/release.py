@@ -9,6 +9,11 @@ It is idempotent, so it can sit in a ``finally`` and in an ``if: always()`` work
 at once: an already paused Space, or one already on the flavor, is left alone and no
 call that changes anything is made.
 
+It is also the one place that decides whether releasing is safe, for every entry point
+(`spacetrain release`, the train stage, the pipeline, the workflow's release step): a
+Space that is training a run that is not ``ours`` is held, not paused (pausing would end
+someone else's run), and the result says why.
+
 Example (the training stage, after following a run)::
 
     from spacetrain.stages.release import release
@@ -23,7 +28,7 @@ from typing import Any
 from spacetrain.config import SPACE_FLAVORS
 from spacetrain.errors import UsageError
 from spacetrain.hub import Hub
-from spacetrain.stages.space_runtime import Runtime, get_runtime, say
+from spacetrain.stages.space_runtime import SERVING, Runtime, active_run, get_runtime, say
 
 
 @dataclass(frozen=True)
@@ -32,10 +37,12 @@ class ReleaseResult:
 
     Attributes:
         space: the Space id.
-        action: ``paused``, ``already-paused``, ``downgraded`` or ``already-downgraded``.
+        action: ``paused``, ``already-paused``, ``downgraded``, ``already-downgraded``, or
+            ``held`` (the Space trains a run that is not ours; nothing was changed).
         stage: the Space's stage afterwards.
         hardware: the requested flavor afterwards.
         changed: whether a call that changes the Space was made.
+        reason: why the Space was held (``None`` otherwise).
     """
 
     space: str
@@ -43,19 +50,31 @@ class ReleaseResult:
     stage: str
     hardware: str | None
     changed: bool
+    reason: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The result as a JSON object (``spacetrain release`` prints it)."""
         return asdict(self)
 
 
-def release(hub: Hub, space: str, *, after_training: str = "pause") -> ReleaseResult:
-    """Pause ``space``, or move it to the CPU flavor ``after_training``.
+def release(
+    hub: Hub,
+    space: str,
+    *,
+    after_training: str = "pause",
+    ours: str | None = None,
+    force: bool = False,
+) -> ReleaseResult:
+    """Pause ``space``, or move it to the CPU flavor ``after_training``, unless it trains
+    a run that is not ``ours``.
 
     Args:
         hub: the Hub client (``Hub.from_env()``).
         space: the Space id, e.g. ``owner/kwanzaa-training``.
         after_training: ``"pause"`` or a Space flavor (``[tool.spacetrain] after_training``).
+        ours: the run id this pipeline started (its state's ``run_id``); a run with
+            another id that is queued or running holds the Space as it is.
+        force: release even then (a person's decision to end that run).
 
     Returns:
         A :class:`ReleaseResult`; never an error for a Space already released.
@@ -72,6 +91,18 @@ def release(hub: Hub, space: str, *, after_training: str = "pause") -> ReleaseRe
             f"({', '.join(SPACE_FLAVORS)})"
         )
     before = get_runtime(hub, space)
+    if before.stage in SERVING and not force:
+        running = active_run(hub, space)
+        if running is not None and running != ours:
+            reason = (
+                f"it is training run {running}, which is not "
+                + (f"this pipeline's run {ours}" if ours else "one this pipeline started")
+                + "; pausing would end it"
+            )
+            say("release", f"{space} left as it is: {reason}")
+            return ReleaseResult(
+                space, "held", before.stage, before.requested_hardware, False, reason
+            )
     if after_training == "pause":
         return _pause(hub, space, before)
     return _downgrade(hub, space, before, after_training)

@@ -28,7 +28,6 @@ import hashlib
 import hmac
 import os
 import secrets
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,11 +35,10 @@ from spacetrain import contract
 from spacetrain.config import AdapterConfig, ProjectConfig
 from spacetrain.errors import CheckFailed, UsageError
 from spacetrain.hub import Hub
-from spacetrain.stages.space_runtime import CPU_FLAVORS, SERVING, get_runtime, say
+from spacetrain.stages.space_runtime import CPU_FLAVORS, active_run, get_runtime, say
 
 SPACE_TOKEN_ENV = "SPACE_HF_TOKEN"  # noqa: S105 - the name of the variable, not a token
 _FINGERPRINT = "spacetrain-sha256"
-_ACTIVE = ("queued", "running")
 # Variables set-up owns: deleted from the Space when the config no longer sets them.
 MANAGED_VARIABLES = frozenset(
     {p.variable for p in contract.PARAMS.values() if p.variable} | {contract.ENV_EXPECT_GPU}
@@ -150,26 +148,6 @@ class SetupResult:
     def to_json(self) -> dict[str, Any]:
         """The result as a JSON object (never a value of a secret)."""
         return {**self.__dict__, "writes": self.writes}
-
-
-def active_run(hub: Hub, space: str, *, timeout: float = 30.0) -> str | None:
-    """The run the Space is training now (queued or running), or ``None``.
-
-    Only a serving Space can be training; its app is asked through ``training_status``.
-    An app that does not answer that (not this project's app.py) counts as idle.
-    """
-    if get_runtime(hub, space).stage not in SERVING:
-        return None
-    from spacetrain.stages.train import SpaceApp
-
-    try:
-        with SpaceApp(space, hub, deadline=time.monotonic() + timeout, say=lambda _: None) as app:
-            status = app.call("/training_status", "")
-    except Exception:  # not our app, no answer in time, or a gr.Error: no run to protect
-        return None
-    if status.get("state") in _ACTIVE and status.get("run_id"):
-        return str(status["run_id"])
-    return None
 
 
 def refuse_if_training(hub: Hub, space: str, change: str) -> None:
@@ -334,7 +312,6 @@ __all__ = [
     "SPACE_TOKEN_ENV",
     "SetupOptions",
     "SetupResult",
-    "active_run",
     "ensure_space",
     "fingerprint",
     "matches",

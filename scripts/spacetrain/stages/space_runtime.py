@@ -10,6 +10,7 @@ follow in a CI log; results go to stdout from the command modules.
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +74,29 @@ def get_runtime(hub: Hub, space: str) -> Runtime:
     )
 
 
+def active_run(hub: Hub, space: str, *, patience: float = 3.0) -> str | None:
+    """The run the Space is training now (queued or running), or ``None``.
+
+    Only a serving Space can be training; its app is asked through ``training_status``
+    (space/app.py). An app that does not answer that within ``patience`` seconds (not
+    this project's app, or one that hangs) counts as idle: it trains nothing we can see.
+    """
+    if get_runtime(hub, space).stage not in SERVING:
+        return None
+    from spacetrain.stages.train import SpaceApp
+
+    deadline = time.monotonic() + 10 * patience  # a Space still starting gets longer
+    try:
+        with SpaceApp(space, hub, deadline=deadline, say=lambda _: None) as app:
+            app.disconnect_limit = patience
+            status = app.call("/training_status", "")
+    except Exception:  # not our app, no answer in time, or a gr.Error: no run to protect
+        return None
+    if status.get("state") in ("queued", "running") and status.get("run_id"):
+        return str(status["run_id"])
+    return None
+
+
 def log_tail(hub: Hub, space: str, *, build: bool, lines: int = 20) -> list[str]:
     """The last ``lines`` lines of the build or run log; empty when they cannot be read.
 
@@ -104,6 +128,7 @@ __all__ = [
     "SERVING",
     "STOPPED",
     "Runtime",
+    "active_run",
     "get_runtime",
     "log_tail",
     "say",
