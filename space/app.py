@@ -14,6 +14,9 @@ API (gradio_client, explicit api_names; every argument and result is a JSON stri
 - ``training_status(run_id)``: state (queued/running/succeeded/failed), step/total,
   epoch, loss; adapter repo and commit when done; error and log tail when failed.
 - ``training_logs(run_id, offset)``: ``{"text", "offset", "next_offset", "done"}``.
+- ``training_preflight(params)``: the Space checks itself for those params (train.py's
+  ``preflight``: token, write access, model and dataset at their revisions, GPU) and
+  answers ``{"ok", "exit_code", "checks", "error", "active_run"}``; nothing starts.
 
 Only the pinned stack and the stdlib are imported (never spacetrain); gradio is imported
 when the UI starts and torch only in a background thread, so the port answers at once.
@@ -587,6 +590,70 @@ def training_logs(run_id: str = "", offset: float = 0, limit: float = LOG_CHUNK)
         raise _gr_error(str(exc)) from None
 
 
+# Seconds the self-check retries an unreachable Hub: its answer must come well within a
+# client's call timeout (the CLI waits 60 s), and a Hub that is down is exit 3 either way.
+PREFLIGHT_HUB_DEADLINE = 20.0
+GPU_CHECK_TIMEOUT = 35.0  # torch import + CUDA start on a cold Space; + the Hub cap < 60 s
+
+
+def _gpu_check_in_child() -> dict[str, Any]:
+    """train.py's GPU check in a short-lived process.
+
+    A CUDA context made in the app would hold GPU memory for the app's lifetime, memory
+    the training process then lacks; a child gives it all back when it exits.
+    """
+    env = {k: v for k, v in os.environ.items() if k != trainer.ENV_TOKEN}  # it needs none
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); import train; "
+        "print(json.dumps(train.check_gpu()))"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(HERE)],
+            capture_output=True,
+            text=True,
+            timeout=GPU_CHECK_TIMEOUT,
+            env=env,
+            check=False,
+        )
+        lines = done.stdout.strip().splitlines()
+        return json.loads(lines[-1]) if done.returncode == 0 and lines else _gpu_crash(done)
+    except (subprocess.TimeoutExpired, ValueError, OSError) as exc:
+        detail = f"the GPU check did not finish ({type(exc).__name__})"
+        return {"name": "gpu", "ok": False, "detail": detail, "exit_code": trainer.EXIT_USAGE}
+
+
+def _gpu_crash(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    last = (done.stderr.strip().splitlines() or ["no output"])[-1][:200]
+    detail = f"the GPU check crashed (exit {done.returncode}): {last}"
+    return {"name": "gpu", "ok": False, "detail": detail, "exit_code": trainer.EXIT_USAGE}
+
+
+def self_check(params: dict[str, Any]) -> dict[str, Any]:
+    """train.py's checks for complete ``params``, summarised, plus the active run if any."""
+    gpu = None
+    if os.environ.get(trainer.ENV_EXPECT_GPU, "").strip() == "1":
+        gpu = _gpu_check_in_child
+    checks = trainer.preflight(params, hub_deadline_s=PREFLIGHT_HUB_DEADLINE, gpu=gpu)
+    lock = runs().live_lock()
+    summary = trainer.preflight_summary(checks)
+    failed = ", ".join(c["name"] for c in checks if not c["ok"]) or "none"
+    print(f"[app] self-check: ok={summary['ok']} failed={failed}", flush=True)
+    return {**summary, "active_run": lock["run_id"] if lock else None}
+
+
+def training_preflight(params: str = "") -> str:
+    """Check token, write access, model, dataset and GPU for these params; returns JSON.
+
+    Starts nothing. Params are read exactly as ``start_training`` reads them.
+    """
+    try:
+        parsed = require_complete(parse_params(params))
+    except ParamsError as exc:
+        raise _gr_error(str(exc)) from None
+    return json.dumps(self_check(parsed))
+
+
 # ------------------------------------------------------------------ the UI
 
 
@@ -614,7 +681,13 @@ def build_ui() -> Any:
 
     def ui_start(params: str) -> tuple[str, dict[str, Any], str]:
         try:
-            status, _ = runs().start(parse_params(params))
+            parsed = parse_params(params)
+            if runs().live_lock() is None:  # a new run: check first (an active one is shown)
+                report = self_check(require_complete(dict(parsed)))
+                if not report["ok"]:
+                    message = f"the Space's self-check failed: {report['error']}"
+                    raise gr.Error(message, print_exception=False)
+            status, _ = runs().start(parsed)
         except ParamsError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
         panel, log = _panel(status["run_id"])
@@ -663,6 +736,7 @@ def build_ui() -> Any:
         gr.api(start_training, api_name="start_training", concurrency_limit=1)
         gr.api(training_status, api_name="training_status", concurrency_limit=None)
         gr.api(training_logs, api_name="training_logs", concurrency_limit=None)
+        gr.api(training_preflight, api_name="training_preflight", concurrency_limit=2)
     return demo
 
 

@@ -11,6 +11,11 @@ It runs inside the Space image, so it imports only the pinned stack and the stdl
 every linear layer, TRL's SFTTrainer trains it, and the adapter, ``run.json`` and a
 model card are pushed in ONE commit whose message carries the run id.
 
+Before loading anything it checks itself (:func:`preflight`: the token, the right to
+write the output repo, the model and dataset at their revisions, the GPU when one is
+expected) and stops on the first failing line; app.py's ``training_preflight`` answers
+with the same checks before a run starts.
+
 Progress goes to stdout twice per event: a line for people
 (``[train] step 12/40 epoch 1.20 loss 2.3456 lr 1.8e-04 tok/s 950``) followed by one for
 programs (``@@spacetrain {"event": "step", ...}``). The last line is always an
@@ -35,7 +40,7 @@ import sys
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -60,6 +65,9 @@ ENV_TOKEN = "HF_TOKEN"  # noqa: S105 - a name, not a value; the Space's secret: 
 ENV_RUNS_DIR = "SPACETRAIN_RUNS_DIR"  # where run folders live
 ENV_HUB_DEADLINE = "SPACETRAIN_HUB_DEADLINE"  # seconds of Hub retries before exit 3
 ENV_EXPECT_GPU = "SPACETRAIN_EXPECT_GPU"  # "1": a run on a CPU is a configuration error
+# Where the pipeline runs (not in the Space): the value `spacetrain space setup` stores as the
+# Space's HF_TOKEN secret. Named in every self-check line that asks for a token.
+ENV_SPACE_TOKEN = "SPACE_HF_TOKEN"  # noqa: S105 - a name, not a value
 MAX_TEXT = 256  # characters of a text parameter (they travel on a command line)
 
 
@@ -310,11 +318,12 @@ def _hub_deadline_s() -> float:
         return 120.0
 
 
-def hub_call(what: str, fn: Callable[[], T]) -> T:
+def hub_call(what: str, fn: Callable[[], T], deadline_s: float | None = None) -> T:
     """Call the Hub, retrying 429/5xx/connection errors until the deadline.
 
     404s become :class:`BadInput` (an unknown model or dataset is the user's to fix),
     401/403 too (a rejected token); what still fails at the deadline is :class:`HubDown`.
+    ``deadline_s`` caps ``SPACETRAIN_HUB_DEADLINE``, so that an API answer stays short.
     """
     from httpx2 import HTTPError
     from huggingface_hub.errors import (
@@ -328,7 +337,8 @@ def hub_call(what: str, fn: Callable[[], T]) -> T:
     )
     from huggingface_hub.utils import HFValidationError
 
-    deadline = time.monotonic() + _hub_deadline_s()
+    patience = _hub_deadline_s() if deadline_s is None else min(deadline_s, _hub_deadline_s())
+    deadline = time.monotonic() + patience
     delay = 1.0
     while True:
         try:
@@ -570,6 +580,280 @@ def to_prompt_completion(row: dict[str, Any]) -> dict[str, Any]:
     messages = row["messages"]
     last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
     return {"prompt": messages[:last], "completion": [messages[last]]}
+
+
+# ------------------------------------------------------------------ the self-check
+
+WRITE_ROLES = ("write", "admin")
+
+
+class PreflightFailed(Exception):
+    """A self-check failed before anything was loaded; ``exit_code`` is the worst one."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def token_role(whoami: dict[str, Any] | None) -> str | None:
+    """The token's role in a whoami answer: read, write, admin or fineGrained (None: unsaid)."""
+    auth = (whoami or {}).get("auth") or {}
+    role = (auth.get("accessToken") or {}).get("role")
+    return str(role) if role else None
+
+
+def write_access(whoami: dict[str, Any], repo_type: str, repo_id: str) -> tuple[bool | None, str]:
+    """May the token behind ``whoami`` write ``repo_id`` (or create it in its namespace)?
+
+    Pure and stdlib-only, so the CLI's preflight and the Space's self-check read the
+    Hub's answer alike. ``(True|False, reason)``, or ``(None, reason)`` when a
+    fine-grained token lists no scope for the repo (only the push will tell). The reason
+    reads after the repo: "the fine-grained token may not write to it".
+    """
+    namespace = repo_id.split("/", 1)[0]
+    orgs = [o for o in whoami.get("orgs") or [] if isinstance(o, dict) and o.get("name")]
+    names = ({str(whoami.get("name", ""))} | {str(o["name"]) for o in orgs}) - {""}
+    if namespace not in names:
+        account = ", ".join(sorted(names))
+        return False, f"the token's account ({account}) has no namespace {namespace!r}"
+    if any(o["name"] == namespace and o.get("roleInOrg") == "read" for o in orgs):
+        return False, f"the account has only the read role in {namespace}"
+    role = token_role(whoami)
+    if role == "fineGrained":
+        auth = whoami.get("auth") or {}
+        grained = (auth.get("accessToken") or {}).get("fineGrained") or {}
+        for scope in grained.get("scoped") or []:
+            entity = scope.get("entity") or {}
+            name, kind = entity.get("name"), entity.get("type")
+            if (name == repo_id and kind == repo_type) or (
+                name == namespace and kind in ("user", "org")
+            ):
+                if "repo.write" in (scope.get("permissions") or []):
+                    break
+                return False, "the fine-grained token may not write to it"
+        else:
+            return None, "the fine-grained token's write access is not listed"
+    elif role is not None and role not in WRITE_ROLES:
+        return False, f"the token is a {role!r} token"
+    return True, f"{namespace} is writable with this token"
+
+
+def _token_fix(repo: str | None) -> str:
+    """What to do about the Space's token: it comes from SPACE_HF_TOKEN through set-up."""
+    which = f"a fine-grained token that can write {repo}" if repo else "a valid token"
+    return f"set {ENV_SPACE_TOKEN} ({which}) where the pipeline runs, then `spacetrain space setup`"
+
+
+def _check(name: str, ok: bool, detail: str, exit_code: int = EXIT_USAGE) -> dict[str, Any]:
+    return {"name": name, "ok": ok, "detail": detail, "exit_code": EXIT_OK if ok else exit_code}
+
+
+def _failed(name: str, exc: BadInput | HubDown) -> dict[str, Any]:
+    return _check(name, False, str(exc), exc.exit_code)
+
+
+def check_gpu(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """With ``SPACETRAIN_EXPECT_GPU=1``: CUDA is there and bitsandbytes runs a 4-bit matmul.
+
+    Imports torch only when a GPU is expected, so the check stays free everywhere else.
+    """
+    env = os.environ if env is None else env
+    if env.get(ENV_EXPECT_GPU, "").strip() != "1":
+        return _check("gpu", True, f"no GPU expected ({ENV_EXPECT_GPU} is not 1)")
+    fix = f"request GPU hardware for the Space, or unset the Space variable {ENV_EXPECT_GPU}"
+    try:
+        import torch
+    except ImportError as exc:
+        return _check("gpu", False, f"{ENV_EXPECT_GPU}=1 but torch does not import ({exc})")
+    if not torch.cuda.is_available():
+        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        return _check(
+            "gpu",
+            False,
+            f"{ENV_EXPECT_GPU}=1 but CUDA is not available (torch {torch.__version__}, "
+            f"{build}): {fix}",
+        )
+    name = torch.cuda.get_device_name(0)
+    try:
+        import bitsandbytes as bnb
+
+        layer = bnb.nn.Linear4bit(
+            64, 64, bias=False, compute_dtype=torch.float16, quant_type="nf4"
+        ).to("cuda")
+        with torch.no_grad():
+            out = layer(torch.randn(4, 64, device="cuda", dtype=torch.float16))
+        torch.cuda.synchronize()
+        if not bool(torch.isfinite(out).all()):
+            raise RuntimeError("the result is not finite")
+    except Exception as exc:  # any failure here means no QLoRA on this GPU
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        return _check(
+            "gpu",
+            False,
+            f"{name}: bitsandbytes cannot run a 4-bit matmul ({type(exc).__name__}: {first}); "
+            "the image's torch, CUDA and bitsandbytes do not fit this GPU",
+        )
+    return _check(
+        "gpu", True, f"{name}: CUDA {torch.version.cuda}, bitsandbytes {bnb.__version__} 4-bit ok"
+    )
+
+
+def _check_model(api: Any, ref: str, revision: str | None, deadline: float | None) -> str:
+    """The detail of a readable base model (raises BadInput/HubDown otherwise)."""
+    if _is_local(ref):
+        path = Path(ref).expanduser().resolve()
+        if not (path / "config.json").is_file():
+            raise BadInput(f"{path}: not a model folder (no config.json)")
+        return f"{path} is a local model folder"
+    _check_repo_id(ref, "base model")
+    info = hub_call(f"base model {ref}", lambda: api.model_info(ref, revision=revision), deadline)
+    if "config.json" not in {s.rfilename for s in info.siblings or []}:
+        raise BadInput(f"base model {ref}: the repo has no config.json")
+    return f"base model {ref} at {revision or 'main'} = {str(info.sha)[:12]}"
+
+
+def _check_dataset(api: Any, ref: str, revision: str | None, deadline: float | None) -> str:
+    """The detail of a readable dataset (raises BadInput/HubDown otherwise)."""
+    if _is_local(ref):
+        path = Path(ref).expanduser()
+        if path.is_dir() and not any(path.rglob("*.jsonl")):
+            raise BadInput(f"{path}: no .jsonl files in this folder")
+        return f"{path} is a local {'folder' if path.is_dir() else 'file'}"
+    _check_repo_id(ref, "dataset")
+    info = hub_call(f"dataset {ref}", lambda: api.dataset_info(ref, revision=revision), deadline)
+    names = sorted(s.rfilename for s in info.siblings or [])
+    data = [n for n in names if n.endswith((".jsonl", ".parquet"))]
+    at = f"{revision or 'main'} = {str(info.sha)[:12]}"
+    if not data:
+        raise BadInput(f"dataset {ref} at {at} has no .jsonl or .parquet file")
+    return f"dataset {ref} at {at}: {', '.join(data[:3])}"
+
+
+def preflight(
+    params: Mapping[str, Any],
+    *,
+    env: Mapping[str, str] | None = None,
+    hub_deadline_s: float | None = None,
+    gpu: Callable[[], dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Everything a run needs that can be known before loading anything, one check each.
+
+    ``params`` as ``start_training`` takes them (``base_model``, ``model_revision``,
+    ``dataset``, ``dataset_revision``, ``output_repo``, ``push``). Each check is
+    ``{"name", "ok", "detail", "exit_code"}`` (2: configuration to fix, 3: the Hub stays
+    unreachable); a check that cannot run after an earlier failure passes as "skipped".
+    A missing or rejected token names ``SPACE_HF_TOKEN``, where the Space's secret comes
+    from. The token itself is never part of a detail. ``gpu`` replaces :func:`check_gpu`.
+    """
+    env = os.environ if env is None else env
+    token = env.get(ENV_TOKEN, "").strip()
+    repo = params.get("output_repo") if params.get("push", True) else None
+    model, data = params.get("base_model") or "", params.get("dataset") or ""
+    on_hub = bool(repo) or any(ref and not _is_local(ref) for ref in (model, data))
+    checks: list[dict[str, Any]] = []
+
+    if token:
+        checks.append(_check("token", True, f"{ENV_TOKEN} is set (the Space's secret)"))
+    elif repo:
+        checks.append(
+            _check(
+                "token",
+                False,
+                f"the Space has no {ENV_TOKEN} secret, so it cannot push to {repo}: "
+                + _token_fix(repo),
+            )
+        )
+    else:
+        checks.append(_check("token", True, f"no {ENV_TOKEN}: nothing to push, public repos only"))
+
+    api: Any = None
+    if on_hub:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token or False)
+    who: dict[str, Any] | None = None
+    down = False
+    if not token:
+        checks.append(_check("whoami", True, f"skipped: no {ENV_TOKEN}"))
+    elif not on_hub:
+        checks.append(_check("whoami", True, "skipped: nothing on the Hub"))
+    else:
+        try:
+            who = hub_call("check the token", api.whoami, hub_deadline_s)
+        except BadInput as exc:
+            reason = str(exc).split(": ", 1)[-1]
+            checks.append(
+                _check(
+                    "whoami",
+                    False,
+                    f"{reason}: the Space's {ENV_TOKEN} secret is not a usable token; "
+                    + _token_fix(repo),
+                )
+            )
+        except HubDown as exc:
+            checks.append(_failed("whoami", exc))
+            down = True
+        else:
+            user, role = who.get("name", "?"), token_role(who) or "unknown"
+            checks.append(
+                _check("whoami", True, f"{ENV_TOKEN} accepted: user {user} (role {role})")
+            )
+
+    if not repo:
+        checks.append(_check("output-repo", True, "not pushing"))
+    elif down:
+        checks.append(_check("output-repo", True, "skipped: the Hub is unreachable"))
+    elif who is None:
+        checks.append(_check("output-repo", True, "skipped: needs an accepted token"))
+    else:
+        try:
+            _check_repo_id(repo, "output repo")
+            exists = hub_call(f"output repo {repo}", lambda: api.repo_exists(repo), hub_deadline_s)
+            state = "exists" if exists else "does not exist yet (it will be created)"
+            can, why = write_access(who, "model", repo)
+            if can is False:
+                checks.append(
+                    _check(
+                        "output-repo",
+                        False,
+                        f"output repo {repo} {state}, but {why}: give {ENV_SPACE_TOKEN} write "
+                        "access to it, then `spacetrain space setup`",
+                    )
+                )
+            else:
+                checks.append(_check("output-repo", True, f"output repo {repo} {state}; {why}"))
+        except (BadInput, HubDown) as exc:
+            checks.append(_failed("output-repo", exc))
+            down = isinstance(exc, HubDown)
+
+    for name, ref, revision, probe in (
+        ("dataset", data, params.get("dataset_revision"), _check_dataset),
+        ("base-model", model, params.get("model_revision"), _check_model),
+    ):
+        if not ref:
+            checks.append(_check(name, False, f"no {name.replace('-', ' ')} given"))
+        elif down and not _is_local(ref):
+            checks.append(_check(name, True, "skipped: the Hub is unreachable"))
+        else:
+            try:
+                checks.append(_check(name, True, probe(api, ref, revision, hub_deadline_s)))
+            except (BadInput, HubDown) as exc:
+                checks.append(_failed(name, exc))
+                down = isinstance(exc, HubDown)
+
+    checks.append((gpu or (lambda: check_gpu(env)))())
+    return checks
+
+
+def preflight_summary(checks: list[dict[str, Any]]) -> dict[str, Any]:
+    """``{"ok", "exit_code", "checks", "error"}``: the worst code, the first failure's line."""
+    failed = [c for c in checks if not c["ok"]]
+    return {
+        "ok": not failed,
+        "exit_code": max((c["exit_code"] for c in failed), default=EXIT_OK),
+        "checks": checks,
+        "error": failed[0]["detail"] if failed else None,
+    }
 
 
 # ------------------------------------------------------------------ loss mode and packing
@@ -1066,6 +1350,29 @@ def push(out: Path, repo: str, run_id: str, private: bool) -> tuple[str, str]:
 # ------------------------------------------------------------------ entry point
 
 
+def self_check(args: argparse.Namespace) -> None:
+    """The Space's self-check (:func:`preflight`), before any data or model is loaded.
+
+    An hour of GPU time must not end on a missing token or an unreadable repo: one line
+    per check, one ``preflight`` event, and the first failure stops the run.
+    """
+    params = {
+        "base_model": args.base_model,
+        "model_revision": args.model_revision,
+        "dataset": args.dataset,
+        "dataset_revision": args.dataset_revision,
+        "output_repo": args.output_repo,
+        "push": args.output_repo is not None,
+    }
+    summary = preflight_summary(preflight(params))
+    for check in summary["checks"]:
+        mark = "ok  " if check["ok"] else "FAIL"
+        print(f"[train] self-check {mark} {check['name']}: {check['detail']}", flush=True)
+    emit("preflight", None, **summary)
+    if not summary["ok"]:
+        raise PreflightFailed(summary["error"], summary["exit_code"])
+
+
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_env()
@@ -1078,6 +1385,7 @@ def run(argv: list[str] | None = None) -> int:
         dataset=args.dataset,
         output_repo=args.output_repo,
     )
+    self_check(args)
     manifest = train(args, run_id)
     out: Path = args.output_dir
     (out / "run.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -1116,7 +1424,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run and map every failure to one line and the contract's exit code."""
     try:
         return run(argv)
-    except (BadInput, HubDown, TrainFailed) as exc:
+    except (BadInput, HubDown, TrainFailed, PreflightFailed) as exc:
         message, code = str(exc), exc.exit_code
     except KeyboardInterrupt:
         message, code = "interrupted", EXIT_FAILED

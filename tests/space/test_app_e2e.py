@@ -212,7 +212,7 @@ def test_ui_has_the_single_start_button_a_live_log_and_a_status_panel(server: Ap
     assert {"Log", "Status"} <= labels
     assert any(c["type"] == "timer" for c in components)  # the live log ticks
     public = {d["api_name"] for d in config["dependencies"] if d.get("api_visibility") == "public"}
-    assert public == {"start_training", "training_status", "training_logs"}
+    assert public == {"start_training", "training_status", "training_logs", "training_preflight"}
     assert "[app] runs folder" in server.log.read_text()
     # Start-up diagnostics come from a thread once torch is imported, never before the port.
     deadline = time.monotonic() + 120

@@ -206,8 +206,12 @@ def test_stale_lock_of_a_dead_process_is_taken_over(app: ModuleType, tmp_path: P
     assert runs.active() is None
     assert runs.status("old")["state"] == "failed"
 
-    # A run that cannot even read its dataset: starts, fails fast, reports why.
-    params = {"base_model": "org/base", "dataset": str(tmp_path / "missing.jsonl"), "push": False}
+    # A run that cannot even read its dataset: starts, fails fast, reports why. (The base
+    # is a local folder: its self-check would otherwise ask the Hub, which is not here.)
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text("{}")
+    params = {"base_model": str(base), "dataset": str(tmp_path / "missing.jsonl"), "push": False}
     status, created = runs.start({**params, "run_id": "new"})
     assert created and status["run_id"] == "new" and status["state"] in ("queued", "running")
     lock = json.loads((tmp_path / "active.json").read_text())

@@ -124,7 +124,10 @@ def test_rejected_token_exits_2(hub: LocalHub, tmp_path: Path) -> None:
         "--no-push", env=env,
     )  # fmt: skip
     assert res.returncode == 2, res.stderr
-    assert "me/tiny-llama: the Hub rejected the token (HTTP 401)" in res.stderr
+    # The self-check asks whoami before anything is read, and says where the token comes from.
+    line = res.stderr.strip().splitlines()[-1]
+    assert line.startswith("train.py: error: the Hub rejected the token (HTTP 401): ")
+    assert "set SPACE_HF_TOKEN (a valid token) where the pipeline runs" in line
     assert "hf_wrongwrongwrongwrong" not in res.stdout + res.stderr
     assert os.environ.get("HF_TOKEN") is None  # the test process itself holds no token
 

@@ -291,23 +291,34 @@ def test_train_again_with_the_same_run_id_follows_it_and_starts_nothing(
 def test_a_failing_run_exits_1_with_its_log_tail_and_still_releases(
     world: World, trained: Trained, tmp_path: Path
 ) -> None:
+    # A dataset the Space can read (so its self-check passes) with a malformed line: the
+    # run starts and fails. (An unreadable one never starts: test_train_preflight_e2e.py.)
+    broken = "me/broken-qa"
+    world.api.create_repo(broken, repo_type="dataset", exist_ok=True)
+    good = {"messages": [{"role": "user", "content": "Hi?"},
+                         {"role": "assistant", "content": "Hello."}]}  # fmt: skip
+    lines = json.dumps(good) + '\n{"messages": [}\n'
+    world.api.upload_file(
+        path_or_fileobj=lines.encode(), path_in_repo="train.jsonl", repo_id=broken,
+        repo_type="dataset",
+    )  # fmt: skip
     world.ensure_running()
     commits = len(world.adapter_commits())
     state = _state_copy(trained, tmp_path / "state.json")
     proc = world.spacetrain(
-        "train", "--state", state, "--run-id", "bad-revision",
-        "--dataset-revision", "no-such-branch", "--poll-interval", "0.2",
+        "train", "--state", state, "--run-id", "bad-data", "--dataset", broken,
+        "--poll-interval", "0.2",
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("spacetrain train: error: run bad-revision failed: ")
-    assert last.endswith("dataset me/qa: no such revision")
+    assert last.startswith(f"spacetrain train: error: run bad-data failed: {broken}@")
+    assert "/train.jsonl:2: malformed JSON" in last
     assert "[spacetrain] ---- last " in proc.stderr
     tail = proc.stderr.split("[spacetrain] ---- last ", 1)[1]
-    assert "train.py: error: dataset me/qa: no such revision" in tail  # its own line
+    assert f"train.py: error: {broken}@" in tail  # its own line
     assert proc.stdout == ""
     recorded = json.loads(state.read_text())
-    assert recorded["run_id"] == "bad-revision" and recorded["run_state"] == "failed"
+    assert recorded["run_id"] == "bad-data" and recorded["run_state"] == "failed"
     assert recorded["adapter_revision"] is None and recorded["adapter_dir"] is None
     assert len(world.adapter_commits()) == commits
     assert world.stage() == "PAUSED"
@@ -339,6 +350,16 @@ def test_a_different_active_run_is_neither_followed_nor_paused(
         assert "another run is active" in proc.stderr
         assert world.stage() == "RUNNING"  # pausing would have killed the other run
         assert "mine" not in world.run_folders()
+        # train recorded why it held (the workflow's release step is skipped on it) ...
+        recorded = json.loads((tmp_path / "state.json").read_text())
+        assert recorded["space_hold"] == "the Space is training run someone-else, not ours"
+        # ... and no other entry point pauses it either: `spacetrain release` holds too
+        held = world.spacetrain("release", "--state", tmp_path / "state.json")
+        assert (held.returncode, held.stdout.strip()) == (0, "held"), held.stderr
+        assert "it is training run someone-else" in held.stderr
+        bare = world.spacetrain("release", "--state", tmp_path / "none.json")  # no run of ours
+        assert bare.stdout.strip() == "held"
+        assert world.stage() == "RUNNING"
         deadline = time.monotonic() + 300
         while status["state"] in ("queued", "running"):
             assert time.monotonic() < deadline

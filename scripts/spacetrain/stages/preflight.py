@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spacetrain import contract
 from spacetrain.config import AdapterConfig, ProjectConfig
 from spacetrain.errors import (
     EXIT_FAILED,
@@ -33,7 +34,7 @@ from spacetrain.stages.state import PipelineState
 from spacetrain.stages.sync import load_lint_policy, local_files
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
-WRITE_ROLES = frozenset({"write", "admin"})
+WRITE_ROLES = frozenset(contract.trainer.WRITE_ROLES)
 
 
 @dataclass(frozen=True)
@@ -120,77 +121,19 @@ class _Preflight:
         return Check("token", OK, f"HF_TOKEN accepted: user {name} (role {role or 'unknown'})")
 
     def _role(self) -> str | None:
-        auth = (self.whoami or {}).get("auth") or {}
-        token = auth.get("accessToken") or {}
-        role = token.get("role")
-        return str(role) if role else None
-
-    def _namespaces(self) -> set[str]:
-        who = self.whoami or {}
-        names = {str(who.get("name", ""))}
-        for org in who.get("orgs") or []:
-            if isinstance(org, dict) and org.get("name"):
-                names.add(str(org["name"]))
-        return names - {""}
-
-    def _org_role(self, namespace: str) -> str | None:
-        """The account's role in the organisation ``namespace`` (None: a user or unknown)."""
-        for org in (self.whoami or {}).get("orgs") or []:
-            if isinstance(org, dict) and org.get("name") == namespace:
-                role = org.get("roleInOrg")
-                return str(role) if role else None
-        return None
-
-    def _fine_grained_can_write(self, repo_type: str, repo_id: str) -> bool | None:
-        """For a fine-grained token: True/False when its scopes say, None when unclear."""
-        auth = (self.whoami or {}).get("auth") or {}
-        grained = (auth.get("accessToken") or {}).get("fineGrained") or {}
-        namespace = repo_id.split("/", 1)[0]
-        for scope in grained.get("scoped") or []:
-            entity = scope.get("entity") or {}
-            perms = set(scope.get("permissions") or [])
-            name, kind = entity.get("name"), entity.get("type")
-            if (name == repo_id and kind == repo_type) or (
-                name == namespace and kind in ("user", "org")
-            ):
-                return "repo.write" in perms
-        return None
+        return contract.trainer.token_role(self.whoami)
 
     def write_access(self, name: str, repo_type: str, repo_id: str, exists: bool) -> Check:
-        namespace = repo_id.split("/", 1)[0]
-        spaces = self._namespaces()
+        """The token's right to write ``repo_id``, read from whoami by the Space's own rule.
+
+        ``space/train.py`` holds the rule (its self-check asks the same question of the
+        Space's token), so the CLI and the Space never disagree about it.
+        """
+        can, why = contract.trainer.write_access(self.whoami or {}, repo_type, repo_id)
         state = "exists" if exists else "does not exist yet (it will be created)"
-        if namespace not in spaces:
-            return Check(
-                name,
-                FAIL,
-                f"{repo_id} {state}, but the token's account ({', '.join(sorted(spaces))}) "
-                f"has no namespace {namespace!r}",
-                EXIT_USAGE,
-            )
-        if self._org_role(namespace) == "read":
-            return Check(
-                name,
-                FAIL,
-                f"{repo_id} {state}, but the account has only the read role in {namespace}",
-                EXIT_USAGE,
-            )
-        if self._role() == "fineGrained":
-            can = self._fine_grained_can_write(repo_type, repo_id)
-            if can is False:
-                return Check(
-                    name,
-                    FAIL,
-                    f"{repo_id} {state}, but the fine-grained token may not write to it",
-                    EXIT_USAGE,
-                )
-            if can is None:
-                return Check(
-                    name,
-                    WARN,
-                    f"{repo_id} {state}; the fine-grained token's write access is not listed",
-                )
-        return Check(name, OK, f"{repo_id} {state}; {namespace} is writable with this token")
+        if can is False:
+            return Check(name, FAIL, f"{repo_id} {state}, but {why}", EXIT_USAGE)
+        return Check(name, OK if can else WARN, f"{repo_id} {state}; {why}")
 
     def space(self) -> Check:
         space = self.config.space

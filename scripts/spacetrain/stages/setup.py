@@ -37,7 +37,7 @@ from spacetrain.errors import CheckFailed, UsageError
 from spacetrain.hub import Hub
 from spacetrain.stages.space_runtime import CPU_FLAVORS, active_run, get_runtime, say
 
-SPACE_TOKEN_ENV = "SPACE_HF_TOKEN"  # noqa: S105 - the name of the variable, not a token
+SPACE_TOKEN_ENV = contract.trainer.ENV_SPACE_TOKEN  # SPACE_HF_TOKEN: the Space's own token
 _FINGERPRINT = "spacetrain-sha256"
 # Variables set-up owns: deleted from the Space when the config no longer sets them.
 MANAGED_VARIABLES = frozenset(

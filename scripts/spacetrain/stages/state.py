@@ -18,6 +18,8 @@ Keys of the training stages (``stages/train.py``, ``fetch.py``, ``promote.py``):
 - ``run_id``, ``run_state`` (train): the run asked of the Space and how it stands
   (``queued``/``running`` after an interrupted train, which the next train rejoins;
   ``succeeded``, ``failed``). A new run id clears the keys below.
+- ``space_hold`` (train): why train left the Space as it is (it trains a run that is not
+  ours); absent otherwise. The workflow's release step is skipped when it is set.
 - ``adapter_repo``, ``adapter_revision`` (train, fetch): the repo and the commit sha the
   run pushed (fetch resolves a branch or tag to its sha).
 - ``adapter_dir`` (fetch): the checked download; null while a fetch is under way or failed.

@@ -1,8 +1,11 @@
 """The train stage: start a run through the Space's Gradio API and follow it to the end.
 
 Training runs detached inside the Space (``space/app.py``), so this stage is only a
-follower: it asks ``start_training`` for a run with *our* run id (idempotent: a retry,
-or a second ``spacetrain train --run-id X``, gets the same run back and starts
+follower. Unless the Space already knows our run id, it first asks the Space to check
+itself (``training_preflight``: token, write access, model and dataset, GPU): a failed
+check ends the stage at once, exit 2 (configuration) or 3 (the Hub), and the Space is
+released. Then it asks ``start_training`` for a run with *our* run id (idempotent: a
+retry, or a second ``spacetrain train --run-id X``, gets the same run back and starts
 nothing), then polls ``training_status`` and pages ``training_logs`` by byte offset,
 printing the Space's log lines as they come. A dropped connection, an app restart or
 a Space that wakes up is not the run's end: the stage reconnects and keeps following
@@ -42,6 +45,7 @@ from spacetrain.config import AdapterConfig, ProjectConfig
 from spacetrain.errors import (
     AuthError,
     CheckFailed,
+    HubUnreachable,
     SpaceBuildFailed,
     SpacetrainError,
     StageTimeout,
@@ -61,6 +65,9 @@ FINAL = ("succeeded", "failed")
 DEAD_STAGES = FAILED | {"PAUSED", "STOPPED", "DELETING"}
 # start_training's keys (space/train.py PARAMS) that come from [tool.spacetrain.adapters.X.train].
 HYPERPARAMETERS = contract.HYPERPARAMETERS
+# State key (and step output) saying why train left the Space as it is: the workflow's
+# release step is skipped on it. Never written empty: an unset output reads as ''.
+HOLD_KEY = "space_hold"
 # State keys about one run's adapter: stale as soon as another run starts.
 DOWNSTREAM_KEYS = ("adapter_revision", "adapter_dir", "report", "promoted_tag", "card_commit")
 LOG_PAGE = 64 * 1024
@@ -635,6 +642,50 @@ def start_run(app: SpaceApp, options: TrainOptions, say: Say = _say) -> tuple[di
     return status, created
 
 
+def self_check(app: SpaceApp, options: TrainOptions, say: Say = _say) -> None:
+    """Before a NEW run, ask the Space to check itself (``training_preflight``).
+
+    A missing or rejected token, an output repo it cannot write, a model or dataset it
+    cannot read: each would otherwise surface after the GPU has billed for an hour. A run
+    the Space already knows by our id is followed as it is, unchecked; a failed check
+    while another run is active is that run's business (:class:`ForeignRun`, held).
+
+    Raises:
+        UsageError: a check failed that the configuration must fix (exit 2).
+        HubUnreachable: the Space could not reach the Hub (exit 3).
+        ForeignRun: the check failed and the Space is busy with another run.
+    """
+    try:
+        app.call("/training_status", options.run_id)
+        return  # the Space knows this run: rejoin it
+    except Exception as exc:
+        if not _is_app_error(exc):
+            raise
+    try:
+        report = app.call("/training_preflight", json.dumps(options.params))
+    except Exception as exc:
+        if not _is_app_error(exc):
+            raise
+        raise UsageError(f"the Space refused the training parameters: {_one_line(exc)}") from None
+    checks = [c for c in report.get("checks") or [] if isinstance(c, dict)]
+    if report.get("ok"):
+        names = ", ".join(str(c.get("name")) for c in checks)
+        say(f"[spacetrain] the Space checked itself: {names or 'no checks'} ok")
+        return
+    for check in checks:
+        if not check.get("ok"):
+            line = f"[spacetrain] self-check failed: {check.get('name')}: {check.get('detail')}"
+            say(_TOKEN.sub("hf_***", line))
+    active = report.get("active_run")
+    if active and active != options.run_id:
+        raise ForeignRun(str(active), options.run_id)  # held: releasing would kill that run
+    error = _TOKEN.sub("hf_***", str(report.get("error") or "no detail"))
+    message = f"the Space's self-check failed: {error}"
+    if report.get("exit_code") == HubUnreachable.exit_code:
+        raise HubUnreachable(message)
+    raise UsageError(message)
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Turn SIGTERM into KeyboardInterrupt for the block, so ``finally`` still releases.
@@ -656,9 +707,10 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def release_gpu(hub: Hub, space: str, after_training: str) -> str:
-    """Stop the GPU bill with the release stage: ``paused``, ``downgraded``, ``already-…``."""
-    return release(hub, space, after_training=after_training).action
+def release_gpu(hub: Hub, space: str, after_training: str, ours: str | None = None) -> str:
+    """Stop the GPU bill with the release stage: ``paused``, ``downgraded``, ``already-…``,
+    or ``held`` when the Space trains a run that is not ``ours``."""
+    return release(hub, space, after_training=after_training, ours=ours).action
 
 
 def run_training(
@@ -683,12 +735,16 @@ def run_training(
     deadline = started + options.timeout
     hold: str | None = None  # why the Space must be left as it is
     outcome: TrainResult | None = None
+    if state.data.pop(HOLD_KEY, None) is not None:  # a hold of an earlier train is stale
+        state.save()
     try:
         with SpaceApp(options.space, hub, deadline=deadline, say=say, clock=clock) as app:
             try:
+                self_check(app, options, say)
                 status, created = start_run(app, options, say)
-            except ForeignRun:
-                hold = "another run is active"  # pausing would kill it
+            except ForeignRun as exc:
+                hold = f"another run is active ({exc.active}): pausing would end it"
+                state.update(**{HOLD_KEY: f"the Space is training run {exc.active}, not ours"})
                 raise
             except UsageError:
                 if not app.answered:  # no such Space, or a refused token: nothing to release
@@ -784,7 +840,7 @@ def _release(hub: Hub, options: TrainOptions, hold: str | None, *, failed: bool,
         say(f"[spacetrain] {options.space} is a URL, not a Space id: nothing to release")
         return "not a Space"
     try:
-        return release_gpu(hub, options.space, options.after_training)
+        return release_gpu(hub, options.space, options.after_training, ours=options.run_id)
     except SpacetrainError as exc:
         if failed:  # the run's own failure is the error to report; say this one too
             say(f"[spacetrain] warning: could not release the GPU: {exc}")
@@ -807,6 +863,7 @@ __all__ = [
     "readable",
     "release_gpu",
     "run_training",
+    "self_check",
     "sigterm_as_interrupt",
     "train_options",
 ]
