@@ -251,3 +251,57 @@ def test_a_failed_check_leaves_someone_elses_active_run_alone(world: World, tmp_
             deadline = time.monotonic() + 60
             while lock.exists() and time.monotonic() < deadline:
                 time.sleep(0.2)
+
+
+def test_a_first_deploy_through_the_cli_sets_up_syncs_waits_and_trains(
+    world: World, tmp_path: Path
+) -> None:
+    """Day one: no Space yet. `space setup` creates it (private, its own token from
+    SPACE_HF_TOKEN, the adapter's variables), `sync` uploads the real space/, `wait` sees
+    it run that commit, `train` passes the self-check and trains; then nothing changes on
+    a second set-up and sync."""
+    import shutil
+
+    space = "me/first-deploy"
+    project = tmp_path / "project"
+    shutil.copytree(REPO / "space", project / "space")
+    runs = tmp_path / "runs"
+    (project / "pyproject.toml").write_text(
+        PYPROJECT.replace(f'space = "{SPACE}"', f'space = "{space}"').replace(
+            'after_training = "pause"\n',
+            'after_training = "pause"\nhardware = "cpu-upgrade"\n'
+            f'variables = {{SPACETRAIN_RUNS_DIR = "{runs}", OMP_NUM_THREADS = "1"}}\n',
+        )
+    )
+    env = {**world.env, "SPACE_HF_TOKEN": TOKEN}
+    state = tmp_path / "state.json"
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "spacetrain", *args], cwd=project, env=env,
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+
+    steps = [
+        ("space", "setup"),
+        ("sync", "--state", str(state)),
+        ("wait", "--state", str(state), "--timeout", "120"),
+        ("train", "--state", str(state), "--run-id", "day-one", "--poll-interval", "0.2"),
+    ]
+    for args in steps:
+        done = cli(*args)
+        assert done.returncode == 0, f"{args}: {done.stderr[-3000:]}"
+        assert TOKEN not in done.stdout + done.stderr
+    recorded = json.loads(state.read_text())
+    assert recorded["run_state"] == "succeeded" and recorded["adapter_revision"]
+    assert world.api.space_info(space).private is True
+    assert str(world.api.get_space_runtime(space).stage) == "PAUSED"
+
+    before = world.hub.billing()["spaces"][space]
+    again = [cli("space", "setup"), cli("sync", "--state", str(state))]
+    assert [p.returncode for p in again] == [0, 0], again[-1].stderr
+    assert json.loads(again[0].stdout)["writes"] == 0
+    after = world.hub.billing()["spaces"][space]
+    assert (after["builds"], after["restarts"]) == (before["builds"], before["restarts"])
+    commits = world.api.list_repo_commits(space, repo_type="space")
+    assert commits[0].commit_id == recorded["space_commit"]  # no new commit
