@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -52,8 +53,10 @@ demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
 """
 
 
-def _project(tmp_path: Path, train: str = "{ epochs = 3, lora_r = 8 }", **kw: object) -> Path:
-    return write_project(tmp_path / "p", extra=ADAPTER.format(train=train), **kw)  # type: ignore[arg-type]
+def _project(
+    tmp_path: Path, train: str = "{ epochs = 3, lora_r = 8 }", extra_config: str = "", **kw: Any
+) -> Path:
+    return write_project(tmp_path / "p", extra=extra_config + ADAPTER.format(train=train), **kw)
 
 
 def _clear_requests(hub: LocalHub) -> None:
@@ -213,3 +216,27 @@ def test_the_fingerprint_is_salted_and_checkable() -> None:
     assert one != two and matches(one, "hf_x") and matches(two, "hf_x")
     assert not matches(one, "hf_y") and not matches(None, "hf_x") and not matches("x:y", "hf_x")
     assert "hf_x" not in one
+
+
+def test_sleep_time_follows_the_hardware_and_is_set_once(
+    hub: LocalHub, api: HfApi, tmp_path: Path
+) -> None:
+    project = _project(tmp_path, hardware="cpu-basic", extra_config="sleep_time = 900\n")
+    env = cli_env(hub.url, TOKEN)
+    first = cli(["space", "setup"], cwd=project, env=env)
+    assert first.returncode == 0, first.stderr
+    assert api.get_space_runtime(SPACE).sleep_time != 900  # the free flavor has none to set
+    _clear_requests(hub)
+    again = cli(["space", "setup"], cwd=project, env=env)
+    assert "sleep_time does not apply to cpu-basic" in again.stderr and _writes(hub) == []
+
+    config = project / "pyproject.toml"
+    config.write_text(config.read_text().replace('"cpu-basic"', '"t4-small"'))
+    moved = cli(["space", "setup"], cwd=project, env=env)
+    assert moved.returncode == 0, moved.stderr
+    assert json.loads(moved.stdout)["sleep_time"] == 900  # after the move, not before it
+    runtime = api.get_space_runtime(SPACE)
+    assert (runtime.requested_hardware, runtime.sleep_time) == ("t4-small", 900)
+    _clear_requests(hub)
+    assert cli(["space", "setup"], cwd=project, env=env).returncode == 0
+    assert _writes(hub) == []

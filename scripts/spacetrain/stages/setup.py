@@ -39,6 +39,7 @@ from spacetrain.stages.space_runtime import CPU_FLAVORS, active_run, get_runtime
 
 SPACE_TOKEN_ENV = contract.trainer.ENV_SPACE_TOKEN  # SPACE_HF_TOKEN: the Space's own token
 _FINGERPRINT = "spacetrain-sha256"
+FREE_FLAVOR = "cpu-basic"  # sleeps after 48 h whatever one asks (the Hub's rule)
 # Variables set-up owns: deleted from the Space when the config no longer sets them.
 MANAGED_VARIABLES = frozenset(
     {p.variable for p in contract.PARAMS.values() if p.variable} | {contract.ENV_EXPECT_GPU}
@@ -196,7 +197,7 @@ def ensure_space(hub: Hub, options: SetupOptions) -> SetupResult | None:
         private=options.private,
         exist_ok=True,
         space_hardware=options.hardware,
-        space_sleep_time=options.sleep_time,
+        space_sleep_time=None if options.hardware in (None, FREE_FLAVOR) else options.sleep_time,
         space_secrets=[_token_secret(options.token)],
         space_variables=[{"key": k, "value": v} for k, v in sorted(options.variables.items())],
     )
@@ -211,7 +212,8 @@ def ensure_space(hub: Hub, options: SetupOptions) -> SetupResult | None:
 
 
 def settle(hub: Hub, options: SetupOptions, result: SetupResult) -> None:
-    """Bring an existing Space's variables, secret and sleep time to ``options``."""
+    """Bring an existing Space's variables and secret to ``options`` (before a commit, so
+    the build starts with them)."""
     space = options.space
     current = hub.call(f"read the variables of {space}", hub.api.get_space_variables, space)
     have = {key: var.value for key, var in current.items()}
@@ -254,31 +256,39 @@ def settle(hub: Hub, options: SetupOptions, result: SetupResult) -> None:
     elif options.token is None:
         result.credential = "kept"
         say("setup", f"{SPACE_TOKEN_ENV} not set: the Space's HF_TOKEN secret is left as it is")
-    if options.sleep_time is not None:
-        runtime = get_runtime(hub, space)
-        if runtime.raw.get("gcTimeout") != options.sleep_time:
-            say("setup", f"sleep time {options.sleep_time} s")
-            hub.call(
-                f"set the sleep time of {space}",
-                hub.api.set_space_sleep_time,
-                space,
-                options.sleep_time,
-            )
-            result.sleep_time = options.sleep_time
 
 
 def request_hardware(hub: Hub, options: SetupOptions, result: SetupResult) -> None:
-    """Request ``options.hardware`` when the Space asks for another flavor (restarts it)."""
-    if not options.hardware or result.created:
+    """Request ``options.hardware`` when the Space asks for another flavor (restarts it),
+    then its sleep time (which the free flavor does not have)."""
+    if result.created or (not options.hardware and options.sleep_time is None):
         return
     runtime = get_runtime(hub, options.space)
-    if runtime.requested_hardware == options.hardware:
+    if options.hardware and runtime.requested_hardware != options.hardware:
+        _move(hub, options, result, runtime.requested_hardware)
+        runtime = get_runtime(hub, options.space)
+    if options.sleep_time is None:
         return
+    if runtime.requested_hardware == FREE_FLAVOR:
+        say("setup", f"sleep_time does not apply to {FREE_FLAVOR}: it sleeps after 48 h idle")
+    elif runtime.raw.get("gcTimeout") != options.sleep_time:
+        say("setup", f"sleep time {options.sleep_time} s")
+        hub.call(
+            f"set the sleep time of {options.space}",
+            hub.api.set_space_sleep_time,
+            options.space,
+            options.sleep_time,
+        )
+        result.sleep_time = options.sleep_time
+
+
+def _move(hub: Hub, options: SetupOptions, result: SetupResult, current: str | None) -> None:
+    assert options.hardware is not None
     refuse_if_training(hub, options.space, f"moving it to {options.hardware}")
     say(
         "setup",
-        f"requesting {options.hardware} (the Space is on "
-        f"{runtime.requested_hardware or 'no hardware'}); it restarts on it",
+        f"requesting {options.hardware} (the Space is on {current or 'no hardware'}); "
+        "it restarts on it",
     )
     hub.call(
         f"request {options.hardware} hardware for Space {options.space}",
@@ -302,7 +312,7 @@ def setup(hub: Hub, options: SetupOptions) -> SetupResult:
         result = SetupResult(options.space)
         settle(hub, options, result)
         request_hardware(hub, options, result)
-    if result.writes == 0:
+    if result.writes == 0 and result.sleep_time is None:
         say("setup", f"{options.space} is set up as configured: nothing to change")
     return result
 
