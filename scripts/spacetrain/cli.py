@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 from spacetrain import __version__
 from spacetrain.errors import SpacetrainError
+from spacetrain.signals import sigterm_as_interrupt
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -301,7 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return _resolve(args.handler)(args)
+        with sigterm_as_interrupt():  # a cancelled CI job still runs every `finally`
+            return _resolve(args.handler)(args)
     except SpacetrainError as exc:
         if os.environ.get("SPACETRAIN_DEBUG") == "1":
             traceback.print_exc()

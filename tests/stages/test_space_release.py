@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,7 +20,7 @@ from spacetrain.stages.sync import SyncOptions, sync
 from spacetrain.stages.wait import wait
 
 from .conftest import SPACE_TOKEN, TOKEN
-from .space_support import SPACE, cli, cli_env, write_project
+from .space_support import REPO, SPACE, cli, cli_env, wait_until, write_project
 
 pytestmark = pytest.mark.e2e
 
@@ -134,3 +137,58 @@ def test_cli_release_of_a_missing_space_is_exit_2(hub: LocalHub, tmp_path: Path)
 def _quick_retries() -> Hub:
     """The real retry policy with a short first backoff: the 503s cost milliseconds."""
     return Hub.from_env(retry=RetryPolicy(deadline=20, base=0.02, cap=0.2))
+
+
+PIPELINE_ADAPTER = """
+[tool.spacetrain.adapters.demo]
+base_model = "alice/base"
+dataset = "alice/data"
+output_repo = "alice/adapter"
+suite = "policy/evals/demo.yaml"
+"""
+
+
+def test_sigterm_to_the_pipeline_mid_train_still_releases(
+    hub: LocalHub, api: HfApi, tmp_path: Path
+) -> None:
+    """A cancelled CI job: SIGTERM while `spacetrain pipeline` is in its train stage. The
+    Space (a stdlib app: train keeps reconnecting to it) must end PAUSED, not billing."""
+    project = write_project(tmp_path / "p", extra=PIPELINE_ADAPTER)
+    (project / "policy" / "evals").mkdir(parents=True)
+    (project / "policy" / "evals" / "demo.yaml").write_bytes(
+        (REPO / "policy" / "evals" / "kwanzaa.yaml").read_bytes()
+    )
+    api.create_repo("alice/base")
+    api.upload_file(path_or_fileobj=b"{}", path_in_repo="config.json", repo_id="alice/base")
+    api.create_repo("alice/data", repo_type="dataset")
+    api.upload_file(
+        path_or_fileobj=b'{"prompt": "q", "completion": "a"}\n',
+        path_in_repo="train.jsonl",
+        repo_id="alice/data",
+        repo_type="dataset",
+    )
+    env = cli_env(hub.url, TOKEN)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spacetrain", "pipeline", "--state", str(tmp_path / "s.json")],
+        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    seen = []
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if "---- train ----" in line:
+                break
+        wait_until(lambda: hub.billing()["spaces"][SPACE]["billing"], what="the Space to bill")
+        time.sleep(1.0)  # train is now reconnecting to an app that is not Gradio
+        proc.send_signal(signal.SIGTERM)
+        _, rest = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = "".join(seen) + rest
+    assert proc.returncode == 130, err[-3000:]
+    assert "interrupted" in err and "Traceback" not in err
+    assert "---- release ----" in err
+    assert api.get_space_runtime(SPACE).stage == "PAUSED"
+    assert hub.billing()["spaces"][SPACE]["billing"] is None

@@ -24,7 +24,7 @@ def _print(**values: object) -> None:
 def train(args: argparse.Namespace) -> int:
     """Start training through the Space's API, follow it, record the adapter revision."""
     from spacetrain.hub import Hub
-    from spacetrain.stages.train import run_training, sigterm_as_interrupt, train_options
+    from spacetrain.stages.train import run_training, train_options
 
     state = PipelineState.load(args.state)
     options = train_options(
@@ -43,8 +43,8 @@ def train(args: argparse.Namespace) -> int:
         poll_interval=args.poll_interval,
         keep_running=args.keep_running,
     )
-    with sigterm_as_interrupt():  # a cancelled CI job still releases the GPU
-        result = run_training(options, Hub.from_env(), state)
+    # SIGTERM (a cancelled CI job) is an interrupt here (cli.main): the GPU is released.
+    result = run_training(options, Hub.from_env(), state)
     _print(
         run_id=result.run_id,
         adapter_repo=result.adapter_repo,

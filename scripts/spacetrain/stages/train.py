@@ -30,11 +30,9 @@ import json
 import os
 import random
 import re
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -686,27 +684,6 @@ def self_check(app: SpaceApp, options: TrainOptions, say: Say = _say) -> None:
     raise UsageError(message)
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt for the block, so ``finally`` still releases.
-
-    CI cancels a job with SIGINT and then SIGTERM; without this, SIGTERM would end the
-    process on the spot and leave the Space billing. Only the main thread gets signals.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def release_gpu(hub: Hub, space: str, after_training: str, ours: str | None = None) -> str:
     """Stop the GPU bill with the release stage: ``paused``, ``downgraded``, ``already-…``,
     or ``held`` when the Space trains a run that is not ``ours``."""
@@ -864,6 +841,5 @@ __all__ = [
     "release_gpu",
     "run_training",
     "self_check",
-    "sigterm_as_interrupt",
     "train_options",
 ]
