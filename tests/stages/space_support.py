@@ -77,6 +77,17 @@ files:
 """
 
 
+# An adapter table for write_project(extra=...): repos the tests create as they need them.
+ADAPTER = """
+[tool.spacetrain.adapters.demo]
+base_model = "alice/base"
+dataset = "alice/data"
+output_repo = "alice/adapter"
+suite = "policy/evals/demo.yaml"
+train = {train}
+"""
+
+
 def write_project(
     root: Path,
     *,

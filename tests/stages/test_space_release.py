@@ -20,7 +20,7 @@ from spacetrain.stages.sync import SyncOptions, sync
 from spacetrain.stages.wait import wait
 
 from .conftest import SPACE_TOKEN, TOKEN
-from .space_support import REPO, SPACE, cli, cli_env, wait_until, write_project
+from .space_support import ADAPTER, REPO, SPACE, cli, cli_env, wait_until, write_project
 
 pytestmark = pytest.mark.e2e
 
@@ -139,21 +139,12 @@ def _quick_retries() -> Hub:
     return Hub.from_env(retry=RetryPolicy(deadline=20, base=0.02, cap=0.2))
 
 
-PIPELINE_ADAPTER = """
-[tool.spacetrain.adapters.demo]
-base_model = "alice/base"
-dataset = "alice/data"
-output_repo = "alice/adapter"
-suite = "policy/evals/demo.yaml"
-"""
-
-
 def test_sigterm_to_the_pipeline_mid_train_still_releases(
     hub: LocalHub, api: HfApi, tmp_path: Path
 ) -> None:
     """A cancelled CI job: SIGTERM while `spacetrain pipeline` is in its train stage. The
     Space (a stdlib app: train keeps reconnecting to it) must end PAUSED, not billing."""
-    project = write_project(tmp_path / "p", extra=PIPELINE_ADAPTER)
+    project = write_project(tmp_path / "p", extra=ADAPTER.format(train="{}"))
     (project / "policy" / "evals").mkdir(parents=True)
     (project / "policy" / "evals" / "demo.yaml").write_bytes(
         (REPO / "policy" / "evals" / "kwanzaa.yaml").read_bytes()

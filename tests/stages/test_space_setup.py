@@ -20,18 +20,9 @@ from spacetrain.localhub import LocalHub
 from spacetrain.stages.setup import fingerprint, matches
 
 from .conftest import SPACE_TOKEN, TOKEN
-from .space_support import SPACE, cli, cli_env, commits, wait_until, write_project
+from .space_support import ADAPTER, SPACE, cli, cli_env, commits, wait_until, write_project
 
 pytestmark = pytest.mark.e2e
-
-ADAPTER = """
-[tool.spacetrain.adapters.demo]
-base_model = "alice/base"
-dataset = "alice/data"
-output_repo = "alice/adapter"
-suite = "policy/evals/demo.yaml"
-train = {train}
-"""
 
 # Answers the one call set-up makes to a serving Space: "which run are you training?"
 BUSY_APP = """\

@@ -170,24 +170,33 @@ def _token_secret(token: str) -> dict[str, str]:
     return {"key": contract.ENV_TOKEN, "value": token, "description": fingerprint(token)}
 
 
-def ensure_space(hub: Hub, options: SetupOptions) -> SetupResult | None:
+def ensure_space(
+    hub: Hub, options: SetupOptions, *, require_token: bool = True
+) -> SetupResult | None:
     """Create a missing Space with its secret, variables and hardware in one call.
 
     Returns the result when it created the Space, ``None`` when the Space exists.
+    ``require_token=False`` (a bare `sync` without set-up options) creates it without
+    the secret instead of refusing.
     """
     space = options.space
     if hub.call(
         f"check whether Space {space} exists", hub.api.repo_exists, space, repo_type="space"
     ):
         return None
-    if options.token is None:
+    if options.token is None and require_token:
         raise UsageError(
             f"the Space {space} does not exist yet and {SPACE_TOKEN_ENV} is not set: the "
             f"Space needs its own HF_TOKEN secret to push adapters. Set {SPACE_TOKEN_ENV} to "
             "a fine-grained token that can write the output repo, then run this again"
         )
     visibility = "private" if options.private else "public"
-    say("setup", f"creating Space {space} (docker, {visibility}, {options.hardware or 'cpu'})")
+    what = "" if options.token else ", no HF_TOKEN secret: see `spacetrain space setup`"
+    say(
+        "setup",
+        f"creating Space {space} (docker, {visibility}, {options.hardware or 'cpu'}{what})",
+    )
+    sleep_time = None if options.hardware in (None, FREE_FLAVOR) else options.sleep_time
     hub.call(
         f"create Space {space}",
         hub.api.create_repo,
@@ -197,16 +206,17 @@ def ensure_space(hub: Hub, options: SetupOptions) -> SetupResult | None:
         private=options.private,
         exist_ok=True,
         space_hardware=options.hardware,
-        space_sleep_time=None if options.hardware in (None, FREE_FLAVOR) else options.sleep_time,
-        space_secrets=[_token_secret(options.token)],
-        space_variables=[{"key": k, "value": v} for k, v in sorted(options.variables.items())],
+        space_sleep_time=sleep_time,
+        space_secrets=[_token_secret(options.token)] if options.token else None,
+        space_variables=[{"key": k, "value": v} for k, v in sorted(options.variables.items())]
+        or None,
     )
     return SetupResult(
         space,
         created=True,
         variables_set=sorted(options.variables),
-        credential="set",
-        sleep_time=options.sleep_time,
+        credential="set" if options.token else "unchanged",
+        sleep_time=sleep_time,
         hardware=options.hardware,
     )
 

@@ -331,7 +331,7 @@ def sync(hub: Hub, options: SyncOptions, state: PipelineState | None = None) -> 
     say("sync", f"{shown}/: {len(files)} file(s), lint clean")
 
     setup = options.setup or SetupOptions(space)
-    done = ensure_space(hub, setup) if options.setup else _create_bare(hub, space)
+    done = ensure_space(hub, setup, require_token=options.setup is not None)
     if done is None:  # the Space exists: settle its settings before the commit builds it
         done = SetupResult(space)
         if options.setup:
@@ -366,25 +366,6 @@ def sync(hub: Hub, options: SyncOptions, state: PipelineState | None = None) -> 
         files=tuple(files),
         setup=done if options.setup else None,
     )
-
-
-def _create_bare(hub: Hub, space: str) -> SetupResult | None:
-    """Without set-up options: create a missing Space private, with nothing set."""
-    if hub.call(
-        f"check whether Space {space} exists", hub.api.repo_exists, space, repo_type="space"
-    ):
-        return None
-    say("sync", f"creating Space {space} (docker, private, nothing set: see `space setup`)")
-    hub.call(
-        f"create Space {space}",
-        hub.api.create_repo,
-        space,
-        repo_type="space",
-        space_sdk="docker",
-        private=True,
-        exist_ok=True,
-    )
-    return SetupResult(space, created=True)
 
 
 __all__ = [
