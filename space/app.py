@@ -31,7 +31,6 @@ import fcntl
 import functools
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -516,32 +515,68 @@ def supervise(run_dir: Path) -> int:
 
 
 DIAGNOSTICS: dict[str, Any] = {"python": sys.version.split()[0], "status": "checking"}
+DIAGNOSE_TIMEOUT = 120.0  # torch import + CUDA start + bitsandbytes on a cold Space
 
 
 def diagnose() -> None:
-    """Print what the hardware looks like (CUDA, GPU, driver) without blocking start-up."""
-    info = DIAGNOSTICS
-    try:
-        import torch
+    """Say at start-up what the GPU stack looks like (train.gpu_facts), in a child.
 
-        info.update(torch=torch.__version__, cuda_build=torch.version.cuda)
-        info["cuda_available"] = torch.cuda.is_available()
-        if info["cuda_available"]:
-            info["gpu"] = torch.cuda.get_device_name(0)
-    except Exception as exc:  # diagnostics must never take the app down
-        info["torch_error"] = f"{type(exc).__name__}: {exc}"
-    if shutil.which("nvidia-smi"):
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            out = subprocess.run(
-                ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-                capture_output=True,
-                text=True,
-                timeout=20,
-                check=False,
-            )
-            info["nvidia_smi"] = out.stdout.strip() or out.stderr.strip()
+    CUDA visible or not, device, driver and CUDA versions, bitsandbytes' CUDA library and
+    a 4-bit matmul. A Space that should have a GPU and has none says so here, seconds
+    after start, not after a model has loaded. Never takes the app down.
+    """
+    info = DIAGNOSTICS
+    done = _train_in_child("train.gpu_facts()", DIAGNOSE_TIMEOUT)
+    facts = done if isinstance(done, dict) else {"cuda_available": False, "error": done}
+    info.update(facts, gpu=trainer.describe_gpu(facts))
+    expected = os.environ.get(trainer.ENV_EXPECT_GPU, "").strip() == "1"
+    if not facts.get("cuda_available"):
+        info["warning"] = (
+            f"{trainer.ENV_EXPECT_GPU}=1 but {info['gpu']}: this Space's hardware has no "
+            "usable GPU; every run will fail its self-check until GPU hardware is requested"
+            if expected
+            else f"{info['gpu']}: runs will train on the CPU (slow; fine for tiny models)"
+        )
+    elif facts.get("bnb_error"):
+        info["warning"] = f"bitsandbytes cannot use this GPU: {facts['bnb_error']}"
     info["status"] = "done"
+    if "warning" in info:
+        print(f"[app] WARNING {info['warning']}", flush=True)
     print("[app] diagnostics " + json.dumps(info), flush=True)
+
+
+def _train_in_child(expression: str, timeout: float) -> dict[str, Any] | str:
+    """``train.<expression>``'s JSON value from a short-lived process, or why not (str).
+
+    A CUDA context made in the app would hold GPU memory for the app's lifetime, memory
+    the training process then lacks; a child gives it all back when it exits.
+    """
+    env = {k: v for k, v in os.environ.items() if k != trainer.ENV_TOKEN}  # it needs none
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); import train; "
+        f"print(json.dumps({expression}))"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(HERE)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
+    except (subprocess.TimeoutExpired, OSError) as exc:
+        return f"the GPU check did not finish ({type(exc).__name__})"
+    lines = done.stdout.strip().splitlines()
+    if done.returncode == 0 and lines:
+        try:
+            value = json.loads(lines[-1])
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            return value
+    last = (done.stderr.strip().splitlines() or ["no output"])[-1][:200]
+    return f"the GPU check crashed (exit {done.returncode}): {last}"
 
 
 # ------------------------------------------------------------------ API functions
@@ -597,36 +632,11 @@ GPU_CHECK_TIMEOUT = 35.0  # torch import + CUDA start on a cold Space; + the Hub
 
 
 def _gpu_check_in_child() -> dict[str, Any]:
-    """train.py's GPU check in a short-lived process.
-
-    A CUDA context made in the app would hold GPU memory for the app's lifetime, memory
-    the training process then lacks; a child gives it all back when it exits.
-    """
-    env = {k: v for k, v in os.environ.items() if k != trainer.ENV_TOKEN}  # it needs none
-    code = (
-        "import json, sys; sys.path.insert(0, sys.argv[1]); import train; "
-        "print(json.dumps(train.check_gpu()))"
-    )
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", code, str(HERE)],
-            capture_output=True,
-            text=True,
-            timeout=GPU_CHECK_TIMEOUT,
-            env=env,
-            check=False,
-        )
-        lines = done.stdout.strip().splitlines()
-        return json.loads(lines[-1]) if done.returncode == 0 and lines else _gpu_crash(done)
-    except (subprocess.TimeoutExpired, ValueError, OSError) as exc:
-        detail = f"the GPU check did not finish ({type(exc).__name__})"
-        return {"name": "gpu", "ok": False, "detail": detail, "exit_code": trainer.EXIT_USAGE}
-
-
-def _gpu_crash(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    last = (done.stderr.strip().splitlines() or ["no output"])[-1][:200]
-    detail = f"the GPU check crashed (exit {done.returncode}): {last}"
-    return {"name": "gpu", "ok": False, "detail": detail, "exit_code": trainer.EXIT_USAGE}
+    """train.py's GPU check (with the facts it decided on), in a short-lived process."""
+    done = _train_in_child("train.check_gpu()", GPU_CHECK_TIMEOUT)
+    if isinstance(done, dict):
+        return done
+    return {"name": "gpu", "ok": False, "detail": done, "exit_code": trainer.EXIT_USAGE}
 
 
 def self_check(params: dict[str, Any]) -> dict[str, Any]:

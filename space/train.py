@@ -652,50 +652,160 @@ def _failed(name: str, exc: BadInput | HubDown) -> dict[str, Any]:
     return _check(name, False, str(exc), exc.exit_code)
 
 
+def _driver() -> str | None:
+    """The host's NVIDIA driver release (580.95.05), as the container sees it.
+
+    The NVIDIA runtime mounts ``nvidia-smi`` with the ``utility`` capability; the kernel
+    module's version file is the fallback. Neither needs torch or a CUDA context.
+    """
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=15,
+                check=False,
+            ).stdout.split()
+        except (OSError, subprocess.SubprocessError):
+            out = []
+        if out:
+            return out[0]
+    try:
+        return driver_in_proc(Path("/proc/driver/nvidia/version").read_text())
+    except OSError:
+        return None
+
+
+def driver_in_proc(text: str) -> str | None:
+    """The release in ``/proc/driver/nvidia/version`` (proprietary or open kernel module)."""
+    match = re.search(r"Kernel Module(?: for \S+)?\s+(\d+(?:\.\d+)+)", text)
+    return match.group(1) if match else None
+
+
+def _cuda_driver_api() -> str | None:
+    """The newest CUDA the driver supports ("13.0"), from libcuda's cuDriverGetVersion.
+
+    torch has no public call for it; the NVIDIA runtime mounts libcuda.so.1 into the
+    container, and this asks it directly, without making a context.
+    """
+    import ctypes
+
+    try:
+        libcuda = ctypes.CDLL("libcuda.so.1")
+        version = ctypes.c_int(0)
+        if libcuda.cuDriverGetVersion(ctypes.byref(version)) != 0 or version.value <= 0:
+            return None
+    except (OSError, AttributeError):
+        return None
+    return f"{version.value // 1000}.{version.value % 1000 // 10}"
+
+
+def gpu_facts(matmul: bool = True) -> dict[str, Any]:
+    """What the GPU stack looks like from inside the container, for people and checks.
+
+    CUDA visible or not, which device, the driver and the CUDA versions on both sides
+    (what the driver supports, what torch was built for), and whether bitsandbytes
+    loaded its CUDA library and runs a 4-bit NF4 matmul on the device. Never raises:
+    each failure is a fact (``error``, ``bnb_error``). Run it in a short-lived process:
+    the CUDA context it makes holds GPU memory until the process ends.
+    """
+    facts: dict[str, Any] = {"cuda_available": False, "driver": _driver()}
+    try:
+        import torch
+    except ImportError as exc:
+        facts["error"] = f"torch does not import ({exc})"
+        return facts
+    facts.update(torch=torch.__version__, cuda_build=torch.version.cuda)
+    try:
+        available = torch.cuda.is_available()
+    except Exception as exc:  # a broken driver install raises here on some builds
+        facts["error"] = f"{type(exc).__name__}: {exc}"
+        return facts
+    if not available:
+        return facts
+    props = torch.cuda.get_device_properties(0)
+    facts.update(
+        cuda_available=True,
+        devices=torch.cuda.device_count(),
+        device=props.name,
+        capability=f"sm_{props.major}{props.minor}",
+        memory_gib=round(props.total_memory / 2**30, 1),
+        bf16=torch.cuda.is_bf16_supported(),
+    )
+    facts["cuda_driver"] = _cuda_driver_api()
+    try:
+        import bitsandbytes as bnb
+        from bitsandbytes import cextension
+
+        facts["bitsandbytes"] = bnb.__version__
+        native = getattr(cextension.lib, "_lib", None)
+        facts["bnb_library"] = Path(getattr(native, "_name", "") or "none").name
+        facts["bnb_cuda"] = bool(getattr(cextension.lib, "compiled_with_cuda", False))
+        if matmul:
+            layer = bnb.nn.Linear4bit(
+                64, 64, bias=False, compute_dtype=torch.float16, quant_type="nf4"
+            ).to("cuda")
+            with torch.no_grad():
+                out = layer(torch.randn(4, 64, device="cuda", dtype=torch.float16))
+            torch.cuda.synchronize()
+            if not bool(torch.isfinite(out).all()):
+                raise RuntimeError("the result is not finite")
+            facts["bnb_4bit_matmul"] = "ok"
+    except Exception as exc:  # any failure here means no QLoRA on this GPU
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        facts["bnb_error"] = f"{type(exc).__name__}: {first}"
+    return facts
+
+
+def describe_gpu(facts: Mapping[str, Any]) -> str:
+    """One line for logs and the UI: "NVIDIA A10G (sm_86, 22.1 GiB), driver 580.95 ..."."""
+    if not facts.get("cuda_available"):
+        why = facts.get("error") or (
+            f"torch {facts['torch']} is a CPU-only build"
+            if facts.get("torch") and not facts.get("cuda_build")
+            else "no GPU is visible"
+        )
+        driver = f", driver {facts['driver']}" if facts.get("driver") else ""
+        return f"no CUDA: {why}{driver}"
+    parts = [f"{facts['device']} ({facts['capability']}, {facts['memory_gib']} GiB)"]
+    driver = facts.get("driver") or "unknown"
+    parts.append(f"driver {driver} (CUDA {facts.get('cuda_driver') or '?'})")
+    parts.append(f"torch {facts['torch']} (CUDA {facts['cuda_build']})")
+    if facts.get("bitsandbytes"):
+        parts.append(f"bitsandbytes {facts['bitsandbytes']} {facts.get('bnb_library')}")
+    if facts.get("bnb_4bit_matmul") == "ok":
+        parts.append("4-bit matmul ok")
+    elif facts.get("bnb_error"):
+        parts.append(f"4-bit matmul failed ({facts['bnb_error']})")
+    return ", ".join(parts)
+
+
 def check_gpu(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """With ``SPACETRAIN_EXPECT_GPU=1``: CUDA is there and bitsandbytes runs a 4-bit matmul.
 
     Imports torch only when a GPU is expected, so the check stays free everywhere else.
+    The check carries the :func:`gpu_facts` it was decided on (``facts``).
     """
     env = os.environ if env is None else env
     if env.get(ENV_EXPECT_GPU, "").strip() != "1":
         return _check("gpu", True, f"no GPU expected ({ENV_EXPECT_GPU} is not 1)")
     fix = f"request GPU hardware for the Space, or unset the Space variable {ENV_EXPECT_GPU}"
-    try:
-        import torch
-    except ImportError as exc:
-        return _check("gpu", False, f"{ENV_EXPECT_GPU}=1 but torch does not import ({exc})")
-    if not torch.cuda.is_available():
-        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-        return _check(
-            "gpu",
-            False,
-            f"{ENV_EXPECT_GPU}=1 but CUDA is not available (torch {torch.__version__}, "
-            f"{build}): {fix}",
+    facts = gpu_facts()
+    line = describe_gpu(facts)
+    if not facts["cuda_available"]:
+        return {**_check("gpu", False, f"{ENV_EXPECT_GPU}=1 but {line}: {fix}"), "facts": facts}
+    if facts.get("bnb_4bit_matmul") != "ok":
+        why = facts.get("bnb_error") or "bitsandbytes did not load its CUDA library"
+        detail = (
+            f"{facts['device']}: bitsandbytes cannot run a 4-bit matmul ({why}); "
+            "the image's torch, CUDA and bitsandbytes do not fit this GPU"
         )
-    name = torch.cuda.get_device_name(0)
-    try:
-        import bitsandbytes as bnb
-
-        layer = bnb.nn.Linear4bit(
-            64, 64, bias=False, compute_dtype=torch.float16, quant_type="nf4"
-        ).to("cuda")
-        with torch.no_grad():
-            out = layer(torch.randn(4, 64, device="cuda", dtype=torch.float16))
-        torch.cuda.synchronize()
-        if not bool(torch.isfinite(out).all()):
-            raise RuntimeError("the result is not finite")
-    except Exception as exc:  # any failure here means no QLoRA on this GPU
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        return _check(
-            "gpu",
-            False,
-            f"{name}: bitsandbytes cannot run a 4-bit matmul ({type(exc).__name__}: {first}); "
-            "the image's torch, CUDA and bitsandbytes do not fit this GPU",
-        )
-    return _check(
-        "gpu", True, f"{name}: CUDA {torch.version.cuda}, bitsandbytes {bnb.__version__} 4-bit ok"
-    )
+        return {**_check("gpu", False, detail), "facts": facts}
+    return {**_check("gpu", True, line), "facts": facts}
 
 
 def _check_model(api: Any, ref: str, revision: str | None, deadline: float | None) -> str:

@@ -84,12 +84,15 @@ def test_repository_policy_loads_and_restates_the_defaults() -> None:
     assert policy.severities == {
         "user-not-1000": Severity.WARNING,
         "healthcheck-missing": Severity.ERROR,
+        "base-image-digest": Severity.ERROR,
     }
 
 
-def test_default_allowlist_keeps_the_seed_base_and_python_slim_in() -> None:
+def test_default_allowlist_is_the_seeds_nvidia_cuda_only() -> None:
     allow = DEFAULTS["base_images"]["allow"]
+    assert allow == ["nvidia/cuda:*"]
     assert allow == load_policy(REPO / "policy" / "space.yaml")["base_images"]["allow"]
+    assert REGISTRY["base-image-digest"].severity is Severity.WARNING
 
 
 def test_pre_commit_hook_runs_the_linter() -> None:

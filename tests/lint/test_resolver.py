@@ -225,6 +225,11 @@ def test_platform_tags_include_older_manylinux() -> None:
         ("FROM debian:bookworm-slim\n", "3.11"),
         ("FROM ubuntu:22.04\nRUN apt-get update && apt-get install -y python3.11\n", "3.11"),
         ("FROM busybox:1.36\n", None),
+        # A base without Python: uv installs a standalone CPython (space/Dockerfile).
+        ("FROM nvidia/cuda:12.6.3-base-ubuntu24.04\nRUN uv python install 3.11.14\n", "3.11"),
+        ("FROM ubuntu:24.04\nRUN uv venv --seed --python 3.13 /opt/venv\n", "3.13"),
+        ("FROM ubuntu:24.04\nRUN uv venv --python=cpython-3.11.9 /v\n", "3.11"),
+        ("FROM ubuntu:24.04\nRUN uv python list\n", "3.12"),
     ],
 )
 def test_image_python(text: str, version: str | None) -> None:

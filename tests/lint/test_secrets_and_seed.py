@@ -79,7 +79,8 @@ def test_the_seed_space_reports_what_the_seed_gets_wrong(
 ) -> None:
     """The seed's documented Dockerfile and README (tests/lint/fixtures/seed), linted.
 
-    Right in the seed: pinned nvidia/cuda base (allowed), ==-pins everywhere, the CUDA
+    Right in the seed: an nvidia/cuda base pinned by tag (allowed; this repository's
+    policy also wants its digest, an error here), ==-pins everywhere, the CUDA
     index for torch in its own RUN, a health check, EXPOSE 7860 and app_port 7860, sdk
     docker, no tokens (HF_TOKEN=$(grep ...) is a reference). Wrong: the "Pin ALL
     Dependencies" RUN installs torch again without the CUDA index; no USER (Spaces run as
@@ -92,9 +93,10 @@ def test_the_seed_space_reports_what_the_seed_gets_wrong(
     lines = (seed / "Dockerfile").read_text().splitlines()
     found = [(f["rule"], f["severity"], lines[f["line"] - 1].strip()) for f in report["findings"]]
     assert found == [
+        ("base-image-digest", "error", "FROM nvidia/cuda:11.8.0-cudnn8-devel-ubuntu22.04"),
         ("user-not-1000", "warning", "FROM nvidia/cuda:11.8.0-cudnn8-devel-ubuntu22.04"),
         ("torch-cpu-wheel", "error", "torch==2.1.0 \\"),
         ("user-not-1000", "warning", "COPY app.py train.py ./"),
     ]
-    torch_line = report["findings"][1]["line"]
+    torch_line = report["findings"][2]["line"]
     assert lines[torch_line - 2].startswith("RUN pip3 install")  # the second RUN, not the first

@@ -39,7 +39,7 @@ def app() -> ModuleType:
 
 
 def _by_name(checks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    assert all(set(c) == {"name", "ok", "detail", "exit_code"} for c in checks), checks
+    assert all(set(c) - {"facts"} == {"name", "ok", "detail", "exit_code"} for c in checks), checks
     return {c["name"]: c for c in checks}
 
 
@@ -124,7 +124,7 @@ def test_an_expected_gpu_that_is_absent_is_exit_2(train: ModuleType) -> None:
         pytest.skip("this machine has a GPU")
     check = train.check_gpu({"SPACETRAIN_EXPECT_GPU": "1"})
     assert (check["name"], check["ok"], check["exit_code"]) == ("gpu", False, 2)
-    assert check["detail"].startswith("SPACETRAIN_EXPECT_GPU=1 but CUDA is not available (torch ")
+    assert check["detail"].startswith("SPACETRAIN_EXPECT_GPU=1 but no CUDA: torch ")
     assert check["detail"].endswith(
         "request GPU hardware for the Space, or unset the Space variable SPACETRAIN_EXPECT_GPU"
     )
@@ -346,7 +346,8 @@ def test_the_apps_gpu_check_runs_in_a_child_and_says_why(
     monkeypatch.setenv("SPACETRAIN_EXPECT_GPU", "1")
     check = app._gpu_check_in_child()
     assert (check["name"], check["ok"], check["exit_code"]) == ("gpu", False, 2)
-    assert "SPACETRAIN_EXPECT_GPU=1 but CUDA is not available" in check["detail"]
+    assert "SPACETRAIN_EXPECT_GPU=1 but no CUDA: torch " in check["detail"]
+    assert check["facts"]["cuda_available"] is False and check["facts"]["torch"]
 
 
 def test_the_start_button_checks_first_and_shows_the_failing_line(

@@ -32,7 +32,7 @@ DEFAULTS: dict[str, Any] = {
         "ignore": [".git/**", "__pycache__/**", "**/__pycache__/**", "*.pyc", ".DS_Store"],
     },
     "base_images": {
-        "allow": ["python:3.1[1-9]*", "nvidia/cuda:*"],
+        "allow": ["nvidia/cuda:*"],
     },
     "pip": {
         "torch_packages": ["torch", "torchvision", "torchaudio"],

@@ -75,7 +75,8 @@ class Resolution:
 
 
 def image_python(doc: Dockerfile) -> str | None:
-    """The Python the final stage's base image (or its apt-get install python3.X) brings."""
+    """The Python the final stage runs: its base image's, an ``apt-get install python3.X``
+    or a ``uv python install 3.X.Y`` (a base without Python, such as nvidia/cuda)."""
     version = None
     stage = doc.stages[-1]
     image, tag, _ = split_reference(stage.reference)
@@ -99,7 +100,24 @@ def image_python(doc: Dockerfile) -> str | None:
                 match = re.fullmatch(r"python(3\.\d+)(-dev|-venv)?", text)
                 if match:
                     version = match.group(1)
+        elif texts[:1] == ["uv"]:
+            version = _uv_python(texts) or version
     return version
+
+
+def _uv_python(texts: list[str]) -> str | None:
+    """``uv python install 3.11.14`` / ``uv venv --python 3.11.14``: the minor, "3.11"."""
+    wanted = None
+    if texts[1:3] == ["python", "install"]:
+        wanted = next((t for t in texts[3:] if not t.startswith("-")), None)
+    elif texts[1:2] == ["venv"]:
+        for i, text in enumerate(texts):
+            if text in ("--python", "-p") and i + 1 < len(texts):
+                wanted = texts[i + 1]
+            elif text.startswith("--python="):
+                wanted = text.partition("=")[2]
+    match = re.match(r"(?:cpython-|python)?(3\.\d+)", wanted or "")
+    return match.group(1) if match else None
 
 
 def _pins(doc: Dockerfile) -> tuple[list[str], list[str], dict[str, list[str]]]:

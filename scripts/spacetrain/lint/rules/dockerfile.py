@@ -92,7 +92,7 @@ def _base_images(space: SpaceFolder) -> Iterator[tuple[int, str, str | None]]:
 @rule(
     "base-image-unpinned",
     Severity.ERROR,
-    fix_title="Pin a version tag (python:3.11-slim-bookworm) or an @sha256 digest",
+    fix_title="Pin a version tag (nvidia/cuda:12.6.3-base-ubuntu24.04) or an @sha256 digest",
 )
 def base_image_unpinned(space: SpaceFolder) -> Iterator[Hit]:
     """A base image has no tag, or the tag `latest`, in some stage.
@@ -112,7 +112,7 @@ def base_image_unpinned(space: SpaceFolder) -> Iterator[Hit]:
     ```
     Use instead:
     ```dockerfile
-    FROM python:3.11-slim-bookworm
+    FROM nvidia/cuda:12.6.3-base-ubuntu24.04
     ```
     """
     for line, reference, resolved in _base_images(space):
@@ -140,7 +140,8 @@ def base_image_untrusted(space: SpaceFolder) -> Iterator[Hit]:
 
     ## What it does
     Matches every `FROM` image against the globs of `base_images.allow` (by default
-    CPython 3.11+ images `python:3.1[1-9]*` and NVIDIA's `nvidia/cuda:*`). Docker Hub's
+    only NVIDIA's `nvidia/cuda:*`, as the seed's process asks; a project opts other bases
+    in with its own `policy/space.yaml`, e.g. `python:3.1[1-9]*`). Docker Hub's
     `docker.io/library/` prefix is ignored. A digest-only reference matches a glob whose
     tag part is `*`.
 
@@ -155,7 +156,7 @@ def base_image_untrusted(space: SpaceFolder) -> Iterator[Hit]:
     ```
     Use instead:
     ```dockerfile
-    FROM python:3.11-slim-bookworm
+    FROM nvidia/cuda:12.6.3-base-ubuntu24.04@sha256:c87e7893…5ee0e
     ```
     """
     allow = space.policy["base_images"]["allow"]
@@ -176,6 +177,58 @@ def base_image_untrusted(space: SpaceFolder) -> Iterator[Hit]:
         if not ok:
             shown = reference if reference == resolved else f"{reference} (= {resolved})"
             yield Hit(DF, line, f"base image {shown} is not on the allowlist")
+
+
+def _copied_images(space: SpaceFolder) -> Iterator[tuple[int, str]]:
+    """(line, image) of every ``COPY --from=<image>`` that names an image, not a stage."""
+    doc = space.dockerfile
+    if doc is None:
+        return
+    aliases = {s.alias.lower() for s in doc.stages if s.alias}
+    for instruction in doc.instructions:
+        if instruction.keyword != "COPY":
+            continue
+        for flag in instruction.flags:
+            if not flag.startswith("--from="):
+                continue
+            source = flag.partition("=")[2].strip()
+            if source and not source.isdigit() and source.lower() not in aliases:
+                yield instruction.line, source
+
+
+@rule(
+    "base-image-digest",
+    Severity.WARNING,
+    fix_title="Add the image's @sha256 digest after its tag (image:tag@sha256:…)",
+)
+def base_image_digest(space: SpaceFolder) -> Iterator[Hit]:
+    """An image the build pulls is not pinned by digest.
+
+    ## What it does
+    Checks every `FROM` image and every `COPY --from=<image>` (an image, not an earlier
+    stage) for an `@sha256:` digest. `FROM ${BASE}` is checked with its `ARG` default.
+    A warning by default; this repository's own policy makes it an error.
+
+    ## Why is this bad?
+    A tag is a name that can be moved or deleted: NVIDIA re-pushes CUDA tags and deletes
+    end-of-life ones, so the same commit builds another image, or none, later. The seed
+    asks for pinned NVIDIA CUDA base images; the digest is the pin, the tag says which.
+
+    ## Example
+    ```dockerfile
+    FROM nvidia/cuda:12.6.3-base-ubuntu24.04
+    ```
+    Use instead:
+    ```dockerfile
+    FROM nvidia/cuda:12.6.3-base-ubuntu24.04@sha256:c87e7893…5ee0e
+    ```
+    """
+    for line, _reference, resolved in _base_images(space):
+        if resolved is not None and split_reference(resolved)[2] is None:
+            yield Hit(DF, line, f"base image {resolved} is not pinned by @sha256 digest")
+    for line, image in _copied_images(space):
+        if split_reference(image)[2] is None:
+            yield Hit(DF, line, f"COPY --from={image} is not pinned by @sha256 digest")
 
 
 _UNPINNED = {
@@ -450,6 +503,17 @@ def _created_users(doc: Dockerfile) -> dict[str, int | None]:
     return users
 
 
+_SYSTEM_DIRS = ("/usr/", "/bin/", "/sbin/", "/opt/", "/etc/")
+
+
+def _system_tool_copy(instruction: Instruction) -> bool:
+    """``COPY --from=… /uv /usr/local/bin/uv``: a tool for everyone, rightly root's."""
+    if not any(f.startswith("--from=") for f in instruction.flags):
+        return False
+    words = instruction.value.replace(",", " ").split()
+    return len(words) >= 2 and words[-1].strip("[]\"'").startswith(_SYSTEM_DIRS)
+
+
 @rule(
     "user-not-1000",
     Severity.WARNING,
@@ -461,7 +525,8 @@ def user_not_1000(space: SpaceFolder) -> Iterator[Hit]:
     ## What it does
     In the final stage: warns when there is no `USER`, when the last `USER` is root or
     another uid than `user.uid` (1000), when it names a user that no `useradd -u 1000`
-    in the Dockerfile creates, and at every `COPY`/`ADD` without `--chown`.
+    in the Dockerfile creates, and at every `COPY`/`ADD` without `--chown` (except a
+    `COPY --from=…` into a system folder such as `/usr/local/bin`: a tool, not app files).
 
     ## Why is this bad?
     Spaces run the container as uid 1000. An image built for root then fails at run
@@ -491,6 +556,8 @@ def user_not_1000(space: SpaceFolder) -> Iterator[Hit]:
         if instruction.keyword in {"COPY", "ADD"} and not any(
             f.startswith("--chown") for f in instruction.flags
         ):
+            if _system_tool_copy(instruction):
+                continue
             yield Hit(
                 DF,
                 instruction.line,
