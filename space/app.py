@@ -515,6 +515,7 @@ def supervise(run_dir: Path) -> int:
 
 
 DIAGNOSTICS: dict[str, Any] = {"python": sys.version.split()[0], "status": "checking"}
+GPU_FACTS: dict[str, Any] = {}  # train.gpu_facts() as the start-up diagnostics found them
 DIAGNOSE_TIMEOUT = 120.0  # torch import + CUDA start + bitsandbytes on a cold Space
 
 
@@ -528,6 +529,8 @@ def diagnose() -> None:
     info = DIAGNOSTICS
     done = _train_in_child("train.gpu_facts()", DIAGNOSE_TIMEOUT)
     facts = done if isinstance(done, dict) else {"cuda_available": False, "error": done}
+    if isinstance(done, dict):
+        GPU_FACTS.update(done)
     info.update(facts, gpu=trainer.describe_gpu(facts))
     expected = os.environ.get(trainer.ENV_EXPECT_GPU, "").strip() == "1"
     if not facts.get("cuda_available"):
@@ -632,7 +635,13 @@ GPU_CHECK_TIMEOUT = 35.0  # torch import + CUDA start on a cold Space; + the Hub
 
 
 def _gpu_check_in_child() -> dict[str, Any]:
-    """train.py's GPU check (with the facts it decided on), in a short-lived process."""
+    """train.py's GPU check (with the facts it decided on), in a short-lived process.
+
+    The start-up diagnostics already ran the same probe in a child (20 s cold on an
+    H200): their facts decide when they are in, so a self-check costs no second probe.
+    """
+    if GPU_FACTS:
+        return trainer.gpu_verdict(GPU_FACTS)
     done = _train_in_child("train.check_gpu()", GPU_CHECK_TIMEOUT)
     if isinstance(done, dict):
         return done

@@ -793,10 +793,15 @@ def check_gpu(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     env = os.environ if env is None else env
     if env.get(ENV_EXPECT_GPU, "").strip() != "1":
         return _check("gpu", True, f"no GPU expected ({ENV_EXPECT_GPU} is not 1)")
+    return gpu_verdict(gpu_facts())
+
+
+def gpu_verdict(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``gpu`` check decided on :func:`gpu_facts` (fresh, or the app's start-up ones)."""
     fix = f"request GPU hardware for the Space, or unset the Space variable {ENV_EXPECT_GPU}"
-    facts = gpu_facts()
+    facts = dict(facts)
     line = describe_gpu(facts)
-    if not facts["cuda_available"]:
+    if not facts.get("cuda_available"):
         return {**_check("gpu", False, f"{ENV_EXPECT_GPU}=1 but {line}: {fix}"), "facts": facts}
     if facts.get("bnb_4bit_matmul") != "ok":
         why = facts.get("bnb_error") or "bitsandbytes did not load its CUDA library"

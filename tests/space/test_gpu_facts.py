@@ -113,7 +113,9 @@ def test_the_app_says_at_start_that_there_is_no_gpu(
     app = load_app()
     monkeypatch.setenv("SPACETRAIN_EXPECT_GPU", expected)
     monkeypatch.setattr(app, "DIAGNOSTICS", {"status": "checking"})
+    monkeypatch.setattr(app, "GPU_FACTS", {})
     app.diagnose()
+    assert app.GPU_FACTS["cuda_available"] is False  # what the self-check will decide on
     info = app.DIAGNOSTICS
     assert info["status"] == "done" and info["cuda_available"] is False
     out = capsys.readouterr().out
@@ -123,3 +125,19 @@ def test_the_app_says_at_start_that_there_is_no_gpu(
         assert "every run will fail its self-check" in info["warning"]
     else:
         assert "runs will train on the CPU" in info["warning"]
+
+
+def test_the_self_check_decides_on_the_start_up_facts_without_a_second_probe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The probe costs 20 s cold (H200); once diagnose() has its facts, the app's GPU
+    check is decided on them, and before that it runs the probe in a child."""
+    app = load_app()
+    monkeypatch.setenv("SPACETRAIN_EXPECT_GPU", "1")
+    monkeypatch.setattr(app, "GPU_FACTS", dict(H200))
+    check = app._gpu_check_in_child()
+    assert (check["ok"], check["exit_code"], check["facts"]) == (True, 0, H200)
+    assert check["detail"].startswith("NVIDIA H200 (sm_90, 139.8 GiB), driver 580.159.04")
+    monkeypatch.setattr(app, "GPU_FACTS", {})
+    monkeypatch.setattr(app, "_train_in_child", lambda expression, timeout: "no child here")
+    assert app._gpu_check_in_child()["detail"] == "no child here"
