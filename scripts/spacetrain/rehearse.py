@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from spacetrain import contract
 from spacetrain.config import AdapterConfig, ProjectConfig, find_root, load_config
+from spacetrain.errors import UsageError
 
 if TYPE_CHECKING:
     from spacetrain.pipeline import PipelineResult
@@ -45,7 +46,7 @@ REHEARSAL_TRAIN = {"epochs": 40, "learning_rate": 5e-3, "batch_size": 4, "grad_a
 class RehearsalOptions:
     """Flags of ``spacetrain rehearse``."""
 
-    epochs: int | None = None
+    epochs: float | None = None
     learning_rate: float | None = None
     workdir: Path | None = None
     report: Path | None = None
@@ -103,11 +104,14 @@ def rehearsal_config(
     project = load_config(root)
     demo = project.adapters.get("kwanzaa")
     suite = demo.suite if demo else root / "policy" / "evals" / "kwanzaa.yaml"
-    train = dict(REHEARSAL_TRAIN)
-    if options.epochs is not None:
-        train["epochs"] = options.epochs
-    if options.learning_rate is not None:
-        train["learning_rate"] = options.learning_rate
+    train: dict[str, Any] = dict(REHEARSAL_TRAIN)
+    for name in ("epochs", "learning_rate"):  # the contract's rules (the CLI checked them too)
+        value = getattr(options, name)
+        if value is not None:
+            try:
+                train[name] = contract.check_param(name, value, source=f"--{name}")
+            except contract.ParamError as exc:
+                raise UsageError(str(exc).replace("_", "-")) from None
     adapter = AdapterConfig(
         name="kwanzaa",
         base_model=BASE_REPO,
