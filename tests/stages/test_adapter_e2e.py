@@ -184,6 +184,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             space_variables=[
                 {"key": "SPACETRAIN_RUNS_DIR", "value": str(runs)},
                 {"key": "OMP_NUM_THREADS", "value": "1"},
+                {"key": "OUTPUT_REPO", "value": ADAPTER},  # the one repo its API pushes to
             ],
             space_secrets=[{"key": "HF_TOKEN", "value": TOKEN}],
         )
