@@ -3,14 +3,20 @@
 Training runs DETACHED from every request. A Gradio handler that owned the train.py
 process would kill it when the browser tab or the CI client disconnects, so a start
 spawns a supervisor (``python app.py --supervise RUN_DIR``) in its own session. The
-supervisor runs train.py with stdout and stderr in ``RUN_DIR/train.log``, records the
-exit code in ``RUN_DIR/state.json`` and releases the one-run lock. Everything the app
+supervisor runs train.py (``--params-file RUN_DIR/params.json``: parameters never travel
+in argv) in that session's process group with stdout and stderr in ``RUN_DIR/train.log``,
+records the exit code in ``RUN_DIR/state.json`` and releases the one-run lock
+(``RUNS/.active.json``), which holds while any process of the group lives. Everything the app
 reports is read back from the run folder, so a restarted app still knows every run.
 
 API (gradio_client, explicit api_names; every argument and result is a JSON string):
 - ``start_training(params)``: params is a JSON object (see ``PARAMS``; missing keys
   fall back to the Space variables). Idempotent: while a run is active it returns
-  that run; a different explicit ``run_id`` is refused.
+  that run; a different explicit ``run_id`` is refused. The Space serves only what it
+  was set up for (``train.check_served``): ``output_repo`` from ``OUTPUT_REPO`` or
+  ``SPACETRAIN_OUTPUT_REPOS``, model and dataset as Hub ids unless
+  ``SPACETRAIN_ALLOW_LOCAL_PATHS=1``; with the ``SPACETRAIN_TRIGGER`` secret set, the
+  params carry ``"trigger"`` (``train.check_trigger``, constant time, never stored).
 - ``training_status(run_id)``: state (queued/running/succeeded/failed), step/total,
   epoch, loss; adapter repo and commit when done; error and log tail when failed.
 - ``training_logs(run_id, offset)``: ``{"text", "offset", "next_offset", "done"}``.
@@ -127,6 +133,39 @@ def pid_alive(pid: int | None, ticks: int | None = None) -> bool:
     return ticks is None or int(fields[19]) == ticks
 
 
+def group_alive(pgid: int | None, ticks: int | None = None) -> bool:
+    """True while a process of group ``pgid`` still runs (zombies do not count).
+
+    The lock follows a run's whole process group, not the supervisor alone: a killed
+    supervisor leaves train.py training (and billing), and a second run must not start
+    beside it. ``ticks``: the start time of the group's leader as recorded; a member
+    started before it belongs to a recycled group id, not to the run.
+    """
+    if not pgid:
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True  # not Linux: killpg(0) is all we know
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) != pgid or fields[0] in ("Z", "X"):
+            continue
+        if ticks is None or int(fields[19]) >= ticks:
+            return True
+    return False
+
+
 @contextlib.contextmanager
 def runs_lock(root: Path) -> Iterator[None]:
     """Serialise lock changes between app processes (and the supervisors)."""
@@ -148,41 +187,39 @@ def new_run_id() -> str:
 
 def parse_params(text: str | None, env: dict[str, str] | None = None) -> dict[str, Any]:
     """The JSON object of ``start_training`` merged over the Space variables, checked
-    against the contract (``train.PARAMS``: types, ranges, choices) before anything starts."""
+    against the contract (``train.PARAMS``: types, ranges, choices) and the Space's rules
+    (``train.check_trigger``, ``train.check_served``) before anything starts."""
     env = os.environ if env is None else env
     text = (text or "").strip() or "{}"
-    if len(text) > 64 * 1024:
-        raise ParamsError(f"params is {len(text)} bytes long; at most 65536")
     try:
-        given = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ParamsError(
-            f"params is not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"
-        ) from None
-    if not isinstance(given, dict):
-        raise ParamsError(f"params must be a JSON object, got {type(given).__name__}")
-    secret = sorted(k for k in given if "token" in str(k).lower())
-    if secret:
-        raise ParamsError(
-            f"{secret[0]}: tokens are never passed in params; set the HF_TOKEN secret"
-        )
-    unknown = sorted(set(given) - set(PARAMS))
-    if unknown:
-        raise ParamsError(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(PARAMS)}")
+        trainer.check_trigger(_trigger_of(text), env)
+        given = trainer.read_params(text, "params")
+    except trainer.ParamError as exc:
+        raise ParamsError(str(exc)) from None
     params: dict[str, Any] = {}
     try:
         for name, spec in PARAMS.items():
-            if name in given and given[name] is not None:
-                params[name] = trainer.check_param(
-                    name, given[name], text=True, source=f"params.{name}"
-                )
+            if name in given:
+                params[name] = given[name]
             elif spec.variable and env.get(spec.variable, "").strip():
                 params[name] = trainer.check_param(
                     name, env[spec.variable], text=True, source=f"Space variable {spec.variable}"
                 )
+        trainer.check_served(params, env)
     except trainer.ParamError as exc:
         raise ParamsError(str(exc)) from None
     return params
+
+
+def _trigger_of(text: str) -> Any:
+    """The ``trigger`` of a params object (None when there is none, or no object)."""
+    if len(text) > trainer.MAX_PARAMS:
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return value.get(trainer.TRIGGER_KEY) if isinstance(value, dict) else None
 
 
 def require_complete(params: dict[str, Any]) -> dict[str, Any]:
@@ -198,24 +235,6 @@ def require_complete(params: dict[str, Any]) -> dict[str, Any]:
             'or pass "push": false'
         )
     return params
-
-
-def train_argv(params: dict[str, Any], run_id: str, output_dir: Path) -> list[str]:
-    """train.py's command line: every parameter with a flag, by the contract's table."""
-    argv = ["--output-dir", str(output_dir), "--run-id", run_id]
-    if not params["push"]:
-        argv.append("--no-push")
-    for name, spec in PARAMS.items():
-        value = params.get(name)
-        if spec.flag is None or name == "run_id" or value in (None, ""):
-            continue
-        if name in ("output_repo", "private") and not params["push"]:
-            continue
-        if spec.type is bool:
-            argv += [spec.flag] if value else []
-        else:
-            argv += [spec.flag, str(value)]
-    return argv
 
 
 # ------------------------------------------------------------------ runs on disk
@@ -255,8 +274,16 @@ class LogSummary:
             self.extra[name] = event
 
 
+LOCK_NAME = ".active.json"  # no run id starts with a dot: the lock can never be a run's name
+
+
+def _lock_alive(lock: dict[str, Any]) -> bool:
+    """The run of a lock still has a live process (its supervisor's group: train.py too)."""
+    return group_alive(lock.get("pgid") or lock.get("pid"), lock.get("ticks"))
+
+
 class Runs:
-    """The runs folder: one sub-folder per run, ``active.json`` as the one-run lock."""
+    """The runs folder: one sub-folder per run, ``.active.json`` as the one-run lock."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -268,12 +295,12 @@ class Runs:
 
     @property
     def lock_path(self) -> Path:
-        return self.root / "active.json"
+        return self.root / LOCK_NAME
 
     def live_lock(self) -> dict[str, Any] | None:
-        """The lock's content if its supervisor still lives (read only)."""
+        """The lock's content while its run's processes live (read only)."""
         lock = read_json(self.lock_path)
-        if lock is not None and pid_alive(lock.get("pid"), lock.get("ticks")):
+        if lock is not None and _lock_alive(lock):
             return lock
         return None
 
@@ -282,7 +309,7 @@ class Runs:
         lock = read_json(self.lock_path)
         if lock is None:
             return None
-        if pid_alive(lock.get("pid"), lock.get("ticks")):
+        if _lock_alive(lock):
             return lock
         with runs_lock(self.root):
             again = read_json(self.lock_path)
@@ -304,18 +331,27 @@ class Runs:
                         f"{wanted} can start (one run at a time)"
                     )
                 return self.status(lock["run_id"]), False
-            self.lock_path.unlink(missing_ok=True)  # stale: its supervisor is gone
+            self.lock_path.unlink(missing_ok=True)  # stale: its processes are gone
             run_id = params.get("run_id") or new_run_id()
             run_dir = self.root / run_id
+            if run_dir.exists() and not run_dir.is_dir():
+                raise ParamsError(f"run id {run_id!r} names a file of the runs folder, not a run")
             if (run_dir / "launch.json").exists():  # a retried start of a finished run
                 return self.status(run_id), False
             params = require_complete(dict(params))
             run_dir.mkdir(exist_ok=True)
+            # The parameters reach train.py in a file (checked there again), never in argv.
+            write_json(run_dir / "params.json", {**params, "run_id": run_id})
             launch = {
                 "run_id": run_id,
                 "created_at": now(),
                 "params": params,
-                "argv": train_argv(params, run_id, run_dir / "adapter"),
+                "argv": [
+                    "--params-file",
+                    str(run_dir / "params.json"),
+                    "--output-dir",
+                    str(run_dir / "adapter"),
+                ],
             }
             write_json(run_dir / "launch.json", launch)
             with (run_dir / "train.log").open("ab") as log:
@@ -330,7 +366,9 @@ class Runs:
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    start_new_session=True,  # no signal from the app's session reaches it
+                    # Its own session and process group, which train.py joins: no signal
+                    # from the app's session reaches them, and the lock follows the group.
+                    start_new_session=True,
                     cwd=run_dir,
                     env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 )
@@ -339,6 +377,7 @@ class Runs:
                 {
                     "run_id": run_id,
                     "pid": child.pid,
+                    "pgid": child.pid,  # a session leader's group id is its pid
                     "ticks": _start_ticks(child.pid),
                     "since": now(),
                 },
@@ -383,7 +422,11 @@ class Runs:
             return summary
 
     def state_of(self, run_id: str) -> tuple[str, dict[str, Any]]:
-        """(state, state.json) from the files; a vanished supervisor means failed."""
+        """(state, state.json) from the files.
+
+        Running while a process of the run lives (train.py outlives a killed supervisor);
+        after that, a run without a recorded exit code is judged by its log's last event.
+        """
         run_dir = self.run_dir(run_id)
         state = read_json(run_dir / "state.json") or {}
         if "returncode" in state:
@@ -391,6 +434,9 @@ class Runs:
         lock = self.live_lock()
         if lock and lock["run_id"] == run_id:
             return ("running" if state else "queued"), state
+        summary = self._summary(run_id, run_dir / "train.log")
+        if summary.done is not None and summary.error is None:
+            return "succeeded", state
         return "failed", state
 
     def status(self, run_id: str) -> dict[str, Any]:
@@ -505,9 +551,9 @@ def supervise(run_dir: Path) -> int:
     record.update(returncode=returncode, finished_at=now())
     write_json(run_dir / "state.json", record)
     with runs_lock(root):
-        lock = read_json(root / "active.json")
+        lock = read_json(root / LOCK_NAME)
         if lock and lock.get("run_id") == launch["run_id"]:
-            (root / "active.json").unlink(missing_ok=True)
+            (root / LOCK_NAME).unlink(missing_ok=True)
     return 0
 
 
@@ -653,7 +699,12 @@ def self_check(params: dict[str, Any]) -> dict[str, Any]:
     gpu = None
     if os.environ.get(trainer.ENV_EXPECT_GPU, "").strip() == "1":
         gpu = _gpu_check_in_child
-    checks = trainer.preflight(params, hub_deadline_s=PREFLIGHT_HUB_DEADLINE, gpu=gpu)
+    checks = trainer.preflight(
+        params,
+        hub_deadline_s=PREFLIGHT_HUB_DEADLINE,
+        gpu=gpu,
+        local_paths=trainer.local_paths_allowed(),
+    )
     lock = runs().live_lock()
     summary = trainer.preflight_summary(checks)
     failed = ", ".join(c["name"] for c in checks if not c["ok"]) or "none"
@@ -695,12 +746,25 @@ def _panel(run_id: str | None) -> tuple[dict[str, Any], str]:
     return shown, log
 
 
+def _with_trigger(params: str, trigger: str) -> str:
+    """The UI's params with the trigger of its password box added (when one was typed)."""
+    if not (trigger or "").strip():
+        return params
+    try:
+        value = json.loads((params or "").strip() or "{}")
+    except (ValueError, RecursionError):
+        return params  # parse_params says what is wrong with it
+    if not isinstance(value, dict):
+        return params
+    return json.dumps({**value, trainer.TRIGGER_KEY: trigger.strip()})
+
+
 def build_ui() -> Any:
     import gradio as gr
 
-    def ui_start(params: str) -> tuple[str, dict[str, Any], str]:
+    def ui_start(params: str, trigger: str = "") -> tuple[str, dict[str, Any], str]:
         try:
-            parsed = parse_params(params)
+            parsed = parse_params(_with_trigger(params, trigger))
             if runs().live_lock() is None:  # a new run: check first (an active one is shown)
                 report = self_check(require_complete(dict(parsed)))
                 if not report["ok"]:
@@ -732,13 +796,18 @@ def build_ui() -> Any:
                     language="json",
                     label="Parameters (JSON; empty keys use the Space variables)",
                 )
+                trigger = gr.Textbox(
+                    label=f"Trigger (the Space's {trainer.ENV_TRIGGER} secret)",
+                    type="password",
+                    visible=bool(os.environ.get(trainer.ENV_TRIGGER)),
+                )
                 button = gr.Button("Start Training", variant="primary")
             with gr.Column(scale=1):
                 panel = gr.JSON(label="Status")
         log = gr.Textbox(label="Log", lines=24, max_lines=24, autoscroll=True, interactive=False)
         button.click(
             ui_start,
-            inputs=params,
+            inputs=[params, trigger],
             outputs=[current, panel, log],
             api_visibility="private",
             concurrency_limit=1,

@@ -4,6 +4,7 @@
         [--output-repo ID | --no-push] [--run-id ID] [--epochs 4] [--learning-rate 2e-4]
         [--lora-r 16] [--lora-alpha 32] [--max-length N] [--batch-size N] [--grad-accum N]
         [--seed N] [--model-revision REV] [--dataset-revision REV] [--packing auto|on|off]
+    python train.py --params-file PARAMS.json --output-dir DIR      # how the Space runs it
 
 It runs inside the Space image, so it imports only the pinned stack and the stdlib
 (never ``spacetrain``). The base model is loaded in 4-bit NF4 with double quantization
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hmac
 import json
 import math
 import os
@@ -68,7 +70,19 @@ ENV_EXPECT_GPU = "SPACETRAIN_EXPECT_GPU"  # "1": a run on a CPU is a configurati
 # Where the pipeline runs (not in the Space): the value `spacetrain space setup` stores as the
 # Space's HF_TOKEN secret. Named in every self-check line that asks for a token.
 ENV_SPACE_TOKEN = "SPACE_HF_TOKEN"  # noqa: S105 - a name, not a value
-MAX_TEXT = 256  # characters of a text parameter (they travel on a command line)
+MAX_TEXT = 256  # characters of a text parameter
+MAX_PARAMS = 64 * 1024  # bytes of a params object (start_training's JSON, a --params-file)
+# What the Space's API serves (the rules of "Who may drive the Space", README): the Space's
+# own configuration decides, never the caller. See check_served and check_trigger.
+ENV_OUTPUT_REPOS = "SPACETRAIN_OUTPUT_REPOS"  # comma-separated push targets (+ OUTPUT_REPO)
+ENV_ALLOW_LOCAL_PATHS = "SPACETRAIN_ALLOW_LOCAL_PATHS"  # "1": model/dataset may be local paths
+ENV_TRIGGER = "SPACETRAIN_TRIGGER"  # Space secret: when set, every state-changing call carries it
+TRIGGER_KEY = "trigger"  # the params key the trigger travels under (never stored or logged)
+# Hub ids as the Hub spells them: owner/name, each starting with a letter or digit.
+HUB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+# Names that are not runs: the lock file of earlier versions sat beside the run folders
+# (this one is ``.active.json``, which no run id can name: ids start with a letter or digit).
+RESERVED_RUN_IDS = frozenset({"active.json"})
 
 
 class ParamError(ValueError):
@@ -182,6 +196,10 @@ def check_param(name: str, value: Any, *, text: bool = False, source: str | None
             raise ParamError(f"{where} must be {wanted}, got {value!r}")
         if name == "run_id" and not RUN_ID_RE.fullmatch(value):
             raise ParamError(f"{where} {value!r}: {RUN_ID_HINT}")
+        if name == "run_id" and value.lower() in RESERVED_RUN_IDS:
+            raise ParamError(f"{where} {value!r} is reserved (a file of the runs folder)")
+        if name == "output_repo" and not is_hub_id(value):
+            raise ParamError(f"{where} {value!r} is not a Hub repo id (owner/name)")
         return value
     number: int | float
     if isinstance(value, bool):
@@ -210,6 +228,83 @@ def check_param(name: str, value: Any, *, text: bool = False, source: str | None
     ):  # fmt: skip
         raise ParamError(f"{where} must be {wanted}, got {value!r}")
     return number
+
+
+def is_hub_id(ref: str) -> bool:
+    """``owner/name`` as the Hub accepts it: no path, URL, ``..`` or ``--``."""
+    return (
+        bool(HUB_ID_RE.fullmatch(ref))
+        and len(ref) <= 96
+        and ".." not in ref
+        and "--" not in ref
+        and not ref.endswith((".", ".git"))
+    )
+
+
+def local_paths_allowed(env: Mapping[str, str] | None = None) -> bool:
+    """``SPACETRAIN_ALLOW_LOCAL_PATHS=1``: the Space may read model and dataset from its disk."""
+    env = os.environ if env is None else env
+    return env.get(ENV_ALLOW_LOCAL_PATHS, "").strip() == "1"
+
+
+def allowed_output_repos(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The repos a run of this Space may push to: ``OUTPUT_REPO``, ``SPACETRAIN_OUTPUT_REPOS``."""
+    env = os.environ if env is None else env
+    names = [env.get(PARAMS["output_repo"].variable or "", "")]
+    names += env.get(ENV_OUTPUT_REPOS, "").split(",")
+    return tuple(dict.fromkeys(n.strip() for n in names if n.strip()))
+
+
+def check_served(params: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:
+    """The Space serves only what it was set up for (checked params, Space variables merged).
+
+    An anonymous caller must not push to a repo the Space's token can write (the
+    production adapter) nor make the Space read its own disk (``/proc/self/environ``):
+    ``output_repo`` must be one the Space's configuration names, and ``base_model`` and
+    ``dataset`` Hub ids unless ``SPACETRAIN_ALLOW_LOCAL_PATHS=1``.
+
+    Raises:
+        ParamError: one line naming the parameter and the Space variable that decides.
+    """
+    env = os.environ if env is None else env
+    if not local_paths_allowed(env):
+        for name in ("base_model", "dataset"):
+            ref = params.get(name)
+            if ref and not is_hub_id(str(ref)):
+                raise ParamError(
+                    f"{name} {str(ref)[:80]!r} is not a Hub id (owner/name); this Space reads "
+                    f"local paths only with the Space variable {ENV_ALLOW_LOCAL_PATHS}=1"
+                )
+    repo = params.get("output_repo")
+    if repo and params.get("push", True):
+        allowed = allowed_output_repos(env)
+        if repo not in allowed:
+            named = ", ".join(allowed) if allowed else "none"
+            raise ParamError(
+                f"output_repo {repo!r} is not a repo this Space pushes to (configured: {named}); "
+                f"set the Space variable OUTPUT_REPO or {ENV_OUTPUT_REPOS}"
+            )
+
+
+def check_trigger(given: Any, env: Mapping[str, str] | None = None) -> None:
+    """With the ``SPACETRAIN_TRIGGER`` secret set, a state-changing call must carry it.
+
+    A public Space's API answers anyone; the trigger is what tells the pipeline from
+    them. Compared in constant time; neither value is ever printed.
+
+    Raises:
+        ParamError: the trigger is missing or wrong (the message never shows it).
+    """
+    env = os.environ if env is None else env
+    expected = env.get(ENV_TRIGGER, "")
+    if not expected:
+        return
+    offered = given if isinstance(given, str) else ""
+    if not hmac.compare_digest(offered.encode("utf-8"), expected.encode("utf-8")):
+        raise ParamError(
+            f"this Space needs its trigger: set {ENV_TRIGGER} where the pipeline runs to the "
+            f"value `spacetrain space setup` gave the Space ({'wrong' if offered else 'missing'})"
+        )
 
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -299,7 +394,110 @@ def build_parser() -> argparse.ArgumentParser:
             ).replace("%", "%%"),
         )
     push.add_argument("--no-push", action="store_true", help="keep the adapter local")
+    p.add_argument(
+        "--params-file",
+        type=Path,
+        help="instead of the flags above (with --output-dir only): a JSON object of the "
+        "parameters, checked with the Space's rules (how the Space's app runs this script)",
+    )
     return p
+
+
+def read_params(text: str, where: str) -> dict[str, Any]:
+    """A params JSON object checked against the contract: ``{name: value}``, coerced.
+
+    The one reader of params as text, for ``--params-file`` here and ``start_training``
+    in app.py: at most :data:`MAX_PARAMS` bytes, an object, known names only (a
+    ``trigger`` key is dropped: it is app.py's to check, never to keep).
+
+    Raises:
+        ParamError: one line naming ``where`` and what is wrong.
+    """
+    if len(text.encode("utf-8", errors="replace")) > MAX_PARAMS:
+        raise ParamError(f"{where} is {len(text)} characters long; at most {MAX_PARAMS} bytes")
+    try:
+        given = json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        raise ParamError(
+            f"{where} is not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"
+        ) from None
+    except RecursionError:
+        raise ParamError(f"{where} is nested too deeply") from None
+    if not isinstance(given, dict):
+        raise ParamError(f"{where} must be a JSON object, got {type(given).__name__}")
+    given.pop(TRIGGER_KEY, None)
+    secret = sorted(str(k) for k in given if "token" in str(k).lower())
+    if secret:
+        raise ParamError(
+            f"{secret[0][:64]}: tokens are never passed in params; set the HF_TOKEN secret"
+        )
+    unknown = sorted(str(k)[:64] for k in set(given) - set(PARAMS))
+    if unknown:
+        raise ParamError(
+            f"unknown parameter(s) {', '.join(unknown[:5])}; known: {', '.join(PARAMS)}"
+        )
+    return {
+        name: check_param(name, value, text=True, source=f"{where}.{name}")
+        for name, value in given.items()
+        if value is not None
+    }
+
+
+def args_from_params_file(path: Path, output_dir: Path) -> argparse.Namespace:
+    """The arguments of a run the Space's supervisor started (``--params-file``).
+
+    The parameters travel in a file, not on the command line (a long value would not fit
+    in argv), and are checked again with the same table and, as in a Space, the same
+    rules of what it serves (:func:`check_served`). Flags' defaults fill the rest.
+
+    Raises:
+        BadInput: unreadable file, a parameter outside the contract or the Space's rules.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: cannot read the params file ({exc})") from None
+    try:
+        params = read_params(text, str(path))
+        check_served(params)
+    except ParamError as exc:
+        raise BadInput(str(exc)) from None
+    values: dict[str, Any] = {name: p.default for name, p in PARAMS.items()}
+    values.update(params)
+    for name in ("base_model", "dataset"):
+        if not values.get(name):
+            raise BadInput(f"{path}: no {name}")
+    push = values.pop("push")
+    if push and not values.get("output_repo"):
+        raise BadInput(f'{path}: no output_repo (or "push": false)')
+    if not push:
+        values["output_repo"] = None
+    return argparse.Namespace(
+        **values,
+        output_dir=output_dir,
+        no_push=not push,
+        params_file=path,
+        local_paths=local_paths_allowed(),
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The flags (a person's run: local paths welcome), or ``--params-file FILE
+    --output-dir DIR`` (the Space's run: the Space's rules, see :func:`check_served`)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--params-file", type=Path)
+    pre.add_argument("--output-dir", type=Path)
+    known, rest = pre.parse_known_args(argv)
+    if known.params_file is None:
+        args = build_parser().parse_args(argv)
+        args.local_paths = True
+        return args
+    if rest or known.output_dir is None:
+        build_parser().error(
+            "--params-file takes --output-dir and nothing else"
+            + (f" (got {' '.join(rest)[:80]})" if rest else "")
+        )
+    return args_from_params_file(known.params_file, known.output_dir)
 
 
 def default_run_id() -> str:
@@ -376,8 +574,10 @@ def hub_call(what: str, fn: Callable[[], T], deadline_s: float | None = None) ->
         delay = min(delay * 2, 30.0)
 
 
-def _is_local(ref: str) -> bool:
-    return Path(ref).expanduser().exists()
+def _is_local(ref: str, local_paths: bool = True) -> bool:
+    """A path on this machine, when local paths are allowed at all (never in a Space
+    without ``SPACETRAIN_ALLOW_LOCAL_PATHS=1``: there every reference is a Hub id)."""
+    return local_paths and Path(ref).expanduser().exists()
 
 
 def _check_repo_id(ref: str, kind: str) -> None:
@@ -400,9 +600,9 @@ class ModelRef:
     path: Path
 
 
-def resolve_model(ref: str, revision: str | None) -> ModelRef:
+def resolve_model(ref: str, revision: str | None, *, local_paths: bool = True) -> ModelRef:
     """A local folder as is; a Hub id downloaded at ``revision`` (recorded as a sha)."""
-    if _is_local(ref):
+    if _is_local(ref, local_paths):
         path = Path(ref).expanduser().resolve()
         if not (path / "config.json").is_file():
             raise BadInput(f"{path}: not a model folder (no config.json)")
@@ -512,9 +712,9 @@ def _read_file(path: Path, label: str, into: DatasetRows) -> None:
         raise BadInput(f"{label}: cannot read ({exc.strerror})") from None
 
 
-def load_rows(ref: str, revision: str | None) -> DatasetRows:
+def load_rows(ref: str, revision: str | None, *, local_paths: bool = True) -> DatasetRows:
     """Read a local JSONL file (or folder of them) or a Hub dataset at ``revision``."""
-    if _is_local(ref):
+    if _is_local(ref, local_paths):
         path = Path(ref).expanduser()
         files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
         if not files:
@@ -813,9 +1013,11 @@ def gpu_verdict(facts: Mapping[str, Any]) -> dict[str, Any]:
     return {**_check("gpu", True, line), "facts": facts}
 
 
-def _check_model(api: Any, ref: str, revision: str | None, deadline: float | None) -> str:
+def _check_model(
+    api: Any, ref: str, revision: str | None, deadline: float | None, local_paths: bool
+) -> str:
     """The detail of a readable base model (raises BadInput/HubDown otherwise)."""
-    if _is_local(ref):
+    if _is_local(ref, local_paths):
         path = Path(ref).expanduser().resolve()
         if not (path / "config.json").is_file():
             raise BadInput(f"{path}: not a model folder (no config.json)")
@@ -827,9 +1029,11 @@ def _check_model(api: Any, ref: str, revision: str | None, deadline: float | Non
     return f"base model {ref} at {revision or 'main'} = {str(info.sha)[:12]}"
 
 
-def _check_dataset(api: Any, ref: str, revision: str | None, deadline: float | None) -> str:
+def _check_dataset(
+    api: Any, ref: str, revision: str | None, deadline: float | None, local_paths: bool
+) -> str:
     """The detail of a readable dataset (raises BadInput/HubDown otherwise)."""
-    if _is_local(ref):
+    if _is_local(ref, local_paths):
         path = Path(ref).expanduser()
         if path.is_dir() and not any(path.rglob("*.jsonl")):
             raise BadInput(f"{path}: no .jsonl files in this folder")
@@ -850,6 +1054,7 @@ def preflight(
     env: Mapping[str, str] | None = None,
     hub_deadline_s: float | None = None,
     gpu: Callable[[], dict[str, Any]] | None = None,
+    local_paths: bool = True,
 ) -> list[dict[str, Any]]:
     """Everything a run needs that can be known before loading anything, one check each.
 
@@ -859,12 +1064,13 @@ def preflight(
     unreachable); a check that cannot run after an earlier failure passes as "skipped".
     A missing or rejected token names ``SPACE_HF_TOKEN``, where the Space's secret comes
     from. The token itself is never part of a detail. ``gpu`` replaces :func:`check_gpu`.
+    ``local_paths=False`` (a Space's API) reads every reference as a Hub id.
     """
     env = os.environ if env is None else env
     token = env.get(ENV_TOKEN, "").strip()
     repo = params.get("output_repo") if params.get("push", True) else None
     model, data = params.get("base_model") or "", params.get("dataset") or ""
-    on_hub = bool(repo) or any(ref and not _is_local(ref) for ref in (model, data))
+    on_hub = bool(repo) or any(ref and not _is_local(ref, local_paths) for ref in (model, data))
     checks: list[dict[str, Any]] = []
 
     if token:
@@ -947,11 +1153,12 @@ def preflight(
     ):
         if not ref:
             checks.append(_check(name, False, f"no {name.replace('-', ' ')} given"))
-        elif down and not _is_local(ref):
+        elif down and not _is_local(ref, local_paths):
             checks.append(_check(name, True, "skipped: the Hub is unreachable"))
         else:
             try:
-                checks.append(_check(name, True, probe(api, ref, revision, hub_deadline_s)))
+                detail = probe(api, ref, revision, hub_deadline_s, local_paths)
+                checks.append(_check(name, True, detail))
             except (BadInput, HubDown) as exc:
                 checks.append(_failed(name, exc))
                 down = isinstance(exc, HubDown)
@@ -1205,7 +1412,7 @@ def _make_progress_callback(history: list[dict[str, Any]]) -> Any:
 def train(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
     """Everything from loading to the saved adapter; returns the run manifest."""
     started = time.time()
-    data = load_rows(args.dataset, args.dataset_revision)
+    data = load_rows(args.dataset, args.dataset_revision, local_paths=args.local_paths)
     emit(
         "dataset",
         f"dataset {args.dataset}: {len(data.rows)} examples ({data.fmt})",
@@ -1213,7 +1420,7 @@ def train(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
         format=data.fmt,
         revision=data.revision,
     )
-    model_ref = resolve_model(args.base_model, args.model_revision)
+    model_ref = resolve_model(args.base_model, args.model_revision, local_paths=args.local_paths)
 
     _quiet_libraries()
     from datasets import Dataset
@@ -1479,7 +1686,7 @@ def self_check(args: argparse.Namespace) -> None:
         "output_repo": args.output_repo,
         "push": args.output_repo is not None,
     }
-    summary = preflight_summary(preflight(params))
+    summary = preflight_summary(preflight(params, local_paths=args.local_paths))
     for check in summary["checks"]:
         mark = "ok  " if check["ok"] else "FAIL"
         print(f"[train] self-check {mark} {check['name']}: {check['detail']}", flush=True)
@@ -1489,7 +1696,7 @@ def self_check(args: argparse.Namespace) -> None:
 
 
 def run(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     _quiet_env()
     run_id = args.run_id or default_run_id()
     emit(

@@ -765,10 +765,11 @@ def parse(argv: list[str]) -> Any:
 
 
 def run_plan(
-    sandbox: Sandbox, adapter: str = ""
+    sandbox: Sandbox, adapter: str = "", **inputs: str
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
     step = _pipeline_steps()["plan"]
-    done, _, outputs = sandbox.run(step["run"], resolve_env(step, {"inputs.adapter": adapter}))
+    context = pipeline_context({}, adapter=adapter, **inputs)
+    done, _, outputs = sandbox.run(step["run"], resolve_env(step, context))
     return done, outputs
 
 
@@ -791,6 +792,30 @@ def test_plan_step_reads_the_project_config(sandbox: Sandbox) -> None:
     done, outputs = run_plan(sandbox, adapter="no-such-adapter")
     assert done.returncode == 2
     assert done.stdout.startswith("::error title=[tool.spacetrain]::no adapter 'no-such-adapter'")
+    assert outputs == {}
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ({"epochs": "2.5"}, None),  # the contract's epochs are a number: 2.5 is 2.5 epochs
+        ({"epochs": "0", "learning-rate": "0"}, None),  # 0: the configured values
+        ({"epochs": "-1"}, "input epochs must be a number > 0 and <= 1000"),
+        ({"epochs": "1e9"}, "input epochs must be a number > 0 and <= 1000"),
+        ({"learning-rate": "5"}, "input learning_rate must be a number > 0 and <= 1"),
+        ({"train-timeout-minutes": "2.5"}, "train-timeout-minutes '2.5' must be a whole number"),
+        ({"train-timeout-minutes": "0"}, "train-timeout-minutes '0' must be a whole number"),
+    ],
+)
+def test_plan_checks_the_forms_values_before_anything_is_synced(
+    sandbox: Sandbox, inputs: dict[str, str], message: str | None
+) -> None:
+    done, outputs = run_plan(sandbox, **inputs)
+    if message is None:
+        assert done.returncode == 0, done.stdout + done.stderr
+        return
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stdout.startswith("::error title=workflow inputs::" + message), done.stdout
     assert outputs == {}
 
 

@@ -258,7 +258,7 @@ def _add_stages(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "rehearse", help="the whole pipeline offline, on localhub, with a tiny model"
     )
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--epochs", type=float, default=None, help="checked by space/train.py's rules")
     p.add_argument("--learning-rate", type=float, default=None)
     p.add_argument("--report", default=None, metavar="OUT.json")
     p.add_argument("--markdown", default=None, metavar="OUT.md")

@@ -54,6 +54,11 @@ ENV_TOKEN: str = trainer.ENV_TOKEN
 ENV_RUNS_DIR: str = trainer.ENV_RUNS_DIR
 ENV_HUB_DEADLINE: str = trainer.ENV_HUB_DEADLINE
 ENV_EXPECT_GPU: str = trainer.ENV_EXPECT_GPU
+# What a Space's API serves (README "Who may drive the Space"), decided by its configuration.
+ENV_OUTPUT_REPOS: str = trainer.ENV_OUTPUT_REPOS
+ENV_ALLOW_LOCAL_PATHS: str = trainer.ENV_ALLOW_LOCAL_PATHS
+ENV_TRIGGER: str = trainer.ENV_TRIGGER
+TRIGGER_KEY: str = trainer.TRIGGER_KEY
 
 
 def check_param(name: str, value: Any, *, text: bool = False, source: str | None = None) -> Any:
@@ -72,10 +77,13 @@ def space_variables(values: dict[str, Any]) -> dict[str, str]:
 
 
 __all__ = [
+    "ENV_ALLOW_LOCAL_PATHS",
     "ENV_EXPECT_GPU",
     "ENV_HUB_DEADLINE",
+    "ENV_OUTPUT_REPOS",
     "ENV_RUNS_DIR",
     "ENV_TOKEN",
+    "ENV_TRIGGER",
     "EVENT_PREFIX",
     "FORMATS",
     "HYPERPARAMETERS",
@@ -84,6 +92,7 @@ __all__ = [
     "RUN_ID_HINT",
     "RUN_ID_RE",
     "SPACE_DIR",
+    "TRIGGER_KEY",
     "Param",
     "ParamError",
     "check_param",

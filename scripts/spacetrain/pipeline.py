@@ -130,7 +130,7 @@ def run_pipeline(
     from spacetrain.stages.promote import promote_adapter
     from spacetrain.stages.setup import SetupOptions
     from spacetrain.stages.sync import SyncOptions, sync
-    from spacetrain.stages.train import run_training, train_options
+    from spacetrain.stages.train import build_params, run_training, train_options
     from spacetrain.stages.wait import wait
 
     adapter: AdapterConfig = config.adapter(options.adapter)
@@ -140,6 +140,17 @@ def run_pipeline(
     synced = False
     try:
         with runner.stage("preflight") as record:
+            # The training parameters first, by the contract: a value the Space would
+            # refuse stops the run here (exit 2), before anything is synced or billed.
+            build_params(
+                run_id=options.run_id or "preflight",
+                adapter=adapter,
+                base_model=options.base_model,
+                dataset=options.dataset,
+                dataset_revision=options.dataset_revision,
+                output_repo=options.output_repo,
+                overrides={"epochs": options.epochs, "learning_rate": options.learning_rate},
+            )
             checks = preflight(hub, config, adapter, state)
             for check in checks.checks:
                 say(check.line())

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from spacetrain import contract
 from spacetrain.config import AdapterConfig, ProjectConfig, find_root, load_config
+from spacetrain.errors import UsageError
 
 if TYPE_CHECKING:
     from spacetrain.pipeline import PipelineResult
@@ -45,7 +46,7 @@ REHEARSAL_TRAIN = {"epochs": 40, "learning_rate": 5e-3, "batch_size": 4, "grad_a
 class RehearsalOptions:
     """Flags of ``spacetrain rehearse``."""
 
-    epochs: int | None = None
+    epochs: float | None = None
     learning_rate: float | None = None
     workdir: Path | None = None
     report: Path | None = None
@@ -103,11 +104,14 @@ def rehearsal_config(
     project = load_config(root)
     demo = project.adapters.get("kwanzaa")
     suite = demo.suite if demo else root / "policy" / "evals" / "kwanzaa.yaml"
-    train = dict(REHEARSAL_TRAIN)
-    if options.epochs is not None:
-        train["epochs"] = options.epochs
-    if options.learning_rate is not None:
-        train["learning_rate"] = options.learning_rate
+    train: dict[str, Any] = dict(REHEARSAL_TRAIN)
+    for name in ("epochs", "learning_rate"):  # the contract's rules (the CLI checked them too)
+        value = getattr(options, name)
+        if value is not None:
+            try:
+                train[name] = contract.check_param(name, value, source=f"--{name}")
+            except contract.ParamError as exc:
+                raise UsageError(str(exc).replace("_", "-")) from None
     adapter = AdapterConfig(
         name="kwanzaa",
         base_model=BASE_REPO,
@@ -193,20 +197,24 @@ def run_rehearsal(options: RehearsalOptions, *, root: Path | None = None) -> dic
         config = rehearsal_config(root, options, workdir)
         setup = prepare(hub, workdir, config)
         state = PipelineState(workdir / "state.json")
-        result = run_pipeline(
-            config,
-            hub,
-            state,
-            PipelineOptions(
-                adapter="kwanzaa",
-                report_dir=workdir / "reports",
-                work_dir=workdir / ".spacetrain",
-                wait_timeout=600.0,
-                train_timeout=1800.0,
-                poll_interval=0.5,
-            ),
-            say=_say,
-        )
+        try:
+            result = run_pipeline(
+                config,
+                hub,
+                state,
+                PipelineOptions(
+                    adapter="kwanzaa",
+                    report_dir=workdir / "reports",
+                    work_dir=workdir / ".spacetrain",
+                    wait_timeout=600.0,
+                    train_timeout=1800.0,
+                    poll_interval=0.5,
+                ),
+                say=_say,
+            )
+        except KeyboardInterrupt:  # SIGINT or SIGTERM: the pipeline released the Space
+            _interrupted(hub, server, config.space, options.report, started)
+            raise
         runtime = hub.call("read the Space", hub.api.get_space_runtime, config.space)
         billing = server.billing()
         report = _rehearsal_report(result, setup, runtime.stage, billing, config.space)
@@ -221,6 +229,35 @@ def run_rehearsal(options: RehearsalOptions, *, root: Path | None = None) -> dic
         options.markdown.parent.mkdir(parents=True, exist_ok=True)
         options.markdown.write_text(markdown, encoding="utf-8")
     return report
+
+
+def _interrupted(hub: Any, server: Any, space: str, report: Path | None, started: float) -> None:
+    """Say (and write to ``--report``) what an interrupt left: the pipeline's ``finally``
+    released the Space; localhub's meter shows whether it still bills."""
+    from spacetrain.errors import SpacetrainError
+
+    try:
+        stage = str(hub.call("read the Space", hub.api.get_space_runtime, space).stage)
+    except SpacetrainError:
+        stage = "none"  # interrupted before the Space existed: nothing to release
+    billing = server.billing()
+    metered = (billing.get("spaces") or {}).get(space) or {}
+    still = metered.get("billing") is not None
+    _say(
+        f"interrupted: the Space is {stage}; "
+        + ("it would still be billing" if still else "nothing is billed any more")
+    )
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        data = {
+            "exit_code": 130,
+            "error": "interrupted (SIGINT or SIGTERM)",
+            "problems": ["the Space was left billing"] if still else [],
+            "space": {"id": space, "stage_after": stage},
+            "billing": billing,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        report.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def _rehearsal_report(

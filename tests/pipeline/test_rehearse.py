@@ -79,3 +79,40 @@ def test_bad_flags_exit_2_with_one_line(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "--epochs" in proc.stderr
+
+
+def test_sigterm_mid_rehearsal_releases_the_space_and_stops_the_meter(tmp_path: Path) -> None:
+    """A cancelled CI job (SIGTERM) during training: the pipeline's own release pauses the
+    Space before localhub goes, the report says so, and the meter has stopped."""
+    import signal
+
+    report = tmp_path / "rehearsal.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    env.pop("HF_ENDPOINT", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spacetrain", "rehearse", "--workdir", str(tmp_path / "work"),
+         "--report", str(report), "--epochs", "400"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    seen = ""
+    try:
+        assert proc.stderr is not None
+        while "started run" not in seen:  # the Space is training: it bills now
+            line = proc.stderr.readline()
+            assert line, seen[-3000:]
+            seen += line
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = seen + err
+    assert proc.returncode == 130, err[-3000:]
+    assert "release: ok" in err, err[-3000:]
+    assert "interrupted: the Space is PAUSED; nothing is billed any more" in err
+    data = json.loads(report.read_text())
+    assert data["exit_code"] == 130 and data["problems"] == []
+    assert data["space"]["stage_after"] == "PAUSED"
+    assert data["billing"]["spaces"]["rehearsal/kwanzaa-training"]["billing"] is None
+    assert "Traceback" not in err

@@ -21,13 +21,15 @@ from .support import AppServer, call, start_app, wait_for
 pytestmark = pytest.mark.e2e
 
 ACTIVE = ("queued", "running")
+LOCAL = {"SPACETRAIN_ALLOW_LOCAL_PATHS": "1"}
 DONE = ("succeeded", "failed")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
     root = tmp_path_factory.mktemp("app")
-    app = start_app(root / "runs", root / "app.log")
+    # The tests train a local tiny model on a local file: a Space allows that only so.
+    app = start_app(root / "runs", root / "app.log", {"SPACETRAIN_ALLOW_LOCAL_PATHS": "1"})
     print(f"\napp.py answered on its port after {app.startup_s:.1f}s")
     try:
         yield app
@@ -110,7 +112,7 @@ def test_start_is_idempotent_status_succeeds_logs_page(
 def test_malformed_params_give_a_clear_error_and_start_nothing(
     server: AppServer, client: Any
 ) -> None:
-    before = sorted(p.name for p in server.runs.iterdir())
+    before = _runs(server)
     cases = {
         "{not json": "params is not valid JSON",
         '{"epochs": "lots"}': "params.epochs must be a number",
@@ -121,7 +123,7 @@ def test_malformed_params_give_a_clear_error_and_start_nothing(
         with pytest.raises(AppError) as info:
             client.predict(params, api_name="/start_training")
         assert message in str(info.value)
-    assert sorted(p.name for p in server.runs.iterdir()) == before
+    assert _runs(server) == before
     with pytest.raises(AppError, match="no run 'nope'"):
         client.predict("nope", api_name="/training_status")
 
@@ -174,7 +176,7 @@ def test_a_restarted_app_still_reports_the_run(
     tmp_path: Path, tiny_model: Path, qa_jsonl: Path
 ) -> None:
     runs = tmp_path / "runs"
-    first = start_app(runs, tmp_path / "first.log")
+    first = start_app(runs, tmp_path / "first.log", LOCAL)
     try:
         c = first.client()
         call(c, "/start_training", _params(tiny_model, qa_jsonl, "survivor", epochs=60))
@@ -184,7 +186,7 @@ def test_a_restarted_app_still_reports_the_run(
         first.proc.kill()  # the app dies hard; the supervisor lives in its own session
         first.proc.wait()
 
-    second = start_app(runs, tmp_path / "second.log")
+    second = start_app(runs, tmp_path / "second.log", LOCAL)
     try:
         c = second.client()
         status = call(c, "/training_status", "survivor")
@@ -219,3 +221,107 @@ def test_ui_has_the_single_start_button_a_live_log_and_a_status_panel(server: Ap
     while '"cuda_available": false' not in server.log.read_text():
         assert time.monotonic() < deadline, server.log.read_text()[-2000:]
         time.sleep(0.5)
+
+
+def _runs(server: AppServer) -> list[str]:
+    """The run folders (the lock files start with a dot: no run id does)."""
+    if not server.runs.exists():
+        return []
+    return sorted(p.name for p in server.runs.iterdir() if not p.name.startswith("."))
+
+
+def test_refused_params_start_nothing_and_a_later_start_works(
+    server: AppServer, client: Any, tiny_model: Path, qa_jsonl: Path
+) -> None:
+    """Every value train.py would refuse is refused by the API first, before any run."""
+    before = _runs(server)
+    good = json.loads(_params(tiny_model, qa_jsonl, "after-refusals", epochs=2))
+    cases = {
+        json.dumps({**good, "run_id": "active.json"}): "params.run_id 'active.json' is reserved",
+        json.dumps({**good, "output_repo": "prod/adapter", "push": True}): "not a repo this Space",
+        json.dumps({**good, "epochs": "Infinity"}): "params.epochs must be a number > 0",
+        json.dumps({**good, "epochs": 0}): "params.epochs must be a number > 0",
+        json.dumps({**good, "lora_dropout": 5}): "params.lora_dropout must be a number >= 0",
+        json.dumps({**good, "grad_accum": 0}): "params.grad_accum must be an integer >= 1",
+        json.dumps({**good, "packing": "sometimes"}): "params.packing must be auto, on or off",
+        json.dumps({**good, "output_repo": "--output-repo=x"}): "not a Hub repo id",
+        json.dumps({**good, "run_id": "--output-repo=x"}): "params.run_id '--output-repo=x'",
+        json.dumps({**good, "epochs": "9" * 1024 * 1024}): "at most 65536 bytes",
+        "[" * 30000 + "]" * 30000: "nested too deeply",
+    }
+    for params, message in cases.items():
+        with pytest.raises(AppError) as info:
+            client.predict(params, api_name="/start_training")
+        assert message in str(info.value), str(info.value)[:300]
+    assert _runs(server) == before
+    assert not (server.runs / "active.json").exists()
+
+    started = call(client, "/start_training", json.dumps(good))
+    assert (started["run_id"], started["created"]) == ("after-refusals", True)
+    final = wait_for(client, "after-refusals", DONE)
+    assert final["state"] == "succeeded", final
+    launch = json.loads((server.runs / "after-refusals" / "launch.json").read_text())
+    assert launch["argv"][0] == "--params-file"  # parameters never travel in argv
+    assert str(tiny_model) not in " ".join(launch["argv"])
+
+
+def test_a_killed_supervisor_leaves_the_run_active_and_no_second_start(
+    server: AppServer, client: Any, tiny_model: Path, qa_jsonl: Path
+) -> None:
+    """SIGKILL to the supervisor: train.py trains on, so the run is running, not failed,
+    and the one-run lock still refuses a second run until the trainer ends too."""
+    call(client, "/start_training", _params(tiny_model, qa_jsonl, "orphan", epochs=400))
+    deadline = time.monotonic() + 120
+    while call(client, "/training_status", "orphan")["step"] < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    lock = json.loads((server.runs / ".active.json").read_text())
+    record = json.loads((server.runs / "orphan" / "state.json").read_text())
+    os.kill(record["supervisor_pid"], signal.SIGKILL)
+    try:
+        time.sleep(1.0)
+        os.kill(record["train_pid"], 0)  # the trainer lives on
+        status = call(client, "/training_status", "orphan")
+        assert status["state"] == "running", status
+        with pytest.raises(AppError, match="run orphan is still active"):
+            client.predict(_params(tiny_model, qa_jsonl, "second"), api_name="/start_training")
+        assert not (server.runs / "second").exists()
+        again = call(client, "/start_training", "")
+        assert (again["run_id"], again["created"]) == ("orphan", False)
+    finally:
+        os.killpg(lock["pgid"], signal.SIGKILL)  # end the trainer: the test is done
+    final = wait_for(client, "orphan", DONE, timeout=60)
+    assert final["state"] == "failed"
+    assert "without recording a result" in final["error"]
+
+
+def test_a_space_with_a_trigger_refuses_anonymous_callers(tmp_path: Path) -> None:
+    """The tester's attack: an anonymous gradio_client aims a run at the production repo
+    and at the container's files. None of it starts a run, and the trigger is never logged."""
+    trigger = "trigger-" + os.urandom(8).hex()
+    env = {"SPACETRAIN_TRIGGER": trigger, "OUTPUT_REPO": "org/adapter", "BASE_MODEL": "org/base"}
+    app = start_app(tmp_path / "runs", tmp_path / "app.log", env)
+    try:
+        c = app.client()
+        attacks = {
+            json.dumps({"output_repo": "prod/adapter", "dataset": "a/b"}): "needs its trigger",
+            json.dumps({"trigger": "guess", "dataset": "a/b"}): "needs its trigger",
+            json.dumps({"trigger": trigger, "output_repo": "prod/adapter", "dataset": "a/b"}): (
+                "'prod/adapter' is not a repo this Space pushes to"
+            ),
+            json.dumps({"trigger": trigger, "dataset": "/proc/self/environ"}): "not a Hub id",
+            json.dumps({"trigger": trigger, "base_model": "/etc", "dataset": "a/b"}): (
+                "not a Hub id"
+            ),
+        }
+        for params, message in attacks.items():
+            for api_name in ("/start_training", "/training_preflight"):
+                with pytest.raises(AppError) as info:
+                    c.predict(params, api_name=api_name)
+                assert message in str(info.value)
+                assert trigger not in str(info.value)
+        c.close()
+    finally:
+        app.stop()
+    assert _runs(app) == []
+    assert trigger not in app.log.read_text()

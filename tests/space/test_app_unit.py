@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -38,7 +40,9 @@ def test_params_default_to_space_variables(app: ModuleType) -> None:
     }
 
 
-def test_params_override_variables_and_become_train_flags(app: ModuleType, tmp_path: Path) -> None:
+def test_params_override_variables_and_reach_train_py_in_a_file(
+    app: ModuleType, tmp_path: Path
+) -> None:
     text = json.dumps(
         {
             "dataset": "org/other",
@@ -50,16 +54,14 @@ def test_params_override_variables_and_become_train_flags(app: ModuleType, tmp_p
         }
     )
     params = app.require_complete(app.parse_params(text, ENV))
-    argv = app.train_argv(params, "r-1", tmp_path)
-    assert argv == [
-        "--output-dir", str(tmp_path), "--run-id", "r-1", "--no-push",
-        "--base-model", "org/base", "--dataset", "org/other", "--dataset-revision", "abc123",
-        "--lora-r", "8", "--packing", "on",
-    ]  # fmt: skip
-    parsed = app.trainer.build_parser().parse_args(argv)  # train.py reads what app.py wrote
+    file = tmp_path / "params.json"
+    file.write_text(json.dumps(params))
+    parsed = app.trainer.parse_args(["--params-file", str(file), "--output-dir", str(tmp_path)])
     assert (parsed.dataset, parsed.lora_r, parsed.packing, parsed.no_push) == (
         "org/other", 8, "on", True,
     )  # fmt: skip
+    assert (parsed.base_model, parsed.output_repo, parsed.epochs) == ("org/base", None, 4.0)
+    assert parsed.local_paths is False  # a Space's run reads Hub ids only
 
 
 @pytest.mark.parametrize(
@@ -110,6 +112,12 @@ def test_a_new_run_needs_model_data_and_destination(
 
 
 # ------------------------------------------------------------------ runs on disk
+
+
+def _sleeper() -> subprocess.Popen[bytes]:
+    """A stand-in supervisor: a session (and process group) leader, as app.py starts one."""
+    code = "import time; time.sleep(30)"
+    return subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
 
 
 def _fake_run(root: Path, run_id: str, log: str, state: dict | None) -> None:
@@ -186,10 +194,10 @@ def test_partial_last_line_waits_while_running(app: ModuleType, tmp_path: Path) 
     """A line still being written is not handed out until its newline arrives."""
     _fake_run(tmp_path, "r", "[train] one\n[train] tw", {"supervisor_pid": 0})
     runs = app.Runs(tmp_path)
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    sleeper = _sleeper()
     try:
         lock = {"run_id": "r", "pid": sleeper.pid, "ticks": app._start_ticks(sleeper.pid)}
-        (tmp_path / "active.json").write_text(json.dumps(lock))
+        (tmp_path / app.LOCK_NAME).write_text(json.dumps(lock))
         page = runs.logs("r", 0)
         assert (page["text"], page["state"], page["done"]) == ("[train] one\n", "running", False)
     finally:
@@ -197,10 +205,12 @@ def test_partial_last_line_waits_while_running(app: ModuleType, tmp_path: Path) 
         sleeper.wait()
 
 
-def test_stale_lock_of_a_dead_process_is_taken_over(app: ModuleType, tmp_path: Path) -> None:
+def test_stale_lock_of_a_dead_process_is_taken_over(
+    app: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (tmp_path / "active.json").write_text(json.dumps({"run_id": "old", "pid": dead.pid}))
+    (tmp_path / app.LOCK_NAME).write_text(json.dumps({"run_id": "old", "pid": dead.pid}))
     _fake_run(tmp_path, "old", "[train] step 3/9\n", {"supervisor_pid": dead.pid})
     runs = app.Runs(tmp_path)
     assert runs.active() is None
@@ -208,13 +218,14 @@ def test_stale_lock_of_a_dead_process_is_taken_over(app: ModuleType, tmp_path: P
 
     # A run that cannot even read its dataset: starts, fails fast, reports why. (The base
     # is a local folder: its self-check would otherwise ask the Hub, which is not here.)
+    monkeypatch.setenv("SPACETRAIN_ALLOW_LOCAL_PATHS", "1")  # the supervisor's environment
     base = tmp_path / "base"
     base.mkdir()
     (base / "config.json").write_text("{}")
     params = {"base_model": str(base), "dataset": str(tmp_path / "missing.jsonl"), "push": False}
     status, created = runs.start({**params, "run_id": "new"})
     assert created and status["run_id"] == "new" and status["state"] in ("queued", "running")
-    lock = json.loads((tmp_path / "active.json").read_text())
+    lock = json.loads((tmp_path / app.LOCK_NAME).read_text())
     assert lock["run_id"] == "new" and lock["pid"] != dead.pid
     deadline = time.monotonic() + 120
     while runs.status("new")["state"] in ("queued", "running"):
@@ -224,15 +235,15 @@ def test_stale_lock_of_a_dead_process_is_taken_over(app: ModuleType, tmp_path: P
     assert failed["state"] == "failed"
     assert failed["returncode"] == 2
     assert "missing.jsonl" in failed["error"]
-    assert not (tmp_path / "active.json").exists()  # the supervisor released the lock
+    assert not (tmp_path / app.LOCK_NAME).exists()  # the supervisor released the lock
 
 
 def test_live_lock_is_respected(app: ModuleType, tmp_path: Path) -> None:
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    sleeper = _sleeper()
     try:
         _fake_run(tmp_path, "busy", "", None)
         lock = {"run_id": "busy", "pid": sleeper.pid, "ticks": app._start_ticks(sleeper.pid)}
-        (tmp_path / "active.json").write_text(json.dumps(lock))
+        (tmp_path / app.LOCK_NAME).write_text(json.dumps(lock))
         runs = app.Runs(tmp_path)
         status, created = runs.start({"base_model": "a/b", "dataset": "c/d", "push": False})
         assert (status["run_id"], status["state"], created) == ("busy", "queued", False)
@@ -274,3 +285,222 @@ def test_concurrent_status_calls_keep_the_log_position(app: ModuleType, tmp_path
     with (tmp_path / "r" / "train.log").open("a") as log:
         log.write(_events({"event": "step", "step": 3001, "total": 5000, "loss": 0.5}))
     assert runs.status("r")["step"] == 3001
+
+
+# ------------------------------------------------------------------ who may drive the Space
+
+
+def test_output_repo_only_from_the_space_configuration(app: ModuleType) -> None:
+    """An anonymous caller must not move a repo the Space's token can write."""
+    with pytest.raises(app.ParamsError, match="'prod/adapter' is not a repo this Space pushes"):
+        app.parse_params('{"output_repo": "prod/adapter"}', ENV)
+    with pytest.raises(app.ParamsError, match="configured: none"):
+        app.parse_params('{"output_repo": "org/adapter"}', {"BASE_MODEL": "a/b"})
+    assert app.parse_params('{"output_repo": "org/adapter"}', ENV)["output_repo"] == "org/adapter"
+    listed = {**ENV, "SPACETRAIN_OUTPUT_REPOS": " org/one , org/two,"}
+    assert app.parse_params('{"output_repo": "org/two"}', listed)["output_repo"] == "org/two"
+    # Not pushing: the repo is never written, so it does not matter.
+    assert app.parse_params('{"output_repo": "x/y", "push": false}', ENV)["push"] is False
+
+
+# Paths, URLs and tricks an attacker tried as base_model or dataset (or output_repo).
+PATH_TRICKS = [
+    "/etc",
+    "/proc/self/environ",
+    "../etc/passwd",
+    "./x",
+    "~",
+    "~/.ssh",
+    "file:///etc/passwd",
+    "hf.co/org/model",
+    "https://huggingface.co/org/model",
+    "org/../etc",
+    "org/model/../../x",
+    "org//model",
+    "/org/model",
+    "org/model/",
+    "org/.hidden",
+    ".org/model",
+    "org/mo--del",
+    "org/model.git",
+    "org/model\n",  # stripped to a Hub id: accepted below, as the Hub would
+    "org/mo del",
+    "org/mødel",
+    "C:\\Windows",
+    "org\\model",
+    "a" * 60 + "/" + "b" * 60,
+    "-rf/x",
+    "org/model;rm",
+    "$HOME/x",
+]
+
+
+@pytest.mark.parametrize("ref", PATH_TRICKS)
+def test_model_and_dataset_are_hub_ids_unless_the_space_allows_paths(
+    app: ModuleType, ref: str
+) -> None:
+    for name in ("base_model", "dataset"):
+        text = json.dumps({name: ref})
+        if ref.strip() == "org/model":
+            assert app.parse_params(text, ENV)[name] == "org/model"
+            continue
+        with pytest.raises(app.ParamsError, match=f"{name}|not a Hub id"):
+            app.parse_params(text, ENV)
+    output = json.dumps({"output_repo": ref, "push": True})
+    if ref.strip() != "org/model":
+        with pytest.raises(app.ParamsError):
+            app.parse_params(output, {**ENV, "SPACETRAIN_OUTPUT_REPOS": ref})
+
+
+def test_local_paths_only_with_the_space_variable(app: ModuleType, tmp_path: Path) -> None:
+    text = json.dumps({"base_model": str(tmp_path), "dataset": str(tmp_path / "d.jsonl")})
+    with pytest.raises(app.ParamsError, match="SPACETRAIN_ALLOW_LOCAL_PATHS=1"):
+        app.parse_params(text, ENV)
+    with pytest.raises(app.ParamsError, match="base_model '/etc'"):  # a variable obeys it too
+        app.parse_params("{}", {**ENV, "BASE_MODEL": "/etc"})
+    allowed = app.parse_params(text, {**ENV, "SPACETRAIN_ALLOW_LOCAL_PATHS": "1"})
+    assert allowed["base_model"] == str(tmp_path)
+
+
+def test_a_space_with_a_trigger_answers_only_callers_that_carry_it(app: ModuleType) -> None:
+    env = {**ENV, "SPACETRAIN_TRIGGER": "s3cret-trigger"}
+    for text in ("", "{}", '{"trigger": ""}', '{"trigger": "guess"}', '{"trigger": 1}', "[]"):
+        with pytest.raises(app.ParamsError, match="needs its trigger") as info:
+            app.parse_params(text, env)
+        assert "s3cret-trigger" not in str(info.value)
+    params = app.parse_params('{"trigger": "s3cret-trigger", "epochs": 2}', env)
+    assert "trigger" not in params and params["epochs"] == 2.0
+    # Without the secret the key is ignored (and never kept).
+    assert "trigger" not in app.parse_params('{"trigger": "x"}', ENV)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"epochs": "%s"}' % ("9" * (1024 * 1024)), "at most 65536 bytes"),
+        ("[" * 60000 + "]" * 60000, "at most 65536 bytes"),
+        ("[" * 30000 + "]" * 30000, "nested too deeply"),
+        ('{"run_id": "active.json"}', "params.run_id 'active.json' is reserved"),
+        ('{"run_id": "ACTIVE.JSON"}', "is reserved"),
+        ('{"run_id": ".active.json"}', "params.run_id '.active.json'"),
+        ('{"run_id": ".lock"}', "params.run_id '.lock'"),
+        ('{"run_id": "a/b"}', "params.run_id 'a/b'"),
+        ('{"run_id": ".."}', "params.run_id '..'"),
+        ('{"run_id": "%s"}' % ("r" * 65), "params.run_id"),
+        ('{"run_id": "--output-repo=x"}', "params.run_id '--output-repo=x'"),
+        ('{"output_repo": "--output-repo=x"}', "not a Hub repo id"),
+        ('{"dataset": "--output-repo=x"}', "not a Hub id"),
+        ('{"epochs": "Infinity"}', "params.epochs must be a number > 0"),
+        ('{"epochs": NaN}', "params.epochs must be a number > 0"),
+        ('{"epochs": 1e309}', "params.epochs must be a number > 0"),
+        ('{"epochs": [4]}', "params.epochs must be a number"),
+        ('{"epochs": {"a": 1}}', "params.epochs must be a number"),
+        ('{"lora_dropout": 5}', "params.lora_dropout must be a number >= 0 and < 1"),
+        ('{"grad_accum": 0}', "params.grad_accum must be an integer >= 1"),
+        ('{"seed": -1}', "params.seed must be an integer >= 0"),
+        ('{"packing": "sometimes"}', "params.packing must be auto, on or off"),
+        ('{"push": 1}', "params.push must be true or false"),
+        ('{"": 1}', "unknown parameter(s) ; known"),
+        ('{"__proto__": {}}', "unknown parameter(s) __proto__"),
+        ('{"HF_TOKEN": "hf_x"}', "HF_TOKEN: tokens are never passed"),
+    ],
+)
+def test_attacker_params_are_refused_before_any_run(
+    app: ModuleType, tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(app.ParamsError) as info:
+        app.parse_params(text, ENV)
+    assert message in str(info.value)
+    assert len(str(info.value)) < 600 and "\n" not in str(info.value)
+
+
+def test_a_run_id_cannot_name_a_file_of_the_runs_folder(app: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "notes").write_text("not a run")
+    runs = app.Runs(tmp_path)
+    with pytest.raises(app.ParamsError, match="names a file of the runs folder"):
+        runs.start({"base_model": "a/b", "dataset": "c/d", "push": False, "run_id": "notes"})
+    assert (tmp_path / "notes").read_text() == "not a run"
+    assert not runs.lock_path.exists()
+
+
+def test_train_py_checks_its_params_file_with_the_same_rules(
+    app: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train = app.trainer
+    file = tmp_path / "params.json"
+
+    def args(params: object) -> object:
+        file.write_text(params if isinstance(params, str) else json.dumps(params))
+        return train.parse_args(["--params-file", str(file), "--output-dir", str(tmp_path)])
+
+    base = {"base_model": "a/b", "dataset": "c/d", "push": False}
+    assert args({**base, "epochs": 2.5}).epochs == 2.5
+    for bad, message in [
+        ({**base, "epochs": 0}, "epochs must be a number > 0"),
+        ({**base, "packing": "sometimes"}, "packing must be auto, on or off"),
+        ({**base, "base_model": "/etc"}, "not a Hub id"),
+        ({**base, "push": True, "output_repo": "prod/adapter"}, "not a repo this Space"),
+        ({"dataset": "c/d", "push": False}, "no base_model"),
+        ("{" + '"epochs": 1,' * 20000 + "}", "at most 65536 bytes"),
+    ]:
+        with pytest.raises(train.BadInput, match=message):
+            args(bad)
+    monkeypatch.setenv("SPACETRAIN_ALLOW_LOCAL_PATHS", "1")
+    assert args({**base, "base_model": str(tmp_path)}).local_paths is True
+    with pytest.raises(SystemExit):
+        train.parse_args(["--params-file", str(file), "--output-dir", "x", "--epochs", "3"])
+
+
+def test_the_lock_follows_the_whole_process_group(app: ModuleType, tmp_path: Path) -> None:
+    """A killed supervisor leaves train.py running: still active, no second start."""
+    code = (
+        "import subprocess, sys, time; "
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        "time.sleep(60)"
+    )
+    leader = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while len(_group(leader.pid)) < 2:  # the "trainer" joined the group
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        _fake_run(tmp_path, "busy", "[train] step 1/9\n", {"supervisor_pid": leader.pid})
+        lock = {"run_id": "busy", "pid": leader.pid, "pgid": leader.pid}
+        lock["ticks"] = app._start_ticks(leader.pid)
+        (tmp_path / app.LOCK_NAME).write_text(json.dumps(lock))
+        runs = app.Runs(tmp_path)
+        leader.kill()  # SIGKILL: the supervisor records nothing and releases nothing
+        leader.wait()
+        assert runs.active() is not None
+        assert runs.status("busy")["state"] == "running"
+        with pytest.raises(app.ParamsError, match="run busy is still active"):
+            runs.start({"base_model": "a/b", "dataset": "c/d", "push": False, "run_id": "two"})
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(leader.pid, signal.SIGKILL)
+        leader.wait()
+    deadline = time.monotonic() + 20
+    while app.group_alive(leader.pid, lock["ticks"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert runs.active() is None
+    assert runs.status("busy")["state"] == "failed"  # no exit code, no "done" event
+
+
+def test_a_run_whose_supervisor_died_is_judged_by_its_last_event(
+    app: ModuleType, tmp_path: Path
+) -> None:
+    _fake_run(tmp_path, "r", _events({"event": "done", "state": "succeeded"}), {"train_pid": 1})
+    assert app.Runs(tmp_path).status("r")["state"] == "succeeded"
+
+
+def _group(pgid: int) -> list[int]:
+    """The live members of process group ``pgid``."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) == pgid and fields[0] not in "ZX":
+                    members.append(int(entry.name))
+    return members

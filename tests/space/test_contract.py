@@ -35,6 +35,9 @@ CONTRACT_LITERALS = (
     "SPACETRAIN_HUB_DEADLINE",
     "SPACETRAIN_RUNS_DIR",
     "SPACETRAIN_EXPECT_GPU",
+    "SPACETRAIN_OUTPUT_REPOS",
+    "SPACETRAIN_ALLOW_LOCAL_PATHS",
+    "SPACETRAIN_TRIGGER",
     "prompt-completion",
     "prompt_completion",
 )
@@ -134,6 +137,9 @@ def test_fractional_epochs_and_lora_dropout_are_accepted_everywhere(
 
 def test_app_py_takes_its_table_from_train_py(app: ModuleType) -> None:
     assert app.PARAMS is app.trainer.PARAMS
+    # The rules of what the API serves live beside the table, not in app.py.
+    for name in ("check_served", "check_trigger", "read_params", "is_hub_id"):
+        assert not hasattr(app, name) and callable(getattr(app.trainer, name))
     assert app.EVENT_PREFIX == contract.EVENT_PREFIX
     assert issubclass(app.ParamsError, app.trainer.ParamError)
     assert list(app.PARAMS) == list(contract.PARAMS)
@@ -204,7 +210,14 @@ def test_the_space_readme_documents_every_variable_and_parameter() -> None:
         assert f"`{name}`" in readme, name
         if spec.variable:
             assert f"`{spec.variable}`" in readme, spec.variable
-    for env in (contract.ENV_TOKEN, contract.ENV_RUNS_DIR, contract.ENV_EXPECT_GPU):
+    for env in (
+        contract.ENV_TOKEN,
+        contract.ENV_RUNS_DIR,
+        contract.ENV_EXPECT_GPU,
+        contract.ENV_OUTPUT_REPOS,
+        contract.ENV_ALLOW_LOCAL_PATHS,
+        contract.ENV_TRIGGER,
+    ):
         assert f"`{env}`" in readme, env
 
 

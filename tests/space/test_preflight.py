@@ -308,6 +308,7 @@ def test_training_preflight_answers_like_start_training_reads(
     monkeypatch.delenv("SPACETRAIN_EXPECT_GPU", raising=False)
     app.runs.cache_clear()
     local = _local(tmp_path)
+    monkeypatch.setenv("SPACETRAIN_ALLOW_LOCAL_PATHS", "1")  # the model and data are folders
     for name, value in {"BASE_MODEL": local["base_model"], "OUTPUT_REPO": OUTPUT}.items():
         monkeypatch.setenv(name, value)
     try:
@@ -360,6 +361,8 @@ def test_the_start_button_checks_first_and_shows_the_failing_line(
     monkeypatch.setenv("SPACETRAIN_RUNS_DIR", str(runs))
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("SPACETRAIN_EXPECT_GPU", raising=False)
+    monkeypatch.setenv("SPACETRAIN_ALLOW_LOCAL_PATHS", "1")
+    monkeypatch.setenv("OUTPUT_REPO", OUTPUT)
     app.runs.cache_clear()
     try:
         demo = app.build_ui()

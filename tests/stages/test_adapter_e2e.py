@@ -184,6 +184,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             space_variables=[
                 {"key": "SPACETRAIN_RUNS_DIR", "value": str(runs)},
                 {"key": "OMP_NUM_THREADS", "value": "1"},
+                {"key": "OUTPUT_REPO", "value": ADAPTER},  # the repos its API pushes to
+                {"key": "SPACETRAIN_OUTPUT_REPOS", "value": "me/timeout-adapter"},
             ],
             space_secrets=[{"key": "HF_TOKEN", "value": TOKEN}],
         )

@@ -231,3 +231,47 @@ def test_sleep_time_follows_the_hardware_and_is_set_once(
     _clear_requests(hub)
     assert cli(["space", "setup"], cwd=project, env=env).returncode == 0
     assert _writes(hub) == []
+
+
+def test_a_public_space_is_warned_about_and_gets_its_trigger_secret(
+    hub: LocalHub, api: HfApi, tmp_path: Path
+) -> None:
+    """A public Space's API answers anyone: set-up says so, louder without a trigger, and
+    sets SPACETRAIN_TRIGGER (fingerprinted, never shown) when the environment has it."""
+    project = _project(tmp_path)
+    env = cli_env(hub.url, TOKEN)
+    env.pop("SPACETRAIN_TRIGGER", None)
+    trigger = "trigger-value-for-the-test-0123456789"
+
+    bare = cli(["space", "setup", "--public"], cwd=project, env=env)
+
+    assert bare.returncode == 0, bare.stderr
+    result = json.loads(bare.stdout)
+    assert (result["public"], result["trigger"]) == (True, "none")
+    assert api.space_info(SPACE).private is False
+    assert f"warning: Space {SPACE} is public" in bare.stderr
+    assert "public without a SPACETRAIN_TRIGGER secret: anyone can start a run" in bare.stderr
+
+    guarded = cli(["space", "setup"], cwd=project, env={**env, "SPACETRAIN_TRIGGER": trigger})
+
+    assert guarded.returncode == 0, guarded.stderr
+    result = json.loads(guarded.stdout)
+    assert (result["public"], result["trigger"], result["writes"]) == (True, "set", 1)
+    stored = api.get_space_secrets(SPACE)["SPACETRAIN_TRIGGER"]
+    assert matches(stored.description, trigger)
+    assert f"warning: Space {SPACE} is public" in guarded.stderr
+    assert "without a SPACETRAIN_TRIGGER" not in guarded.stderr
+    for text in (guarded.stdout, guarded.stderr):
+        assert trigger not in text and "sha256" not in text
+
+    again = cli(["space", "setup"], cwd=project, env={**env, "SPACETRAIN_TRIGGER": trigger})
+    assert json.loads(again.stdout)["trigger"] == "unchanged"
+    assert json.loads(again.stdout)["writes"] == 0
+
+
+def test_a_private_space_is_not_warned_about(hub: LocalHub, api: HfApi, tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    done = cli(["space", "setup"], cwd=project, env=cli_env(hub.url, TOKEN))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["public"] is False
+    assert "is public" not in done.stderr

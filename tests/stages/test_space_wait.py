@@ -252,3 +252,50 @@ def test_cli_wait_prints_the_commit(hub: LocalHub, tmp_path: Path) -> None:
 def _quick_retries() -> Hub:
     """The real retry policy with a short first backoff: the 503s cost milliseconds."""
     return Hub.from_env(retry=RetryPolicy(deadline=20, base=0.02, cap=0.2))
+
+
+@pytest.mark.parametrize("way_out", ["SIGTERM", "SIGINT", "deadline"])
+def test_cli_wait_that_gives_up_releases_the_space(
+    hub: LocalHub, api: HfApi, tmp_path: Path, way_out: str
+) -> None:
+    """A cancelled CI job (SIGINT, then SIGTERM) or the deadline: the Space `wait` was
+    waiting for stops billing (paused), and the command says so; the meter stops."""
+    import signal
+    import subprocess
+    import sys
+
+    project = write_project(tmp_path / "p")
+    env = cli_env(hub.url, TOKEN)
+    assert cli(["sync"], cwd=project, env=env).returncode == 0
+    assert cli(["wait", "--timeout", "60"], cwd=project, env=env).returncode == 0
+    hub.add_faults({"force_stage": {"repo": SPACE, "stage": "APP_STARTING", "when": "now"}})
+    assert hub.billing()["spaces"][SPACE]["billing"] is not None  # the meter runs
+
+    timeout = "1" if way_out == "deadline" else "600"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spacetrain", "wait", "--timeout", timeout],
+        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        seen = ""
+        while "APP_STARTING" not in seen:  # polling the stuck Space
+            line = proc.stderr.readline()
+            assert line, seen
+            seen += line
+        if way_out != "deadline":
+            proc.send_signal(getattr(signal, way_out))
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = seen + err
+
+    assert proc.returncode == (3 if way_out == "deadline" else 130), err
+    reason = "StageTimeout" if way_out == "deadline" else "interrupted"
+    assert f"gave up ({reason}): releasing {SPACE}" in err
+    assert f"{SPACE}: paused" in err
+    assert "Traceback" not in err and TOKEN not in out + err
+    assert api.get_space_runtime(SPACE).stage == "PAUSED"
+    assert hub.billing()["spaces"][SPACE]["billing"] is None  # the meter stopped

@@ -144,6 +144,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             space_variables=[
                 {"key": "SPACETRAIN_RUNS_DIR", "value": str(runs)},
                 {"key": "OMP_NUM_THREADS", "value": "1"},
+                {"key": "OUTPUT_REPO", "value": ADAPTER},  # the one repo its API pushes to
             ],
         )
         api.upload_folder(repo_id=SPACE, repo_type="space", folder_path=REPO / "space")
@@ -214,6 +215,74 @@ def test_an_unreadable_dataset_stops_in_seconds_and_starts_nothing(
     assert not state.exists() or json.loads(state.read_text()).get("run_id") is None
 
 
+def _released(world: World) -> None:
+    """The Space is paused and localhub's meter for it has stopped."""
+    assert world.stage() == "PAUSED"
+    assert world.hub.billing()["spaces"][SPACE]["billing"] is None
+
+
+def test_parameters_the_space_refuses_release_it_with_one_line(
+    world: World, tmp_path: Path
+) -> None:
+    """The Space answered (with a refusal): that is not "never answered", so the GPU bill
+    stops (was: left RUNNING), exit 2, one line naming the parameter; no run exists."""
+    world.secret(present=True)
+    world.ensure_running()
+
+    proc, _ = world.train(tmp_path, "--run-id", "refused", "--output-repo", "me/prod-adapter")
+
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert _last_line(proc) == (
+        "spacetrain train: error: the Space refused the training parameters: output_repo "
+        "'me/prod-adapter' is not a repo this Space pushes to (configured: me/qa-adapter); "
+        "set the Space variable OUTPUT_REPO or SPACETRAIN_OUTPUT_REPOS"
+    )
+    assert "never answered" not in proc.stderr and "Traceback" not in proc.stderr
+    assert world.run_folders() == set()
+    _released(world)
+
+
+def test_a_space_with_a_trigger_secret_takes_starts_only_with_it(
+    world: World, tmp_path: Path
+) -> None:
+    """SPACETRAIN_TRIGGER: without it (or with a wrong one) train is refused and the Space
+    released; the value never shows. With it, the start goes through to the self-check."""
+    trigger = "trigger-" + os.urandom(12).hex()
+    world.secret(present=True)
+    world.api.add_space_secret(SPACE, "SPACETRAIN_TRIGGER", trigger)
+    try:
+        for given in (None, "wrong-" + trigger):
+            world.ensure_running()
+            env = {k: v for k, v in world.env.items() if k != "SPACETRAIN_TRIGGER"}
+            if given:
+                env["SPACETRAIN_TRIGGER"] = given
+            proc = subprocess.run(
+                [sys.executable, "-m", "spacetrain", "train", "--state",
+                 str(tmp_path / "state.json"), "--run-id", "no-trigger", "--poll-interval", "0.2"],
+                cwd=world.project, env=env, capture_output=True, text=True, timeout=300,
+                check=False,
+            )  # fmt: skip
+            assert proc.returncode == 2, proc.stderr[-3000:]
+            assert _last_line(proc).startswith(
+                "spacetrain train: error: the Space refused the training parameters: this "
+                "Space needs its trigger: set SPACETRAIN_TRIGGER where the pipeline runs"
+            )
+            assert trigger not in proc.stdout + proc.stderr
+            assert world.run_folders() == set()
+            _released(world)
+        world.ensure_running()
+        world.env["SPACETRAIN_TRIGGER"] = trigger
+        # With the trigger the Space checks itself: a missing dataset fails that check.
+        proc, _ = world.train(tmp_path, "--run-id", "with-trigger", "--dataset", "me/nope")
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        assert "self-check failed: dataset: dataset me/nope: no such repo" in proc.stderr
+        assert trigger not in proc.stdout + proc.stderr
+        _released(world)
+    finally:
+        world.env.pop("SPACETRAIN_TRIGGER", None)
+        world.api.delete_space_secret(SPACE, "SPACETRAIN_TRIGGER")
+
+
 def test_a_failed_check_leaves_someone_elses_active_run_alone(world: World, tmp_path: Path) -> None:
     from gradio_client import Client
 
@@ -244,10 +313,10 @@ def test_a_failed_check_leaves_someone_elses_active_run_alone(world: World, tmp_
     finally:
         client.close()
         # End the other run (its supervisor leads its own session) before the next test.
-        lock = world.runs / "active.json"
+        lock = world.runs / ".active.json"
         if lock.exists():
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(json.loads(lock.read_text())["pid"], signal.SIGTERM)
+                os.killpg(json.loads(lock.read_text())["pgid"], signal.SIGTERM)
             deadline = time.monotonic() + 60
             while lock.exists() and time.monotonic() < deadline:
                 time.sleep(0.2)

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from spacetrain.config import load_config
-from spacetrain.errors import EXIT_OK
+from spacetrain.errors import EXIT_OK, UsageError
 from spacetrain.stages.state import PipelineState
 
 
@@ -21,11 +21,32 @@ def _print(**values: object) -> None:
         print(f"{key}={'' if value is None else value}")
 
 
+def check_flags(args: argparse.Namespace) -> None:
+    """The training flags checked by the contract (``space/train.py`` PARAMS), first thing:
+    a bad value is exit 2 with one line before anything is synced, started or billed.
+
+    Raises:
+        UsageError: the first flag outside the contract, named as typed.
+    """
+    from spacetrain import contract
+
+    for name in ("epochs", "learning_rate", "run_id"):
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        flag = "run id" if name == "run_id" else "--" + name.replace("_", "-")
+        try:
+            contract.check_param(name, value, text=True, source=flag)
+        except contract.ParamError as exc:
+            raise UsageError(str(exc)) from None
+
+
 def train(args: argparse.Namespace) -> int:
     """Start training through the Space's API, follow it, record the adapter revision."""
     from spacetrain.hub import Hub
     from spacetrain.stages.train import run_training, train_options
 
+    check_flags(args)
     state = PipelineState.load(args.state)
     options = train_options(
         load_config(),

@@ -8,6 +8,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from spacetrain.commands.adapter import check_flags
 from spacetrain.config import load_config
 from spacetrain.hub import Hub
 from spacetrain.pipeline import PipelineOptions, render_summary, run_pipeline
@@ -16,6 +17,7 @@ from spacetrain.stages.state import PipelineState
 
 def run(args: argparse.Namespace) -> int:
     """Run preflight → … → promote, release the Space, print the stage table."""
+    check_flags(args)  # before the config, the Hub or the Space: exit 2 with one line
     config = load_config()
     if args.space:
         config = replace(config, space=args.space)

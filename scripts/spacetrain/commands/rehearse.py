@@ -6,16 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from spacetrain.errors import UsageError
+from spacetrain.commands.adapter import check_flags
 from spacetrain.rehearse import RehearsalOptions, run_rehearsal
 
 
 def run(args: argparse.Namespace) -> int:
     """Rehearse a deploy end to end; print the scores and where the reports went."""
-    if args.epochs is not None and args.epochs < 1:
-        raise UsageError(f"--epochs must be at least 1, not {args.epochs}")
-    if args.learning_rate is not None and not args.learning_rate > 0:
-        raise UsageError(f"--learning-rate must be positive, not {args.learning_rate}")
+    check_flags(args)  # the contract's rules, before localhub or anything else starts
     report = run_rehearsal(
         RehearsalOptions(
             epochs=args.epochs,

@@ -18,8 +18,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from spacetrain.config import ProjectConfig, find_root, load_config
-from spacetrain.errors import EXIT_OK, UsageError
+from spacetrain.errors import (
+    EXIT_OK,
+    CheckFailed,
+    SpaceBuildFailed,
+    SpacetrainError,
+    StageTimeout,
+    UsageError,
+)
 from spacetrain.hub import Hub
+from spacetrain.stages.space_runtime import say
 from spacetrain.stages.state import PipelineState
 
 if TYPE_CHECKING:
@@ -158,9 +166,38 @@ def wait(args: argparse.Namespace) -> int:
                 "pass --commit SHA or run `spacetrain sync` for this Space"
             )
         commit = str(state.require("space_commit", stage="sync"))
-    result = run_wait(hub, space, commit, timeout=timeout)
+    config = _optional_config()
+    after = config.after_training if config is not None and config.space == space else "pause"
+    try:
+        result = run_wait(hub, space, commit, timeout=timeout)
+    except (KeyboardInterrupt, StageTimeout, SpaceBuildFailed) as exc:
+        _release_after_wait(hub, space, after, state, exc)
+        raise
+    except CheckFailed as exc:  # the Space moved on to another push: that deploy's to release
+        say("wait", f"{space} left as it is: {exc}")
+        raise
     print(result.commit)
     return EXIT_OK
+
+
+def _release_after_wait(
+    hub: Hub, space: str, after_training: str, state: PipelineState, why: BaseException
+) -> None:
+    """`wait` gave up (interrupt, SIGTERM, deadline, failed build): the Space it woke must
+    not bill on, so release it (the release stage holds, saying why, when it trains a run
+    that is not the state's). A failed release is said, never hidden; the wait's own error
+    is still the one reported."""
+    from spacetrain.stages.release import release as run_release
+
+    reason = "interrupted" if isinstance(why, KeyboardInterrupt) else type(why).__name__
+    say("wait", f"gave up ({reason}): releasing {space}")
+    ours = state.get("run_id") if state.get("space") in (None, space) else None
+    try:
+        done = run_release(hub, space, after_training=after_training, ours=ours)
+    except SpacetrainError as exc:
+        say("wait", f"warning: could not release {space}, it may still bill: {exc}")
+        return
+    say("wait", f"{space}: {done.action}" + (f" ({done.reason})" if done.reason else ""))
 
 
 def _resolve_commit(hub: Hub, space: str, revision: str) -> str:

@@ -15,6 +15,13 @@ on an existing Space compares before it writes:
   is a different, broader token). Secrets cannot be read back, so the secret's
   description holds a salted SHA-256 fingerprint of the value set (never the value), and
   set-up compares the fingerprint of ``SPACE_HF_TOKEN`` with it.
+- **the trigger** ``SPACETRAIN_TRIGGER``, a second secret, from the environment variable of
+  the same name (fingerprinted alike): a Space that has it refuses every start (and
+  self-check) that does not carry it, and `spacetrain train` sends it. A public Space's
+  API answers anyone, so set-up warns about a public Space, louder without a trigger.
+- **what the API serves**: ``OUTPUT_REPO``, and with several adapters
+  ``SPACETRAIN_OUTPUT_REPOS`` listing each one's output repo: the only repos a run may
+  push to.
 - **sleep time** (``sleep_time``) and **hardware** (``hardware``).
 
 Every variable or secret change restarts the Space, so nothing is written while the Space
@@ -38,11 +45,13 @@ from spacetrain.hub import Hub
 from spacetrain.stages.space_runtime import CPU_FLAVORS, active_run, get_runtime, say
 
 SPACE_TOKEN_ENV = contract.trainer.ENV_SPACE_TOKEN  # SPACE_HF_TOKEN: the Space's own token
+TRIGGER_ENV = contract.ENV_TRIGGER  # SPACETRAIN_TRIGGER: here the value, in the Space the secret
 _FINGERPRINT = "spacetrain-sha256"
 FREE_FLAVOR = "cpu-basic"  # sleeps after 48 h whatever one asks (the Hub's rule)
 # Variables set-up owns: deleted from the Space when the config no longer sets them.
 MANAGED_VARIABLES = frozenset(
-    {p.variable for p in contract.PARAMS.values() if p.variable} | {contract.ENV_EXPECT_GPU}
+    {p.variable for p in contract.PARAMS.values() if p.variable}
+    | {contract.ENV_EXPECT_GPU, contract.ENV_OUTPUT_REPOS}
 )
 
 
@@ -66,6 +75,11 @@ def space_token_from_env() -> str | None:
     return os.environ.get(SPACE_TOKEN_ENV, "").strip() or None
 
 
+def trigger_from_env() -> str | None:
+    """``SPACETRAIN_TRIGGER`` (the Space's trigger secret, which `train` sends), or ``None``."""
+    return os.environ.get(TRIGGER_ENV, "").strip() or None
+
+
 @dataclass(frozen=True)
 class SetupOptions:
     """What the Space should look like.
@@ -77,6 +91,7 @@ class SetupOptions:
         private: create the Space private (an existing Space keeps its visibility).
         sleep_time: idle seconds before the Space sleeps, -1 never (``None``: leave it).
         token: the value for the ``HF_TOKEN`` secret (``SPACE_HF_TOKEN``), or ``None``.
+        trigger: the value for the ``SPACETRAIN_TRIGGER`` secret, or ``None`` (leave it).
         managed: variables to delete when ``variables`` does not set them (without an
             adapter, its variables are left as they are).
     """
@@ -88,6 +103,7 @@ class SetupOptions:
     sleep_time: int | None = None
     token: str | None = None
     managed: frozenset[str] = frozenset({contract.ENV_EXPECT_GPU})
+    trigger: str | None = None
 
     @classmethod
     def from_config(
@@ -102,6 +118,7 @@ class SetupOptions:
             sleep_time=config.sleep_time,
             token=space_token_from_env(),
             managed=MANAGED_VARIABLES if adapter is not None else cls.managed,
+            trigger=trigger_from_env(),
         )
 
 
@@ -118,6 +135,10 @@ def wanted_variables(config: ProjectConfig, adapter: AdapterConfig | None) -> di
             **adapter.train,
         }
     wanted = contract.space_variables(values)
+    if adapter is not None:  # every configured adapter's repo: one Space serves them all
+        repos = sorted({a.output_repo for a in config.adapters.values()} | {adapter.output_repo})
+        if len(repos) > 1:  # one is OUTPUT_REPO's alone
+            wanted[contract.ENV_OUTPUT_REPOS] = ",".join(repos)
     if config.hardware not in CPU_FLAVORS:
         wanted[contract.ENV_EXPECT_GPU] = "1"
     wanted.update(config.variables)
@@ -133,6 +154,8 @@ class SetupResult:
     variables_set: list[str] = field(default_factory=list)
     variables_deleted: list[str] = field(default_factory=list)
     credential: str = "unchanged"  # HF_TOKEN secret: set | unchanged | kept (no SPACE_HF_TOKEN)
+    trigger: str = "none"  # SPACETRAIN_TRIGGER secret: set | unchanged | none
+    public: bool = False  # the Space's API answers anyone
     sleep_time: int | None = None
     hardware: str | None = None  # the flavor requested, when a change was requested
 
@@ -143,6 +166,7 @@ class SetupResult:
             len(self.variables_set)
             + len(self.variables_deleted)
             + (self.credential == "set")
+            + (self.trigger == "set")
             + (self.hardware is not None)
         )
 
@@ -166,8 +190,26 @@ def refuse_if_training(hub: Hub, space: str, change: str) -> None:
         )
 
 
-def _token_secret(token: str) -> dict[str, str]:
-    return {"key": contract.ENV_TOKEN, "value": token, "description": fingerprint(token)}
+def _secret(key: str, value: str) -> dict[str, str]:
+    return {"key": key, "value": value, "description": fingerprint(value)}
+
+
+def warn_if_public(space: str, *, public: bool, trigger: bool) -> None:
+    """Say so when a Space's API answers anyone (and louder when nothing guards a start)."""
+    if not public:
+        return
+    say(
+        "setup",
+        f"warning: Space {space} is public: anyone can call its API (it serves only the "
+        "configured output repos and Hub ids); keep it private unless it must be seen",
+    )
+    if not trigger:
+        say(
+            "setup",
+            f"warning: Space {space} is public without a {TRIGGER_ENV} secret: anyone can "
+            f"start a run on its hardware (and your bill). Set {TRIGGER_ENV} to a long "
+            "random value where the pipeline runs, then `spacetrain space setup`",
+        )
 
 
 def ensure_space(
@@ -207,15 +249,23 @@ def ensure_space(
         exist_ok=True,
         space_hardware=options.hardware,
         space_sleep_time=sleep_time,
-        space_secrets=[_token_secret(options.token)] if options.token else None,
+        space_secrets=[
+            _secret(key, value)
+            for key, value in ((contract.ENV_TOKEN, options.token), (TRIGGER_ENV, options.trigger))
+            if value
+        ]
+        or None,
         space_variables=[{"key": k, "value": v} for k, v in sorted(options.variables.items())]
         or None,
     )
+    warn_if_public(space, public=not options.private, trigger=options.trigger is not None)
     return SetupResult(
         space,
         created=True,
         variables_set=sorted(options.variables),
         credential="set" if options.token else "unchanged",
+        trigger="set" if options.trigger else "none",
+        public=not options.private,
         sleep_time=sleep_time,
         hardware=options.hardware,
     )
@@ -234,14 +284,19 @@ def settle(hub: Hub, options: SetupOptions, result: SetupResult) -> None:
     new_token = options.token is not None and (
         secret is None or not matches(secret.description, options.token)
     )
+    guard = stored.get(TRIGGER_ENV)
+    new_trigger = options.trigger is not None and (
+        guard is None or not matches(guard.description, options.trigger)
+    )
     if secret is None and options.token is None:
         raise UsageError(
             f"the Space {space} has no HF_TOKEN secret and {SPACE_TOKEN_ENV} is not set: "
             f"training could not push its adapter. Set {SPACE_TOKEN_ENV} to a fine-grained "
             "token that can write the output repo, then run this again"
         )
-    if to_set or to_delete or new_token:
-        what = ", ".join([*sorted(to_set), *to_delete] + (["HF_TOKEN"] * new_token))
+    if to_set or to_delete or new_token or new_trigger:
+        secrets_changed = ["HF_TOKEN"] * new_token + [TRIGGER_ENV] * new_trigger
+        what = ", ".join([*sorted(to_set), *to_delete, *secrets_changed])
         refuse_if_training(hub, space, f"changing {what}")
     for key, value in sorted(to_set.items()):
         say("setup", f"variable {key}={value}" + (" (was unset)" if key not in have else ""))
@@ -266,6 +321,21 @@ def settle(hub: Hub, options: SetupOptions, result: SetupResult) -> None:
     elif options.token is None:
         result.credential = "kept"
         say("setup", f"{SPACE_TOKEN_ENV} not set: the Space's HF_TOKEN secret is left as it is")
+    if new_trigger:
+        assert options.trigger is not None
+        say("setup", f"secret {TRIGGER_ENV} set (the value is not shown)")
+        hub.call(
+            f"set the {TRIGGER_ENV} secret of {space}",
+            hub.api.add_space_secret,
+            space,
+            TRIGGER_ENV,
+            options.trigger,
+            description=fingerprint(options.trigger),
+        )
+    result.trigger = "set" if new_trigger else ("unchanged" if guard is not None else "none")
+    info = hub.call(f"read Space {space}", hub.api.space_info, space)
+    result.public = info.private is False
+    warn_if_public(space, public=result.public, trigger=guard is not None or new_trigger)
 
 
 def request_hardware(hub: Hub, options: SetupOptions, result: SetupResult) -> None:
@@ -330,6 +400,7 @@ def setup(hub: Hub, options: SetupOptions) -> SetupResult:
 __all__ = [
     "MANAGED_VARIABLES",
     "SPACE_TOKEN_ENV",
+    "TRIGGER_ENV",
     "SetupOptions",
     "SetupResult",
     "ensure_space",
@@ -340,5 +411,7 @@ __all__ = [
     "settle",
     "setup",
     "space_token_from_env",
+    "trigger_from_env",
     "wanted_variables",
+    "warn_if_public",
 ]

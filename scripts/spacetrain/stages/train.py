@@ -405,6 +405,7 @@ class SpaceApp:
                 ) from None
             except Exception as exc:
                 if _is_app_error(exc):
+                    self.answered = True  # the app said no: it is there (and may bill)
                     raise
                 if _missing_endpoint(exc):
                     raise CheckFailed(
@@ -615,17 +616,32 @@ class Follower:
 # ------------------------------------------------------------------ the stage
 
 
+def with_trigger(params: dict[str, Any]) -> str:
+    """``params`` as the JSON the Space takes, with ``SPACETRAIN_TRIGGER`` when it is set.
+
+    Added only here, at the call: the trigger is never part of the options, the state or
+    a log line.
+    """
+    trigger = os.environ.get(contract.ENV_TRIGGER, "").strip()
+    return json.dumps({**params, contract.TRIGGER_KEY: trigger} if trigger else params)
+
+
+def _refused(exc: BaseException) -> UsageError:
+    """The Space refused the params (or the trigger): exit 2, one line naming the parameter."""
+    return UsageError(f"the Space refused the training parameters: {_one_line(exc)}")
+
+
 def start_run(app: SpaceApp, options: TrainOptions, say: Say = _say) -> tuple[dict[str, Any], bool]:
     """Ask for our run; ``(status, created)``. A different active run is a :class:`ForeignRun`."""
     try:
-        status = app.call("/start_training", json.dumps(options.params))
+        status = app.call("/start_training", with_trigger(options.params))
     except Exception as exc:
         if not _is_app_error(exc):
             raise
         busy = _BUSY.search(str(exc))
         if busy:
             raise ForeignRun(busy.group(1), options.run_id) from None
-        raise UsageError(f"the Space refused the training parameters: {_one_line(exc)}") from None
+        raise _refused(exc) from None
     if status.get("run_id") != options.run_id:
         raise ForeignRun(str(status.get("run_id")), options.run_id)
     created = bool(status.get("created"))
@@ -660,11 +676,11 @@ def self_check(app: SpaceApp, options: TrainOptions, say: Say = _say) -> None:
         if not _is_app_error(exc):
             raise
     try:
-        report = app.call("/training_preflight", json.dumps(options.params))
+        report = app.call("/training_preflight", with_trigger(options.params))
     except Exception as exc:
         if not _is_app_error(exc):
             raise
-        raise UsageError(f"the Space refused the training parameters: {_one_line(exc)}") from None
+        raise _refused(exc) from None
     checks = [c for c in report.get("checks") or [] if isinstance(c, dict)]
     if report.get("ok"):
         names = ", ".join(str(c.get("name")) for c in checks)
@@ -842,4 +858,5 @@ __all__ = [
     "run_training",
     "self_check",
     "train_options",
+    "with_trigger",
 ]
