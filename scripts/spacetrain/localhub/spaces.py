@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spacetrain.localhub import procs
 from spacetrain.localhub.billing import (
     DEFAULT_FLAVOR,
     FLAVORS,
@@ -174,7 +175,8 @@ def _answers_http(port: int, timeout: float = 0.5) -> bool:
 
 
 class AppProcess:
-    """One run of a Space's app: its own process group, its output in a LogBuffer."""
+    """One run of a Space's app, its "container": the app, everything it starts (tagged,
+    see :mod:`procs`), and its output in a LogBuffer."""
 
     def __init__(
         self,
@@ -193,10 +195,11 @@ class AppProcess:
         self.stopping = False
         self.returncode: int | None = None
         self._on_exit = on_exit
+        self.tag = procs.new_tag()  # the "container": every process that inherits it
         self.proc = subprocess.Popen(
             argv,
             cwd=cwd,
-            env=env,
+            env={**env, procs.TAG_ENV: self.tag},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -204,6 +207,13 @@ class AppProcess:
         )
         self._reader = threading.Thread(target=self._read, name=f"app-log-{port}", daemon=True)
         self._reader.start()
+        # A child that kept the app's stdout would hold the reader past the app's end:
+        # the container ends with its main process, so its end is watched on its own.
+        threading.Thread(target=self._reap, name=f"app-reap-{port}", daemon=True).start()
+
+    def _reap(self) -> None:
+        self.proc.wait()
+        procs.kill_all(self.tag)
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -211,6 +221,7 @@ class AppProcess:
             self.log.append(raw.decode("utf-8", "replace"))
         self.proc.stdout.close()
         self.returncode = self.proc.wait()
+        procs.kill_all(self.tag)  # the app is gone, so is its "container" (see _reap)
         self.log.close()
         self._on_exit(self)
 
@@ -222,11 +233,18 @@ class AppProcess:
             os.killpg(self.proc.pid, sig)
 
     def kill(self) -> None:
-        """SIGKILL the whole group, as a crash would (no ``stopping`` flag)."""
+        """SIGKILL every process of the Space, as an out-of-memory kill of the container
+        would (no ``stopping`` flag: the Space lands in RUNTIME_ERROR)."""
         self._signal(signal.SIGKILL)
+        procs.kill_all(self.tag)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """SIGTERM the group, SIGKILL it after ``timeout``; wait for the log to drain."""
+        """End the Space's whole process tree as ``docker stop`` ends a container.
+
+        SIGTERM goes to the app's group (the container's main process); once it exits,
+        or after ``timeout``, every process still carrying the tag gets SIGKILL, detached
+        training included, pass after pass until none is left. Waits for the log to drain.
+        """
         self.stopping = True
         if self.alive():
             self._signal(signal.SIGTERM)
@@ -236,8 +254,13 @@ class AppProcess:
                 self._signal(signal.SIGKILL)
                 self.proc.wait()
         self._signal(signal.SIGKILL)  # stragglers left in the group
+        procs.kill_all(self.tag)  # and those that left it
         if threading.current_thread() is not self._reader:
             self._reader.join(timeout)
+
+    def processes(self) -> list[int]:
+        """Every live process of this app's "container" (the app and what it started)."""
+        return procs.tagged(self.tag)
 
 
 @dataclass
