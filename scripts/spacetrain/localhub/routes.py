@@ -128,15 +128,16 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 def _repo(ctx: Context, req: Request, repo_type: str, repo_id: str) -> Repo:
     """The repo, or RepoNotFound if it does not exist or the caller may not see it."""
     repo = ctx.store.find(repo_type, repo_id)
-    if repo is None or not ctx.auth.can_see(req.caller, repo.private):
+    if repo is None or not ctx.auth.can_see(req.caller, repo.private, repo_type, repo.repo_id):
         raise RepoNotFound(repo_type, repo_id)
     return repo
 
 
 def _writable(ctx: Context, req: Request, repo_type: str, repo_id: str) -> tuple[Repo, str]:
-    """The repo and the user writing to it (401 for anonymous on a restricted server)."""
+    """The repo and the user writing to it (401 anonymous, 403 a token without the right,
+    on a restricted server)."""
     repo = _repo(ctx, req, repo_type, repo_id)
-    return repo, ctx.auth.writer(req.caller)
+    return repo, ctx.auth.check_write(req.caller, repo_type, repo.repo_id)
 
 
 def _repo_url(req: Request, repo_type: str, repo_id: str) -> str:
@@ -265,10 +266,7 @@ def whoami(ctx: Context, req: Request) -> Response:
             "periodEnd": None,
             "avatarUrl": "",
             "orgs": [],
-            "auth": {
-                "type": "access_token",
-                "accessToken": {"displayName": "localhub", "role": "write", "createdAt": now_iso()},
-            },
+            "auth": ctx.auth.whoami_auth(req.caller, now_iso()),
         }
     )
 
@@ -303,6 +301,7 @@ def create_repo(ctx: Context, req: Request) -> Response:
     if repo_type not in REPO_TYPES:
         raise BadRequest(f"Invalid repo type {repo_type!r}")
     repo_id = f"{namespace}/{name}"
+    ctx.auth.check_write(req.caller, repo_type, repo_id)  # 403 outside the token's rights
     private = body.get("visibility", "private" if body.get("private") else "public") != "public"
     url = f"{req.base}/{URL_PREFIX[repo_type]}{repo_id}"
     existing = ctx.store.find(repo_type, repo_id)
@@ -374,6 +373,7 @@ def move_repo(ctx: Context, req: Request) -> Response:
     if repo_type not in REPO_TYPES or not isinstance(src, str) or not isinstance(dst, str):
         raise BadRequest("fromRepo, toRepo and a valid type are required")
     _writable(ctx, req, repo_type, src)
+    ctx.auth.check_write(req.caller, repo_type, dst)
     if repo_type == "space":
         ctx.spaces.forget(src)
     moved = ctx.store.move(repo_type, src, dst)
@@ -388,7 +388,7 @@ def list_repos(ctx: Context, req: Request, kind: str) -> Response:
     search = (req.arg("search") or "").lower()
     rows = []
     for repo in ctx.store.all(repo_type):
-        if not ctx.auth.can_see(req.caller, repo.private):
+        if not ctx.auth.can_see(req.caller, repo.private, repo_type, repo.repo_id):
             continue
         if author and repo.namespace != author:
             continue
@@ -716,7 +716,7 @@ class _RangeNotSatisfiable(HubError):
 def _space(ctx: Context, req: Request, ns: str, name: str, *, write: bool) -> Repo:
     repo = _repo(ctx, req, "space", f"{ns}/{name}")
     if write:
-        ctx.auth.writer(req.caller)
+        ctx.auth.check_write(req.caller, "space", repo.repo_id)
     return repo
 
 
@@ -993,7 +993,11 @@ class Handler(BaseHTTPRequestHandler):
             if decision.status is not None:
                 raise _Injected(decision.status)
             handler, params = route(self.command, raw_path)
-            caller = self.ctx.auth.identify(self.headers.get("Authorization"))
+            if raw_path.startswith("/_localhub/") and handler is not lh_health:
+                self.ctx.auth.require_admin(self.headers.get("Authorization"))
+                caller = Caller(None)
+            else:
+                caller = self.ctx.auth.identify(self.headers.get("Authorization"))
             host = self.headers.get("Host")
             req = Request(
                 method=self.command,

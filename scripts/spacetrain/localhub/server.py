@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from spacetrain.localhub.auth import Auth
+from spacetrain.localhub.auth import Auth, Token
 from spacetrain.localhub.billing import BillingMeter
 from spacetrain.localhub.faults import FaultPlan, parse_faults
 from spacetrain.localhub.routes import Context, Handler, apply_faults
@@ -40,7 +40,10 @@ class LocalHub:
         root: folder for repos (bare git), Space checkouts and logs; survives restarts.
         port: 0 picks a free port; read the real one from :attr:`url` after start.
         tokens: None accepts any token and anonymous calls; a list or a
-            ``{token: user}`` map accepts only those tokens.
+            ``{token: user | auth.Token}`` map accepts only those tokens, with the Hub's
+            roles and namespace rights (a plain user name is a write token).
+        admin_token: with ``tokens``, the token the control plane (``/_localhub/*``
+            but ``health``) needs; None closes it over HTTP (the methods here still work).
         host: interface to bind (loopback by default).
         python: interpreter that runs Space apps (default: this one).
         build_delay: seconds a Space "builds" before its app starts (tests: 0).
@@ -58,8 +61,9 @@ class LocalHub:
         self,
         root: str | Path,
         port: int = 0,
-        tokens: Iterable[str] | Mapping[str, str] | None = None,
+        tokens: Iterable[str] | Mapping[str, str | Token] | None = None,
         *,
+        admin_token: str | None = None,
         host: str = "127.0.0.1",
         python: str | None = None,
         build_delay: float = 0.0,
@@ -77,7 +81,7 @@ class LocalHub:
             env=dict(space_env or {}),
             **({"python": python} if python else {}),
         )
-        self.auth = Auth(tokens)
+        self.auth = Auth(tokens, admin_token=admin_token)
         self.meter = BillingMeter()
         self.faults = FaultPlan()
         self.store: RepoStore | None = None
