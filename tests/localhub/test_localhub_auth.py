@@ -117,7 +117,7 @@ def test_a_space_of_another_user_cannot_be_driven(strict: LocalHub, tmp_path: Pa
     assert bob.get_space_runtime("alice/sp").stage  # public: the runtime is readable
 
 
-@pytest.mark.parametrize("path", ["reset", "faults", "billing", "requests"])
+@pytest.mark.parametrize("path", ["reset", "faults", "requests"])
 def test_the_control_plane_needs_the_admin_token(strict: LocalHub, path: str) -> None:
     url = f"{strict.url}/_localhub/{path}"
     method = "POST" if path == "reset" else "GET"
@@ -133,6 +133,25 @@ def test_the_control_plane_needs_the_admin_token(strict: LocalHub, path: str) ->
         assert status(ADMIN) == 200
     assert httpx.get(f"{strict.url}/_localhub/health").status_code == 200
     assert _api(strict, ALICE).model_info("alice/secret").private  # nothing wiped
+
+
+def test_billing_shows_a_user_the_spaces_it_can_see(strict: LocalHub) -> None:
+    alice = _api(strict, ALICE)
+    alice.create_repo("alice/hidden", repo_type="space", space_sdk="docker", private=True)
+    alice.create_repo("alice/shown", repo_type="space", space_sdk="docker", exist_ok=True)
+    url = f"{strict.url}/_localhub/billing"
+
+    def spaces(token: str) -> set[str]:
+        reply = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert reply.status_code == 200
+        return set(reply.json()["spaces"])
+
+    assert {"alice/hidden", "alice/shown"} <= spaces(ALICE)
+    assert "alice/shown" in spaces(BOB) and "alice/hidden" not in spaces(BOB)
+    assert {"alice/hidden", "alice/shown"} <= spaces(ADMIN)
+    assert "total" in httpx.get(url, headers={"Authorization": f"Bearer {ADMIN}"}).json()
+    assert httpx.get(url).status_code == 401
+    assert httpx.get(url, headers={"Authorization": "Bearer hf_unknown"}).status_code == 401
 
 
 def test_the_admin_token_resets_and_no_admin_token_closes_the_plane(tmp_path: Path) -> None:

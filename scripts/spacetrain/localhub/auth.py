@@ -18,7 +18,9 @@ depend on it:
 
 The control plane (``/_localhub/*``) of a restricted server needs ``admin_token``:
 none given means no one may reset or inject faults over HTTP (the Python API still
-can). ``/_localhub/health`` stays open. Organizations are not modelled.
+can). ``/_localhub/health`` stays open, and ``GET /_localhub/billing`` shows an
+accepted user token the meters of the Spaces it can see (``spacetrain space status``
+reads them with the pipeline's token). Organizations are not modelled.
 """
 
 from __future__ import annotations
@@ -162,15 +164,22 @@ class Auth:
             raise Unauthorized(INVALID_CREDENTIALS)
         return Caller(info.user, token, info)
 
+    def is_admin(self, authorization: str | None) -> bool:
+        """Whether the caller holds the control plane (anyone, on an open server)."""
+        if self._tokens is None:
+            return True
+        token = self._bearer(authorization)
+        return bool(token and self._admin) and hmac.compare_digest(
+            str(token).encode(), str(self._admin).encode()
+        )
+
     def require_admin(self, authorization: str | None) -> None:
         """The control plane: open on an open server, else only for ``admin_token``."""
-        if self._tokens is None:
+        if self.is_admin(authorization):
             return
-        token = self._bearer(authorization)
-        if token is None:
+        if self._bearer(authorization) is None:
             raise Unauthorized("the localhub control plane needs the admin token")
-        if self._admin is None or not hmac.compare_digest(token.encode(), self._admin.encode()):
-            raise Forbidden("the localhub control plane needs the admin token (--admin-token)")
+        raise Forbidden("the localhub control plane needs the admin token (--admin-token)")
 
     def writer(self, caller: Caller) -> str:
         """The user a write is made as; restricted servers refuse anonymous writes."""

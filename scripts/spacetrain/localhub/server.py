@@ -20,7 +20,7 @@ from typing import Any, Self
 from spacetrain.localhub.auth import Auth, Token
 from spacetrain.localhub.billing import BillingMeter
 from spacetrain.localhub.faults import FaultPlan, parse_faults
-from spacetrain.localhub.routes import Context, Handler, apply_faults
+from spacetrain.localhub.routes import Context, Handler, admit_to_app, apply_faults
 from spacetrain.localhub.spaces import SpaceOptions, SpaceSupervisor
 from spacetrain.localhub.store import RepoStore
 
@@ -122,7 +122,11 @@ class LocalHub:
             self._server = server
             self.store = RepoStore(self.root)
             self.spaces = SpaceSupervisor(
-                self.store, self.meter, hub_url=lambda: self.url, options=self._options
+                self.store,
+                self.meter,
+                hub_url=lambda: self.url,
+                options=self._options,
+                admit=self._admit,
             )
             self._ctx = Context(
                 store=self.store,
@@ -146,6 +150,12 @@ class LocalHub:
                 self._teardown()
                 raise
         return self
+
+    def _admit(self, repo_id: str, headers: dict[str, str]) -> tuple[int, str] | None:
+        ctx = self._ctx
+        if ctx is None:
+            return 503, "localhub is stopping"
+        return admit_to_app(ctx, repo_id, headers)
 
     def stop(self) -> None:
         """Stop every Space app this hub started, then the server."""

@@ -39,6 +39,7 @@ from spacetrain.localhub.billing import (
 )
 from spacetrain.localhub.card import FrontMatterError, SpaceConfig, space_config
 from spacetrain.localhub.errors import BadRequest, HubError
+from spacetrain.localhub.gateway import AppGateway
 from spacetrain.localhub.store import Repo, RepoStore, now_iso
 
 # Stages (huggingface_hub's SpaceStage, plus SLEEPING from huggingface.js).
@@ -284,6 +285,7 @@ class Space:
     build_log: LogBuffer = field(default_factory=_closed_log)
     run_log: LogBuffer = field(default_factory=_closed_log)
     sdk: str | None = None
+    gateway: AppGateway | None = None  # the Space's address (see gateway.py)
 
 
 @dataclass(frozen=True)
@@ -307,7 +309,9 @@ class SpaceSupervisor:
         *,
         hub_url: Callable[[], str],
         options: SpaceOptions | None = None,
+        admit: Callable[[str, dict[str, str]], tuple[int, str] | None] | None = None,
     ) -> None:
+        self._admit = admit or (lambda repo_id, headers: None)
         self._store = store
         self._meter = meter
         self._hub_url = hub_url
@@ -344,6 +348,7 @@ class SpaceSupervisor:
             spaces = list(self._spaces.values())
         for space in spaces:
             self._halt(space, None, STOPPED)
+            self._close_gateway(space)
         for thread in list(self._threads):
             thread.join(self.options.stop_timeout + 1)
         if self._ticker is not None:
@@ -361,7 +366,37 @@ class SpaceSupervisor:
             space = self._spaces.pop(repo_id, None)
         if space is not None:
             self._halt(space, None, DELETING)
+            self._close_gateway(space)
             shutil.rmtree(space.home, ignore_errors=True)
+
+    # ------------------------------------------------------------ the address
+
+    def gateway(self, space: Space) -> AppGateway:
+        """The Space's front door, opened on first use; its port outlives rebuilds."""
+        with space.lock:
+            if space.gateway is None:
+                space.gateway = AppGateway(
+                    space.repo_id,
+                    upstream=lambda: self._serving_port(space),
+                    admit=lambda headers: self._admit(space.repo_id, headers),
+                )
+            return space.gateway
+
+    @staticmethod
+    def _serving_port(space: Space) -> int | None:
+        with space.lock:
+            return space.app.port if space.app is not None else None
+
+    @staticmethod
+    def _close_gateway(space: Space) -> None:
+        with space.lock:
+            gateway, space.gateway = space.gateway, None
+        if gateway is not None:
+            gateway.close()
+
+    def outage(self, repo: Repo, seconds: float) -> None:
+        """Fault: the Space's address answers 503 for ``seconds``; the app keeps running."""
+        self.gateway(self.space(repo)).outage(seconds)
 
     # ------------------------------------------------------------ state
 
@@ -402,7 +437,7 @@ class SpaceSupervisor:
                 "devMode": False,
                 "replicas": {"current": 1 if space.stage in SERVING else 0, "requested": 1},
                 "domains": (
-                    [{"domain": f"127.0.0.1:{space.port}", "stage": "READY"}] if space.port else []
+                    [{"domain": self.gateway(space).host, "stage": "READY"}] if space.port else []
                 ),
                 "sha": space.sha,
                 "sdk": space.sdk,
@@ -412,10 +447,10 @@ class SpaceSupervisor:
             return data
 
     def host(self, repo: Repo) -> str | None:
-        """Where the app answers: what ``space_info().host`` gives gradio_client."""
+        """Where the app answers, through its gateway: ``space_info().host``."""
         space = self.space(repo)
         with space.lock:
-            return f"http://127.0.0.1:{space.port}" if space.port else None
+            return f"http://{self.gateway(space).host}" if space.port else None
 
     def _set_stage(
         self, space: Space, stage: str, repo: Repo | None, error: str | None = None
@@ -738,7 +773,7 @@ class SpaceSupervisor:
                 "SPACE_AUTHOR_NAME": repo.namespace,
                 "SPACE_REPO_NAME": repo.name,
                 "SPACE_TITLE": config_title or repo.name,
-                "SPACE_HOST": f"127.0.0.1:{port}",
+                "SPACE_HOST": self.gateway(space).host,
                 "HF_ENDPOINT": self._hub_url(),
                 "GRADIO_SERVER_PORT": str(port),
                 "GRADIO_SERVER_NAME": "127.0.0.1",
