@@ -2,14 +2,16 @@
 
 A commit to a Space checks its files (NO_APP_FILE, CONFIG_ERROR), "builds" it (a log
 and an optional delay), checks the commit out under ``<root>/_spaces/`` and starts the
-app in its own process group with the Space's variables and secrets as environment,
+app as a "container" (:mod:`procs`: whatever stops it ends everything it started,
+detached or not) with the Space's variables and secrets as environment,
 ``GRADIO_SERVER_PORT`` set to a free port and ``HF_ENDPOINT`` pointing back at
-localhub. The stage follows the real process: APP_STARTING until the port answers
+localhub; the Space's address is its gateway (:mod:`gateway`). The stage follows the real process: APP_STARTING until the port answers
 HTTP, RUNNING after, RUNTIME_ERROR when it dies. A commit while RUNNING keeps the old
 app serving (RUNNING_BUILDING, RUNNING_APP_STARTING) until the new one answers.
 
 Every state change bumps the Space's generation; a deployment thread that finds the
-generation moved on stops what it started and returns. Nothing here knows about HTTP.
+generation moved on stops what it started and returns. Nothing here parses the Hub's
+HTTP; the gateway only relays to the app.
 """
 
 from __future__ import annotations
@@ -258,10 +260,6 @@ class AppProcess:
         procs.kill_all(self.tag)  # and those that left it
         if threading.current_thread() is not self._reader:
             self._reader.join(timeout)
-
-    def processes(self) -> list[int]:
-        """Every live process of this app's "container" (the app and what it started)."""
-        return procs.tagged(self.tag)
 
 
 @dataclass
