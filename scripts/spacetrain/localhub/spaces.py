@@ -5,9 +5,10 @@ and an optional delay), checks the commit out under ``<root>/_spaces/`` and star
 app as a "container" (:mod:`procs`: whatever stops it ends everything it started,
 detached or not) with the Space's variables and secrets as environment,
 ``GRADIO_SERVER_PORT`` set to a free port and ``HF_ENDPOINT`` pointing back at
-localhub; the Space's address is its gateway (:mod:`gateway`). The stage follows the real process: APP_STARTING until the port answers
-HTTP, RUNNING after, RUNTIME_ERROR when it dies. A commit while RUNNING keeps the old
-app serving (RUNNING_BUILDING, RUNNING_APP_STARTING) until the new one answers.
+localhub; the Space's address is its gateway (:mod:`gateway`). The stage follows the
+real process: APP_STARTING until the port answers HTTP, RUNNING after, RUNTIME_ERROR
+when it dies. A commit while RUNNING keeps the old app serving (RUNNING_BUILDING,
+RUNNING_APP_STARTING) until the new one answers.
 
 Every state change bumps the Space's generation; a deployment thread that finds the
 generation moved on stops what it started and returns. Nothing here parses the Hub's
