@@ -147,10 +147,16 @@ class _Handler(BaseHTTPRequestHandler):
         if port is None:
             self._refuse(503, f"Space {gateway.repo_id} is not running")
             return
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+        # The body was read whole (chunked or not): its length is the one sent on, so a
+        # request with both Content-Length and chunked cannot desynchronise the app.
+        headers = {
+            k: v for k, v in self.headers.items() if k.lower() not in (*_HOP, "content-length")
+        }
+        if body or self.command in ("POST", "PUT", "PATCH"):
+            headers["Content-Length"] = str(len(body))
         upstream = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
         try:
-            upstream.request(self.command, self.path, body=body or None, headers=headers)
+            upstream.request(self.command, self.path, body=body, headers=headers)
             reply = upstream.getresponse()
         except (OSError, http.client.HTTPException):
             upstream.close()
