@@ -74,8 +74,19 @@ def _add_localhub(sub: argparse._SubParsersAction) -> None:
         "--token",
         action="append",
         default=[],
-        help="accept only this token (repeatable; TOKEN:USER names its user); default accepts "
-        "any token. LOCALHUB_TOKENS (comma-separated) keeps tokens off the command line",
+        help="accept only this token (repeatable), as TOKEN[:USER[:ROLE]]: ROLE is write "
+        "(default), read, or fine=SCOPE+SCOPE with SCOPE model|dataset|space/NS/NAME or "
+        "user/NAME, @read for read-only (a fine-grained token that reads and writes only those); "
+        "a token writes "
+        "only its user's namespace. Default: any token, anonymous too. LOCALHUB_TOKENS "
+        "(comma-separated) keeps tokens off the command line",
+    )
+    s.add_argument(
+        "--admin-token",
+        default=None,
+        metavar="TOKEN",
+        help="with --token: the token the control plane (/_localhub/*: reset, faults, billing, "
+        "requests; not health) needs, else 401/403; none closes it. Also LOCALHUB_ADMIN_TOKEN",
     )
     s.add_argument(
         "--faults",

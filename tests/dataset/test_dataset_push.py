@@ -22,7 +22,7 @@ SHA = re.compile(r"^[0-9a-f]{40}$")
 
 @pytest.fixture(scope="module")
 def localhub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
-    with LocalHub(root=tmp_path_factory.mktemp("hub"), port=0, tokens=[TOKEN]) as hub:
+    with LocalHub(root=tmp_path_factory.mktemp("hub"), port=0, tokens={TOKEN: "me"}) as hub:
         yield hub
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
@@ -36,7 +37,16 @@ def _serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> sub
 
 
 def test_serve_prints_the_endpoint_and_stops_on_sigterm(tmp_path: Path) -> None:
-    proc = _serve(tmp_path, "--port", "0", env={"LOCALHUB_TOKENS": "hf_a:alice,hf_b"})
+    proc = _serve(
+        tmp_path,
+        "--port",
+        "0",
+        "--token",
+        "hf_r:alice:read",
+        "--token",
+        "hf_f:alice:fine=model/alice/out+user/carol",
+        env={"LOCALHUB_TOKENS": "hf_a:alice,hf_b", "LOCALHUB_ADMIN_TOKEN": "hf_admin"},
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()
@@ -47,11 +57,24 @@ def test_serve_prints_the_endpoint_and_stops_on_sigterm(tmp_path: Path) -> None:
         with pytest.raises(HfHubHTTPError):
             HfApi(endpoint=url, token="hf_c").whoami()
         HfApi(endpoint=url, token="hf_a").create_repo("alice/m")
+        with pytest.raises(HfHubHTTPError, match="403"):
+            HfApi(endpoint=url, token="hf_r").create_repo("alice/r")
+        assert HfApi(endpoint=url, token="hf_r").whoami()["auth"]["accessToken"]["role"] == "read"
+        fine = HfApi(endpoint=url, token="hf_f")
+        fine.create_repo("alice/out")
+        with pytest.raises(HfHubHTTPError, match="403"):
+            fine.create_repo("alice/other")
+        # the control plane: the admin token only
+        reset = f"{url}/_localhub/reset"
+        assert httpx.post(reset).status_code == 401
+        assert httpx.post(reset, headers={"Authorization": "Bearer hf_a"}).status_code == 403
+        assert httpx.get(f"{url}/_localhub/health").status_code == 200
+        assert httpx.post(reset, headers={"Authorization": "Bearer hf_admin"}).status_code == 200
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert (tmp_path / "hub" / "models" / "alice" / "m.git").is_dir()
+    assert not (tmp_path / "hub" / "models" / "alice" / "m.git").exists()  # reset by the admin
 
 
 @pytest.mark.parametrize(
@@ -60,7 +83,10 @@ def test_serve_prints_the_endpoint_and_stops_on_sigterm(tmp_path: Path) -> None:
         (["--faults", "{bad"], "spacetrain localhub: error: --faults: not JSON"),
         (["--faults", '{"nope": 1}'], "fault: unknown keys ['nope']"),
         (["--faults", "@missing.json"], "missing.json: cannot read the faults file"),
-        (["--token", ":alice"], "--token: empty token"),
+        (["--token", ":alice"], "--token / LOCALHUB_TOKENS item 1: empty token"),
+        (["--token", "hf_x:bob:admin"], "token role must be one of read, write, fineGrained"),
+        (["--token", "hf_x:bob:fine=user/a/b"], "bad fine-grained scope 'user/a/b'"),
+        (["--admin-token", "hf_admin"], "--admin-token guards the control plane"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:

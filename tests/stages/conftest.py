@@ -17,6 +17,7 @@ from spacetrain.localhub import LocalHub
 TOKEN = "hf_stagestesttokenAbCdEfGhIjKlMnOpQr"  # what tests check never leaks into output
 SPACE_TOKEN = "hf_spaceowntokenZyXwVuTsRqPoNmLkJi"  # SPACE_HF_TOKEN: the Space's own secret
 USER = "alice"
+ADMIN_TOKEN = "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"  # /_localhub/* (strict mode)
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +31,7 @@ def localhub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
         port=0,
         build_delay=0.1,
         tokens={TOKEN: USER, SPACE_TOKEN: USER},
+        admin_token=ADMIN_TOKEN,
     ).start()
     try:
         yield hub

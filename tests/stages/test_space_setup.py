@@ -19,7 +19,7 @@ from huggingface_hub import HfApi
 from spacetrain.localhub import LocalHub
 from spacetrain.stages.setup import fingerprint, matches
 
-from .conftest import SPACE_TOKEN, TOKEN
+from .conftest import ADMIN_TOKEN, SPACE_TOKEN, TOKEN
 from .space_support import ADAPTER, SPACE, cli, cli_env, commits, wait_until, write_project
 
 pytestmark = pytest.mark.e2e
@@ -51,7 +51,8 @@ def _project(
 
 
 def _clear_requests(hub: LocalHub) -> None:
-    httpx.delete(f"{hub.url}/_localhub/requests", timeout=5).raise_for_status()
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}  # the control plane is guarded
+    httpx.delete(f"{hub.url}/_localhub/requests", headers=admin, timeout=5).raise_for_status()
 
 
 def _writes(hub: LocalHub) -> list[str]:

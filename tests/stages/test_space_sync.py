@@ -16,7 +16,7 @@ from spacetrain.stages.setup import SetupOptions
 from spacetrain.stages.state import PipelineState
 from spacetrain.stages.sync import SyncOptions, commit_message, git_blob_id, sync
 
-from .conftest import SPACE_TOKEN, TOKEN
+from .conftest import ADMIN_TOKEN, SPACE_TOKEN, TOKEN
 from .space_support import SPACE, cli, cli_env, commits, write_project
 
 pytestmark = pytest.mark.e2e
@@ -237,7 +237,8 @@ def test_cli_sync_with_lint_errors_exits_1(hub: LocalHub, tmp_path: Path) -> Non
 
 
 def _clear_requests(hub: LocalHub) -> None:
-    httpx.delete(f"{hub.url}/_localhub/requests", timeout=5).raise_for_status()
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}  # the control plane is guarded
+    httpx.delete(f"{hub.url}/_localhub/requests", headers=admin, timeout=5).raise_for_status()
 
 
 def _quick_retries() -> Hub:

@@ -35,7 +35,8 @@ def _sync(project: Path, **kw: object) -> str:
 def _served_version(api: HfApi) -> str:
     host = api.space_info(SPACE).host
     assert host
-    return httpx.get(host, timeout=5).text.strip()
+    auth = {"Authorization": f"Bearer {TOKEN}"}  # the Space is private: its app wants a token
+    return httpx.get(host, headers=auth, timeout=5).text.strip()
 
 
 def test_wait_returns_only_for_the_synced_commit(

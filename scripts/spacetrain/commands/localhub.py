@@ -13,24 +13,37 @@ from typing import Any
 
 from spacetrain.errors import EXIT_OK, InputFileError, UsageError
 from spacetrain.localhub import LocalHub
-from spacetrain.localhub.auth import DEFAULT_USER
+from spacetrain.localhub.auth import Token, parse_token
 from spacetrain.localhub.errors import HubError
 
 TOKENS_ENV = "LOCALHUB_TOKENS"
+ADMIN_ENV = "LOCALHUB_ADMIN_TOKEN"
 
 
-def _tokens(cli: list[str]) -> dict[str, str] | None:
-    """``TOKEN`` or ``TOKEN:USER`` items from --token and LOCALHUB_TOKENS; None = open."""
+def _tokens(cli: list[str]) -> dict[str, Token] | None:
+    """``TOKEN[:USER[:ROLE]]`` items from --token and LOCALHUB_TOKENS; None = open."""
     items = [t for t in os.environ.get(TOKENS_ENV, "").split(",") if t.strip()] + list(cli)
     if not items:
         return None
     tokens = {}
-    for item in items:
-        token, _, user = item.strip().partition(":")
-        if not token:
-            raise UsageError(f"--token: empty token in {item!r}")
-        tokens[token] = user or DEFAULT_USER
+    for number, item in enumerate(items, 1):
+        try:
+            token, info = parse_token(item)
+        except ValueError as exc:  # never echo the item: it holds a token
+            raise UsageError(f"--token / {TOKENS_ENV} item {number}: {exc}") from None
+        tokens[token] = info
     return tokens
+
+
+def _admin_token(cli: str | None, tokens: dict[str, Token] | None) -> str | None:
+    """--admin-token or LOCALHUB_ADMIN_TOKEN; only meaningful with tokens."""
+    admin = cli or os.environ.get(ADMIN_ENV, "").strip() or None
+    if admin and tokens is None:
+        raise UsageError(
+            "--admin-token guards the control plane of a server with --token; without "
+            "--token everything is open"
+        )
+    return admin
 
 
 def _faults(value: str | None) -> Any:
@@ -54,10 +67,12 @@ def _faults(value: str | None) -> Any:
 
 def serve(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; print ``HF_ENDPOINT=<url>`` on stdout once ready."""
+    tokens = _tokens(args.token)
     hub = LocalHub(
         root=args.root,
         port=args.port,
-        tokens=_tokens(args.token),
+        tokens=tokens,
+        admin_token=_admin_token(args.admin_token, tokens),
         host=args.host,
         python=args.python,
         build_delay=args.build_delay,

@@ -1,20 +1,109 @@
-"""Who is calling: tokens in, a user name out, and what that user may see and do.
+"""Who is calling: tokens in, a user and a role out, and what they may see and do.
 
 ``tokens=None`` (the default) accepts any token and anonymous calls, everyone acting
-as ``localhub-user``; anonymous callers still cannot see private repos. A list or a
-``{token: user}`` map restricts the server: an unknown token gets the Hub's 401
-("Invalid credentials in Authorization header", which huggingface_hub reports as a bad
-token), and writing needs an accepted one.
+as ``localhub-user`` with write rights everywhere; anonymous callers still cannot see
+private repos. A list or a ``{token: user | Token}`` map restricts the server as the
+Hub is restricted, because the Space's own self-check and the pipeline's refusals
+depend on it:
+
+- an unknown token gets the Hub's 401 ("Invalid credentials in Authorization header");
+- a token belongs to one user; a private repo is visible to its owner only (others get
+  the Hub's 404, never a hint that it exists);
+- a ``read`` token reads, never writes (403); a ``write`` token writes its user's
+  namespace only (403 elsewhere);
+- a ``fineGrained`` token writes (and reads privately) only what its scopes name: a
+  repo (``model/alice/out``) or a whole user namespace (``user/alice``); ``whoami-v2``
+  lists those scopes as the Hub does, so ``space/train.py``'s ``write_access`` reads
+  the same answer it reads on huggingface.co.
+
+The control plane (``/_localhub/*``) of a restricted server needs ``admin_token``:
+none given means no one may reset or inject faults over HTTP (the Python API still
+can). ``/_localhub/health`` stays open, and ``GET /_localhub/billing`` shows an
+accepted user token the meters of the Spaces it can see (``spacetrain space status``
+reads them with the pipeline's token). Organizations are not modelled.
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from spacetrain.localhub.errors import INVALID_CREDENTIALS, Unauthorized
+from spacetrain.localhub.errors import INVALID_CREDENTIALS, Forbidden, Unauthorized
 
 DEFAULT_USER = "localhub-user"
+ROLES = ("read", "write", "fineGrained")
+READ, WRITE = "repo.content.read", "repo.write"
+ENTITIES = ("model", "dataset", "space", "user")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """One entry of a fine-grained token: an entity and what the token may do on it."""
+
+    entity: str  # model | dataset | space (one repo) or user (a whole namespace)
+    name: str  # repo id, or user name
+    permissions: tuple[str, ...] = (READ, WRITE)
+
+    def covers(self, repo_type: str, repo_id: str) -> bool:
+        if self.entity == "user":
+            return repo_id.split("/", 1)[0] == self.name
+        return self.entity == repo_type and self.name == repo_id
+
+
+@dataclass(frozen=True)
+class Token:
+    """What a token is: whose, which role, and (fine-grained) which scopes."""
+
+    user: str
+    role: str = "write"
+    scopes: tuple[Scope, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"token role must be one of {', '.join(ROLES)}, not {self.role!r}")
+
+    def allows(self, permission: str, repo_type: str, repo_id: str) -> bool:
+        """Whether this token's own rights (not visibility) allow ``permission`` there."""
+        if self.role == "fineGrained":
+            return any(
+                s.covers(repo_type, repo_id) and permission in s.permissions for s in self.scopes
+            )
+        owned = repo_id.split("/", 1)[0] == self.user
+        return owned and (permission == READ or self.role == "write")
+
+
+def parse_token(spec: str) -> tuple[str, Token]:
+    """``TOKEN[:USER[:ROLE]]`` from the command line or ``LOCALHUB_TOKENS``.
+
+    ROLE is ``read``, ``write`` (default) or ``fine=ENTITY+ENTITY...`` where ENTITY is
+    ``model/NS/NAME``, ``dataset/NS/NAME``, ``space/NS/NAME`` or ``user/NAME``, readable
+    and writable, or only readable with an ``@read`` suffix; listed in that order.
+    Raises ValueError for a malformed spec (its message never repeats the token).
+    """
+    token, _, rest = spec.strip().partition(":")
+    user, _, role = rest.partition(":")
+    if not token:
+        raise ValueError("empty token")
+    user = user or DEFAULT_USER
+    if not role.startswith("fine="):
+        return token, Token(user, role or "write")
+    scopes = []
+    for item in role[len("fine=") :].split("+"):
+        target, _, access = item.partition("@")
+        entity, _, name = target.partition("/")
+        if (
+            entity not in ENTITIES
+            or not name
+            or (entity == "user") == ("/" in name)
+            or access not in ("", "read")
+        ):
+            raise ValueError(
+                f"bad fine-grained scope {item!r}: use model|dataset|space/NS/NAME or "
+                "user/NAME, with @read for a read-only scope"
+            )
+        scopes.append(Scope(entity, name, (READ,) if access else (READ, WRITE)))
+    return token, Token(user, "fineGrained", tuple(scopes))
 
 
 @dataclass(frozen=True)
@@ -23,6 +112,7 @@ class Caller:
 
     user: str | None
     token: str | None = None
+    info: Token | None = None  # None on an open server: every right
 
     @property
     def anonymous(self) -> bool:
@@ -30,37 +120,66 @@ class Caller:
 
 
 class Auth:
-    """Token checking for one server."""
+    """Token checking and rights for one server."""
 
-    def __init__(self, tokens: Iterable[str] | Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        tokens: Iterable[str] | Mapping[str, str | Token] | None = None,
+        *,
+        admin_token: str | None = None,
+    ) -> None:
         if tokens is None:
-            self._tokens: dict[str, str] | None = None
+            self._tokens: dict[str, Token] | None = None
         elif isinstance(tokens, Mapping):
-            self._tokens = {str(t): str(u) for t, u in tokens.items()}
+            self._tokens = {
+                str(t): (u if isinstance(u, Token) else Token(str(u))) for t, u in tokens.items()
+            }
         else:
-            self._tokens = {str(t): DEFAULT_USER for t in tokens}
+            self._tokens = {str(t): Token(DEFAULT_USER) for t in tokens}
+        self._admin = admin_token or None
 
     @property
     def open(self) -> bool:
         """Whether any token (and no token) is accepted."""
         return self._tokens is None
 
+    @staticmethod
+    def _bearer(authorization: str | None) -> str | None:
+        if not authorization:
+            return None
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthorized(INVALID_CREDENTIALS)
+        return value.strip()
+
     def identify(self, authorization: str | None) -> Caller:
         """The caller for an ``Authorization`` header; 401 for a token not accepted."""
-        token = None
-        if authorization:
-            scheme, _, value = authorization.partition(" ")
-            if scheme.lower() != "bearer" or not value.strip():
-                raise Unauthorized(INVALID_CREDENTIALS)
-            token = value.strip()
+        token = self._bearer(authorization)
         if token is None:
             return Caller(None)
         if self._tokens is None:
             return Caller(DEFAULT_USER, token)
-        user = self._tokens.get(token)
-        if user is None:
+        info = self._tokens.get(token)
+        if info is None:
             raise Unauthorized(INVALID_CREDENTIALS)
-        return Caller(user, token)
+        return Caller(info.user, token, info)
+
+    def is_admin(self, authorization: str | None) -> bool:
+        """Whether the caller holds the control plane (anyone, on an open server)."""
+        if self._tokens is None:
+            return True
+        token = self._bearer(authorization)
+        return bool(token and self._admin) and hmac.compare_digest(
+            str(token).encode(), str(self._admin).encode()
+        )
+
+    def require_admin(self, authorization: str | None) -> None:
+        """The control plane: open on an open server, else only for ``admin_token``."""
+        if self.is_admin(authorization):
+            return
+        if self._bearer(authorization) is None:
+            raise Unauthorized("the localhub control plane needs the admin token")
+        raise Forbidden("the localhub control plane needs the admin token (--admin-token)")
 
     def writer(self, caller: Caller) -> str:
         """The user a write is made as; restricted servers refuse anonymous writes."""
@@ -70,9 +189,59 @@ class Auth:
             return DEFAULT_USER
         raise Unauthorized("You must be authenticated to do this: pass a token")
 
+    def can_see(self, caller: Caller, private: bool, repo_type: str, repo_id: str) -> bool:
+        """Whether ``caller`` may know the repo exists (public, or private and theirs)."""
+        if not private:
+            return True
+        if caller.user is None:
+            return False
+        if caller.info is None:  # open server
+            return True
+        return caller.info.allows(READ, repo_type, repo_id) or caller.info.allows(
+            WRITE, repo_type, repo_id
+        )
+
+    def check_write(self, caller: Caller, repo_type: str, repo_id: str) -> str:
+        """The user a write to ``repo_id`` is made as; 401 anonymous, 403 not allowed."""
+        user = self.writer(caller)
+        info = caller.info
+        if info is None or info.allows(WRITE, repo_type, repo_id):
+            return user
+        if info.role == "read":
+            raise Forbidden(
+                "You don't have write access with a read token: use a token with the write role"
+            )
+        if info.role == "fineGrained":
+            raise Forbidden(
+                f"This fine-grained token has no {WRITE} permission on {repo_type} {repo_id}"
+            )
+        raise Forbidden(
+            f"You don't have the rights to write to {repo_type} {repo_id}: "
+            f"{repo_id.split('/', 1)[0]!r} is not your namespace ({user})"
+        )
+
     @staticmethod
-    def can_see(caller: Caller, private: bool) -> bool:
-        return not private or caller.user is not None
+    def whoami_auth(caller: Caller, created_at: str) -> dict[str, object]:
+        """``whoami-v2``'s ``auth`` object for this caller's token, in the Hub's shape."""
+        info = caller.info or Token(caller.user or DEFAULT_USER)
+        token: dict[str, object] = {
+            "displayName": "localhub",
+            "role": info.role,
+            "createdAt": created_at,
+        }
+        if info.role == "fineGrained":
+            token["fineGrained"] = {
+                "canReadGatedRepos": False,
+                "global": [],
+                "scoped": [
+                    {
+                        "entity": {"_id": f"{s.entity}:{s.name}", "type": s.entity, "name": s.name},
+                        "permissions": list(s.permissions),
+                    }
+                    for s in info.scopes
+                ],
+            }
+        return {"type": "access_token", "accessToken": token}
 
 
-__all__ = ["DEFAULT_USER", "Auth", "Caller"]
+__all__ = ["DEFAULT_USER", "ROLES", "Auth", "Caller", "Scope", "Token", "parse_token"]

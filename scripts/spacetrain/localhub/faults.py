@@ -25,7 +25,7 @@ from spacetrain.localhub.errors import BadRequest
 
 RETRYABLE = (408, 429, 500, 502, 503, 504)
 _RULE_KEYS = {"seed", "error_rate", "status_codes", "paths", "methods", "latency_ms", "count"}
-_ACTION_KEYS = {"kill_space", "force_stage"}
+_ACTION_KEYS = {"kill_space", "force_stage", "app_outage"}
 
 
 @dataclass
@@ -127,7 +127,9 @@ def parse_faults(payload: Any) -> tuple[list[FaultRule], list[dict[str, Any]]]:
             raise BadRequest(f"fault: expected an object, got {item!r}")
         if set(item) & _ACTION_KEYS:
             if len(item) != 1:
-                raise BadRequest("fault: kill_space / force_stage must be alone in their object")
+                raise BadRequest(
+                    "fault: kill_space / force_stage / app_outage must be alone in their object"
+                )
             actions.append(item)
         else:
             rules.append(_rule(item))

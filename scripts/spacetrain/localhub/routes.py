@@ -83,6 +83,7 @@ class Request:
     body: bytes
     caller: Caller
     base: str
+    admin: bool = False  # holds the control plane (always, on an open server)
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         values = self.query.get(name)
@@ -128,15 +129,16 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 def _repo(ctx: Context, req: Request, repo_type: str, repo_id: str) -> Repo:
     """The repo, or RepoNotFound if it does not exist or the caller may not see it."""
     repo = ctx.store.find(repo_type, repo_id)
-    if repo is None or not ctx.auth.can_see(req.caller, repo.private):
+    if repo is None or not ctx.auth.can_see(req.caller, repo.private, repo_type, repo.repo_id):
         raise RepoNotFound(repo_type, repo_id)
     return repo
 
 
 def _writable(ctx: Context, req: Request, repo_type: str, repo_id: str) -> tuple[Repo, str]:
-    """The repo and the user writing to it (401 for anonymous on a restricted server)."""
+    """The repo and the user writing to it (401 anonymous, 403 a token without the right,
+    on a restricted server)."""
     repo = _repo(ctx, req, repo_type, repo_id)
-    return repo, ctx.auth.writer(req.caller)
+    return repo, ctx.auth.check_write(req.caller, repo_type, repo.repo_id)
 
 
 def _repo_url(req: Request, repo_type: str, repo_id: str) -> str:
@@ -265,10 +267,7 @@ def whoami(ctx: Context, req: Request) -> Response:
             "periodEnd": None,
             "avatarUrl": "",
             "orgs": [],
-            "auth": {
-                "type": "access_token",
-                "accessToken": {"displayName": "localhub", "role": "write", "createdAt": now_iso()},
-            },
+            "auth": ctx.auth.whoami_auth(req.caller, now_iso()),
         }
     )
 
@@ -303,6 +302,7 @@ def create_repo(ctx: Context, req: Request) -> Response:
     if repo_type not in REPO_TYPES:
         raise BadRequest(f"Invalid repo type {repo_type!r}")
     repo_id = f"{namespace}/{name}"
+    ctx.auth.check_write(req.caller, repo_type, repo_id)  # 403 outside the token's rights
     private = body.get("visibility", "private" if body.get("private") else "public") != "public"
     url = f"{req.base}/{URL_PREFIX[repo_type]}{repo_id}"
     existing = ctx.store.find(repo_type, repo_id)
@@ -374,6 +374,7 @@ def move_repo(ctx: Context, req: Request) -> Response:
     if repo_type not in REPO_TYPES or not isinstance(src, str) or not isinstance(dst, str):
         raise BadRequest("fromRepo, toRepo and a valid type are required")
     _writable(ctx, req, repo_type, src)
+    ctx.auth.check_write(req.caller, repo_type, dst)
     if repo_type == "space":
         ctx.spaces.forget(src)
     moved = ctx.store.move(repo_type, src, dst)
@@ -388,7 +389,7 @@ def list_repos(ctx: Context, req: Request, kind: str) -> Response:
     search = (req.arg("search") or "").lower()
     rows = []
     for repo in ctx.store.all(repo_type):
-        if not ctx.auth.can_see(req.caller, repo.private):
+        if not ctx.auth.can_see(req.caller, repo.private, repo_type, repo.repo_id):
             continue
         if author and repo.namespace != author:
             continue
@@ -716,7 +717,7 @@ class _RangeNotSatisfiable(HubError):
 def _space(ctx: Context, req: Request, ns: str, name: str, *, write: bool) -> Repo:
     repo = _repo(ctx, req, "space", f"{ns}/{name}")
     if write:
-        ctx.auth.writer(req.caller)
+        ctx.auth.check_write(req.caller, "space", repo.repo_id)
     return repo
 
 
@@ -817,7 +818,17 @@ def lh_reset(ctx: Context, req: Request) -> Response:
 
 
 def lh_billing(ctx: Context, req: Request) -> Response:
-    return json_response(ctx.meter.snapshot())
+    """Every meter for the admin; a user's token sees the Spaces it can see."""
+    data = ctx.meter.snapshot()
+    if not req.admin:
+        visible = {}
+        for space_id, meter in data["spaces"].items():
+            repo = ctx.store.find("space", space_id)
+            if repo is not None and ctx.auth.can_see(req.caller, repo.private, "space", space_id):
+                visible[space_id] = meter
+        data["spaces"] = visible
+        data.pop("total", None)  # the whole hub's bill is the admin's business
+    return json_response(data)
 
 
 def lh_requests(ctx: Context, req: Request) -> Response:
@@ -841,6 +852,14 @@ def apply_faults(ctx: Context, payload: Any) -> None:
     for action in actions:
         if "kill_space" in action:
             ctx.spaces.kill(_find_space(ctx, action["kill_space"]))
+        elif "app_outage" in action:
+            spec = action["app_outage"]
+            if not isinstance(spec, dict) or "repo" not in spec:
+                raise BadRequest("app_outage needs {repo, seconds}")
+            seconds = spec.get("seconds", 5)
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+                raise BadRequest(f"app_outage: seconds must be a number >= 0, got {seconds!r}")
+            ctx.spaces.outage(_find_space(ctx, spec["repo"]), float(seconds))
         else:
             spec = action["force_stage"]
             if not isinstance(spec, dict) or "repo" not in spec or "stage" not in spec:
@@ -852,6 +871,27 @@ def apply_faults(ctx: Context, payload: Any) -> None:
                 str(spec.get("when", "now")),
             )
     ctx.faults.add(rules)
+
+
+def admit_to_app(ctx: Context, repo_id: str, headers: dict[str, str]) -> tuple[int, str] | None:
+    """Whether a request may reach a Space's app (its gateway asks): a public Space is
+    open; a private one needs a token that can read it, as ``Authorization`` or as
+    gradio_client's ``x-hf-authorization``. ``(status, message)`` when refused."""
+    repo = ctx.store.find("space", repo_id)
+    if repo is None:
+        return 404, f"Space {repo_id} does not exist"
+    if not repo.private:
+        return None
+    header = headers.get("authorization") or headers.get("x-hf-authorization")
+    try:
+        caller = ctx.auth.identify(header)
+    except HubError as exc:
+        return exc.status, exc.message
+    if caller.anonymous:
+        return 401, f"Space {repo_id} is private: send a token that can read it"
+    if not ctx.auth.can_see(caller, True, "space", repo_id):
+        return 404, f"Space {repo_id} does not exist"  # as the Hub: no hint it is there
+    return None
 
 
 def _find_space(ctx: Context, repo_id: Any) -> Repo:
@@ -915,6 +955,9 @@ ROUTES: list[Route] = [
 ]
 
 
+CONTROL_PLANE = (lh_reset, lh_billing, lh_requests, lh_faults)  # health is not guarded
+
+
 def route(method: str, path: str) -> tuple[Callable[..., Response], dict[str, str]]:
     """The handler for a raw path, with its percent-decoded parameters."""
     allowed = False
@@ -939,6 +982,26 @@ class _MethodNotAllowed(HubError):
 
 
 # ---------------------------------------------------------------- the handler
+
+
+def _who(
+    auth: Auth, handler: Callable[..., Response], authorization: str | None
+) -> tuple[Caller, bool]:
+    """The caller and whether it holds the control plane; 401/403 where it may not call.
+
+    The Hub's routes identify the token; the control plane wants the admin token, but
+    for ``health`` (open) and a user's look at its own Spaces' meters (``billing``).
+    """
+    admin = auth.is_admin(authorization)
+    control = handler in CONTROL_PLANE
+    if control and admin:
+        return Caller(None), True
+    if control and handler is not lh_billing:
+        auth.require_admin(authorization)  # raises: not the admin
+    caller = auth.identify(authorization)
+    if control:
+        auth.writer(caller)  # billing: anonymous is 401 on a restricted server
+    return caller, admin
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -993,7 +1056,7 @@ class Handler(BaseHTTPRequestHandler):
             if decision.status is not None:
                 raise _Injected(decision.status)
             handler, params = route(self.command, raw_path)
-            caller = self.ctx.auth.identify(self.headers.get("Authorization"))
+            caller, admin = _who(self.ctx.auth, handler, self.headers.get("Authorization"))
             host = self.headers.get("Host")
             req = Request(
                 method=self.command,
@@ -1003,6 +1066,7 @@ class Handler(BaseHTTPRequestHandler):
                 body=body,
                 caller=caller,
                 base=f"http://{host}" if host else self.ctx.base_url(),
+                admin=admin,
             )
             response = handler(self.ctx, req, **params)
         except HubError as exc:

@@ -17,10 +17,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from spacetrain.localhub.auth import Auth
+from spacetrain.localhub.auth import Auth, Token
 from spacetrain.localhub.billing import BillingMeter
 from spacetrain.localhub.faults import FaultPlan, parse_faults
-from spacetrain.localhub.routes import Context, Handler, apply_faults
+from spacetrain.localhub.routes import Context, Handler, admit_to_app, apply_faults
 from spacetrain.localhub.spaces import SpaceOptions, SpaceSupervisor
 from spacetrain.localhub.store import RepoStore
 
@@ -40,7 +40,10 @@ class LocalHub:
         root: folder for repos (bare git), Space checkouts and logs; survives restarts.
         port: 0 picks a free port; read the real one from :attr:`url` after start.
         tokens: None accepts any token and anonymous calls; a list or a
-            ``{token: user}`` map accepts only those tokens.
+            ``{token: user | auth.Token}`` map accepts only those tokens, with the Hub's
+            roles and namespace rights (a plain user name is a write token).
+        admin_token: with ``tokens``, the token the control plane (``/_localhub/*``
+            but ``health``) needs; None closes it over HTTP (the methods here still work).
         host: interface to bind (loopback by default).
         python: interpreter that runs Space apps (default: this one).
         build_delay: seconds a Space "builds" before its app starts (tests: 0).
@@ -58,8 +61,9 @@ class LocalHub:
         self,
         root: str | Path,
         port: int = 0,
-        tokens: Iterable[str] | Mapping[str, str] | None = None,
+        tokens: Iterable[str] | Mapping[str, str | Token] | None = None,
         *,
+        admin_token: str | None = None,
         host: str = "127.0.0.1",
         python: str | None = None,
         build_delay: float = 0.0,
@@ -77,7 +81,7 @@ class LocalHub:
             env=dict(space_env or {}),
             **({"python": python} if python else {}),
         )
-        self.auth = Auth(tokens)
+        self.auth = Auth(tokens, admin_token=admin_token)
         self.meter = BillingMeter()
         self.faults = FaultPlan()
         self.store: RepoStore | None = None
@@ -118,7 +122,11 @@ class LocalHub:
             self._server = server
             self.store = RepoStore(self.root)
             self.spaces = SpaceSupervisor(
-                self.store, self.meter, hub_url=lambda: self.url, options=self._options
+                self.store,
+                self.meter,
+                hub_url=lambda: self.url,
+                options=self._options,
+                admit=self._admit,
             )
             self._ctx = Context(
                 store=self.store,
@@ -142,6 +150,12 @@ class LocalHub:
                 self._teardown()
                 raise
         return self
+
+    def _admit(self, repo_id: str, headers: dict[str, str]) -> tuple[int, str] | None:
+        ctx = self._ctx
+        if ctx is None:
+            return 503, "localhub is stopping"
+        return admit_to_app(ctx, repo_id, headers)
 
     def stop(self) -> None:
         """Stop every Space app this hub started, then the server."""

@@ -2,14 +2,17 @@
 
 A commit to a Space checks its files (NO_APP_FILE, CONFIG_ERROR), "builds" it (a log
 and an optional delay), checks the commit out under ``<root>/_spaces/`` and starts the
-app in its own process group with the Space's variables and secrets as environment,
+app as a "container" (:mod:`procs`: whatever stops it ends everything it started,
+detached or not) with the Space's variables and secrets as environment,
 ``GRADIO_SERVER_PORT`` set to a free port and ``HF_ENDPOINT`` pointing back at
-localhub. The stage follows the real process: APP_STARTING until the port answers
-HTTP, RUNNING after, RUNTIME_ERROR when it dies. A commit while RUNNING keeps the old
-app serving (RUNNING_BUILDING, RUNNING_APP_STARTING) until the new one answers.
+localhub; the Space's address is its gateway (:mod:`gateway`). The stage follows the
+real process: APP_STARTING until the port answers HTTP, RUNNING after, RUNTIME_ERROR
+when it dies. A commit while RUNNING keeps the old app serving (RUNNING_BUILDING,
+RUNNING_APP_STARTING) until the new one answers.
 
 Every state change bumps the Space's generation; a deployment thread that finds the
-generation moved on stops what it started and returns. Nothing here knows about HTTP.
+generation moved on stops what it started and returns. Nothing here parses the Hub's
+HTTP; the gateway only relays to the app.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spacetrain.localhub import procs
 from spacetrain.localhub.billing import (
     DEFAULT_FLAVOR,
     FLAVORS,
@@ -38,6 +42,7 @@ from spacetrain.localhub.billing import (
 )
 from spacetrain.localhub.card import FrontMatterError, SpaceConfig, space_config
 from spacetrain.localhub.errors import BadRequest, HubError
+from spacetrain.localhub.gateway import AppGateway
 from spacetrain.localhub.store import Repo, RepoStore, now_iso
 
 # Stages (huggingface_hub's SpaceStage, plus SLEEPING from huggingface.js).
@@ -174,7 +179,8 @@ def _answers_http(port: int, timeout: float = 0.5) -> bool:
 
 
 class AppProcess:
-    """One run of a Space's app: its own process group, its output in a LogBuffer."""
+    """One run of a Space's app, its "container": the app, everything it starts (tagged,
+    see :mod:`procs`), and its output in a LogBuffer."""
 
     def __init__(
         self,
@@ -193,10 +199,11 @@ class AppProcess:
         self.stopping = False
         self.returncode: int | None = None
         self._on_exit = on_exit
+        self.tag = procs.new_tag()  # the "container": every process that inherits it
         self.proc = subprocess.Popen(
             argv,
             cwd=cwd,
-            env=env,
+            env={**env, procs.TAG_ENV: self.tag},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -204,6 +211,13 @@ class AppProcess:
         )
         self._reader = threading.Thread(target=self._read, name=f"app-log-{port}", daemon=True)
         self._reader.start()
+        # A child that kept the app's stdout would hold the reader past the app's end:
+        # the container ends with its main process, so its end is watched on its own.
+        threading.Thread(target=self._reap, name=f"app-reap-{port}", daemon=True).start()
+
+    def _reap(self) -> None:
+        self.proc.wait()
+        procs.kill_all(self.tag)
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -211,6 +225,7 @@ class AppProcess:
             self.log.append(raw.decode("utf-8", "replace"))
         self.proc.stdout.close()
         self.returncode = self.proc.wait()
+        procs.kill_all(self.tag)  # the app is gone, so is its "container" (see _reap)
         self.log.close()
         self._on_exit(self)
 
@@ -222,11 +237,18 @@ class AppProcess:
             os.killpg(self.proc.pid, sig)
 
     def kill(self) -> None:
-        """SIGKILL the whole group, as a crash would (no ``stopping`` flag)."""
+        """SIGKILL every process of the Space, as an out-of-memory kill of the container
+        would (no ``stopping`` flag: the Space lands in RUNTIME_ERROR)."""
         self._signal(signal.SIGKILL)
+        procs.kill_all(self.tag)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """SIGTERM the group, SIGKILL it after ``timeout``; wait for the log to drain."""
+        """End the Space's whole process tree as ``docker stop`` ends a container.
+
+        SIGTERM goes to the app's group (the container's main process); once it exits,
+        or after ``timeout``, every process still carrying the tag gets SIGKILL, detached
+        training included, pass after pass until none is left. Waits for the log to drain.
+        """
         self.stopping = True
         if self.alive():
             self._signal(signal.SIGTERM)
@@ -236,6 +258,7 @@ class AppProcess:
                 self._signal(signal.SIGKILL)
                 self.proc.wait()
         self._signal(signal.SIGKILL)  # stragglers left in the group
+        procs.kill_all(self.tag)  # and those that left it
         if threading.current_thread() is not self._reader:
             self._reader.join(timeout)
 
@@ -261,6 +284,7 @@ class Space:
     build_log: LogBuffer = field(default_factory=_closed_log)
     run_log: LogBuffer = field(default_factory=_closed_log)
     sdk: str | None = None
+    gateway: AppGateway | None = None  # the Space's address (see gateway.py)
 
 
 @dataclass(frozen=True)
@@ -284,7 +308,9 @@ class SpaceSupervisor:
         *,
         hub_url: Callable[[], str],
         options: SpaceOptions | None = None,
+        admit: Callable[[str, dict[str, str]], tuple[int, str] | None] | None = None,
     ) -> None:
+        self._admit = admit or (lambda repo_id, headers: None)
         self._store = store
         self._meter = meter
         self._hub_url = hub_url
@@ -321,6 +347,7 @@ class SpaceSupervisor:
             spaces = list(self._spaces.values())
         for space in spaces:
             self._halt(space, None, STOPPED)
+            self._close_gateway(space)
         for thread in list(self._threads):
             thread.join(self.options.stop_timeout + 1)
         if self._ticker is not None:
@@ -338,7 +365,37 @@ class SpaceSupervisor:
             space = self._spaces.pop(repo_id, None)
         if space is not None:
             self._halt(space, None, DELETING)
+            self._close_gateway(space)
             shutil.rmtree(space.home, ignore_errors=True)
+
+    # ------------------------------------------------------------ the address
+
+    def gateway(self, space: Space) -> AppGateway:
+        """The Space's front door, opened on first use; its port outlives rebuilds."""
+        with space.lock:
+            if space.gateway is None:
+                space.gateway = AppGateway(
+                    space.repo_id,
+                    upstream=lambda: self._serving_port(space),
+                    admit=lambda headers: self._admit(space.repo_id, headers),
+                )
+            return space.gateway
+
+    @staticmethod
+    def _serving_port(space: Space) -> int | None:
+        with space.lock:
+            return space.app.port if space.app is not None else None
+
+    @staticmethod
+    def _close_gateway(space: Space) -> None:
+        with space.lock:
+            gateway, space.gateway = space.gateway, None
+        if gateway is not None:
+            gateway.close()
+
+    def outage(self, repo: Repo, seconds: float) -> None:
+        """Fault: the Space's address answers 503 for ``seconds``; the app keeps running."""
+        self.gateway(self.space(repo)).outage(seconds)
 
     # ------------------------------------------------------------ state
 
@@ -379,7 +436,7 @@ class SpaceSupervisor:
                 "devMode": False,
                 "replicas": {"current": 1 if space.stage in SERVING else 0, "requested": 1},
                 "domains": (
-                    [{"domain": f"127.0.0.1:{space.port}", "stage": "READY"}] if space.port else []
+                    [{"domain": self.gateway(space).host, "stage": "READY"}] if space.port else []
                 ),
                 "sha": space.sha,
                 "sdk": space.sdk,
@@ -389,10 +446,10 @@ class SpaceSupervisor:
             return data
 
     def host(self, repo: Repo) -> str | None:
-        """Where the app answers: what ``space_info().host`` gives gradio_client."""
+        """Where the app answers, through its gateway: ``space_info().host``."""
         space = self.space(repo)
         with space.lock:
-            return f"http://127.0.0.1:{space.port}" if space.port else None
+            return f"http://{self.gateway(space).host}" if space.port else None
 
     def _set_stage(
         self, space: Space, stage: str, repo: Repo | None, error: str | None = None
@@ -715,7 +772,7 @@ class SpaceSupervisor:
                 "SPACE_AUTHOR_NAME": repo.namespace,
                 "SPACE_REPO_NAME": repo.name,
                 "SPACE_TITLE": config_title or repo.name,
-                "SPACE_HOST": f"127.0.0.1:{port}",
+                "SPACE_HOST": self.gateway(space).host,
                 "HF_ENDPOINT": self._hub_url(),
                 "GRADIO_SERVER_PORT": str(port),
                 "GRADIO_SERVER_NAME": "127.0.0.1",

@@ -19,7 +19,7 @@ from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import get_session
 
 from spacetrain.errors import SpacetrainError
-from spacetrain.hub import DEFAULT_ENDPOINT, Hub, explain
+from spacetrain.hub import DEFAULT_ENDPOINT, Hub, explain, token_from_env
 from spacetrain.lint import Policy
 from spacetrain.lint.globs import glob_match
 from spacetrain.stages.space_runtime import Runtime, short
@@ -86,7 +86,11 @@ def billing(hub: Hub, space: str) -> dict[str, Any] | None:
     if hub.endpoint == DEFAULT_ENDPOINT:
         return None
     try:
-        response = get_session().get(f"{hub.endpoint}/_localhub/billing", timeout=5)
+        token = token_from_env()  # a strict localhub shows a token the Spaces it can see
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = get_session().get(
+            f"{hub.endpoint}/_localhub/billing", headers=headers, timeout=5
+        )
         if response.status_code != 200:
             return None
         data = response.json()
