@@ -822,17 +822,17 @@ def write_access(whoami: dict[str, Any], repo_type: str, repo_id: str) -> tuple[
     if role == "fineGrained":
         auth = whoami.get("auth") or {}
         grained = (auth.get("accessToken") or {}).get("fineGrained") or {}
-        for scope in grained.get("scoped") or []:
-            entity = scope.get("entity") or {}
-            name, kind = entity.get("name"), entity.get("type")
-            if (name == repo_id and kind == repo_type) or (
-                name == namespace and kind in ("user", "org")
-            ):
-                if "repo.write" in (scope.get("permissions") or []):
-                    break
-                return False, "the fine-grained token may not write to it"
-        else:
+        covering = [
+            scope.get("permissions") or []
+            for scope in grained.get("scoped") or []
+            if ((scope.get("entity") or {}).get("name"), (scope.get("entity") or {}).get("type"))
+            in ((repo_id, repo_type), (namespace, "user"), (namespace, "org"))
+        ]
+        if not covering:
             return None, "the fine-grained token's write access is not listed"
+        # Any scope granting write is enough: the Hub promises no order of the scopes.
+        if not any("repo.write" in permissions for permissions in covering):
+            return False, "the fine-grained token may not write to it"
     elif role is not None and role not in WRITE_ROLES:
         return False, f"the token is a {role!r} token"
     return True, f"{namespace} is writable with this token"

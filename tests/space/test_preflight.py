@@ -327,11 +327,6 @@ def test_a_scoped_token_is_accepted_for_its_repo_and_refused_for_another(
         HfApi(endpoint=hub.url, token=TOKEN).delete_repo(OUTPUT)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="write_access stops at the first scope that covers the repo: a read-only user "
-    "scope listed before the repo's write scope hides it (the Hub's order is not promised)",
-)
 def test_the_order_of_a_fine_grained_tokens_scopes_does_not_matter(
     train: ModuleType, hub: LocalHub
 ) -> None:
