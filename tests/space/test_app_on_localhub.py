@@ -47,6 +47,9 @@ def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Private]:
             space_variables=[
                 {"key": "SPACETRAIN_RUNS_DIR", "value": str(runs)},
                 {"key": "OMP_NUM_THREADS", "value": "1"},
+                # The tiny model and data are local files; the run pushes to OUTPUT.
+                {"key": "SPACETRAIN_ALLOW_LOCAL_PATHS", "value": "1"},
+                {"key": "OUTPUT_REPO", "value": OUTPUT},
             ],
             space_secrets=[{"key": "HF_TOKEN", "value": OWNER}],
         )
@@ -80,7 +83,9 @@ def _train_py(run_id: str) -> list[int]:
             state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        ours = any(a.endswith(b"train.py") for a in argv) and run_id.encode() in argv
+        # The supervisor passes --params-file RUNS/<run_id>/params.json.
+        wanted = f"/{run_id}/params.json".encode()
+        ours = any(a.endswith(b"train.py") for a in argv) and any(a.endswith(wanted) for a in argv)
         if ours and state != "Z":
             pids.append(int(proc.name))
     return pids
