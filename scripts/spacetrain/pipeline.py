@@ -19,6 +19,7 @@ from typing import Any
 from spacetrain.config import AdapterConfig, ProjectConfig
 from spacetrain.errors import EXIT_FAILED, EXIT_OK, CheckFailed, SpacetrainError
 from spacetrain.hub import Hub
+from spacetrain.inputs import writable_dir, writable_file
 from spacetrain.stages.state import PipelineState
 
 
@@ -134,6 +135,7 @@ def run_pipeline(
     from spacetrain.stages.wait import wait
 
     adapter: AdapterConfig = config.adapter(options.adapter)
+    check_outputs(options, adapter, state)  # not after an hour of training
     result = PipelineResult()
     runner = _Runner(result, say)
     state.reset(space=config.space, adapter=adapter.name)
@@ -243,6 +245,23 @@ def run_pipeline(
         if synced:
             _release(runner, hub, config, result, ours=state.get("run_id"))
     return result
+
+
+def check_outputs(options: PipelineOptions, adapter: AdapterConfig, state: PipelineState) -> None:
+    """Everything the run writes can be written: checked before preflight, so a bad
+    ``--report-dir`` or ``$GITHUB_OUTPUT`` is exit 2 at once, not after training.
+
+    Raises:
+        UsageError: a report folder that is a file, an adapter folder fetch may not
+            replace, a state file or ``$GITHUB_OUTPUT`` that cannot be written (exit 2).
+    """
+    from spacetrain.stages.fetch import check_dest
+
+    writable_dir(options.report_dir, "--report-dir")
+    for suffix in ("json", "md"):
+        writable_file(options.report_dir / f"{adapter.name}-eval.{suffix}", "--report-dir")
+    check_dest(options.work_dir / "adapter")
+    state.check_writable()
 
 
 def _release(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from spacetrain.errors import EXIT_OK, InputFileError, UsageError
+from spacetrain.inputs import parse_json, read_text
 from spacetrain.localhub import LocalHub
 from spacetrain.localhub.auth import DEFAULT_USER
 from spacetrain.localhub.errors import HubError
@@ -38,16 +39,13 @@ def _faults(value: str | None) -> Any:
         return None
     if value.startswith("@"):
         path = Path(value[1:])
+        text = read_text(path)
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InputFileError(path, f"cannot read the faults file: {exc.strerror}") from None
-        try:
-            return json.loads(text)
+            return parse_json(text)
         except json.JSONDecodeError as exc:
             raise InputFileError(path, f"not JSON: {exc.msg}", line=exc.lineno) from None
     try:
-        return json.loads(value)
+        return parse_json(value)
     except json.JSONDecodeError as exc:
         raise UsageError(f"--faults: not JSON ({exc.msg} at column {exc.colno})") from None
 

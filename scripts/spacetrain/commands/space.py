@@ -12,14 +12,14 @@ import argparse
 import json
 import re
 import sys
-import tomllib
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spacetrain.config import ProjectConfig, find_root, load_config
+from spacetrain.config import ProjectConfig, find_root, load_config, read_pyproject
 from spacetrain.errors import EXIT_OK, UsageError
 from spacetrain.hub import Hub
+from spacetrain.redact import mask
 from spacetrain.stages.state import PipelineState
 
 if TYPE_CHECKING:
@@ -34,10 +34,7 @@ def _optional_config() -> ProjectConfig | None:
         root = find_root()
     except UsageError:
         return None
-    try:
-        data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        return load_config(root)  # raises the one-line error naming the file
+    data = read_pyproject(root / "pyproject.toml")  # a bad file is one line naming it
     if not isinstance(data.get("tool", {}).get("spacetrain"), dict):
         return None
     return load_config(root)
@@ -66,6 +63,7 @@ def preflight(args: argparse.Namespace) -> int:
         config = _with_space(config, args.space)
     adapter = config.adapter(args.adapter) if (args.adapter or config.adapters) else None
     state = PipelineState.load(getattr(args, "state", None))
+    state.check_writable()
     result = run_preflight(Hub.from_env(), config, adapter, state)
     for check in result.checks:
         print(check.line())
@@ -130,7 +128,9 @@ def sync(args: argparse.Namespace) -> int:
         policy=policy,
         setup=_setup_options(args, config),
     )
-    result = run_sync(Hub.from_env(), options, PipelineState.load(args.state))
+    state = PipelineState.load(args.state)
+    state.check_writable()
+    result = run_sync(Hub.from_env(), options, state)
     print(result.commit)
     return EXIT_OK
 
@@ -218,6 +218,7 @@ def logs(args: argparse.Namespace) -> int:
 
     space = _space(args, _optional_config())
     for line in stream_logs(Hub.from_env(), space, build=args.build, follow=args.follow):
+        line = mask(line)  # the Space's log may print a token: never relay one
         sys.stdout.write(line if line.endswith("\n") else line + "\n")
         sys.stdout.flush()
     return EXIT_OK
