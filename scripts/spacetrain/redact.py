@@ -26,10 +26,11 @@ TOKEN_ENVS: tuple[str, ...] = (
     "HUGGING_FACE_HUB_TOKEN",
     "HF_API_TOKEN",
 )
-# hf_ or api_org_, then 8+ token characters of which one is a digit or a capital, so
-# names such as hf_hub_download or hf_transfer stay readable.
+# hf_ or api_org_, then token characters: 20 or more, or 8 or more with a digit or a
+# capital in them, so names such as hf_hub_download or hf_transfer stay readable.
 TOKEN_SHAPE = re.compile(
-    r"(?<![A-Za-z0-9])(hf|api_org)_(?=[A-Za-z0-9_-]*[A-Z0-9])[A-Za-z0-9_-]{8,}"
+    r"(?<![A-Za-z0-9])(hf|api_org)_"
+    r"(?:[A-Za-z0-9_-]{20,}|(?=[A-Za-z0-9_-]*[A-Z0-9])[A-Za-z0-9_-]{8,})"
 )
 _SHORTEST = 8  # shorter values would mask ordinary words
 

@@ -39,7 +39,10 @@ def _faults(value: str | None) -> Any:
         return None
     if value.startswith("@"):
         path = Path(value[1:])
-        text = read_text(path)
+        try:
+            text = read_text(path)
+        except InputFileError as exc:
+            raise InputFileError(path, f"cannot read the faults file: {exc.detail}") from None
         try:
             return parse_json(text)
         except json.JSONDecodeError as exc:
