@@ -62,13 +62,14 @@ def read_bytes(path: str | Path, *, limit: int | None = None) -> bytes:
         raise InputFileError(path, "no such file (a folder on its path is a file)") from None
     except OSError as exc:
         raise InputFileError(path, f"cannot read: {exc.strerror or exc}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise InputFileError(path, "is a folder; give a file")
+        raise InputFileError(path, f"is {_kind(mode)}, not a file: give a regular file")
+    os.set_blocking(fd, True)
     with os.fdopen(fd, "rb") as handle:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            what = _kind(mode)
-            detail = "give a file" if stat.S_ISDIR(mode) else "give a regular file"
-            raise InputFileError(path, f"is {what}, not a file: {detail}")
-        os.set_blocking(fd, True)
         try:
             return handle.read() if limit is None else handle.read(limit)
         except OSError as exc:
