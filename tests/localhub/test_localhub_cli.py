@@ -91,3 +91,12 @@ def test_a_port_out_of_range_is_a_usage_error(tmp_path: Path, port: str) -> None
         err.strip().splitlines()[-1].startswith("spacetrain localhub serve: error: argument --port")
     )
     assert not (tmp_path / "hub").exists()
+
+
+def test_a_root_that_is_a_file_is_named_not_a_listen_error(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x\n")
+    proc = _serve(tmp_path, "--port", "0", "--root", str(tmp_path / "afile"))
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert "--root" in err and "is a file" in err and "cannot listen" not in err

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from spacetrain.errors import EXIT_OK, InputFileError, UsageError
-from spacetrain.inputs import parse_json, read_text
+from spacetrain.inputs import parse_json, read_text, writable_dir
 from spacetrain.localhub import LocalHub
 from spacetrain.localhub.auth import DEFAULT_USER
 from spacetrain.localhub.errors import HubError
@@ -55,6 +55,9 @@ def _faults(value: str | None) -> Any:
 
 def serve(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; print ``HF_ENDPOINT=<url>`` on stdout once ready."""
+    writable_dir(args.root, "--root")  # else the store's mkdir fails as "cannot listen"
+    if not args.build_delay >= 0:
+        raise UsageError(f"--build-delay must be 0 or more seconds, not {args.build_delay}")
     hub = LocalHub(
         root=args.root,
         port=args.port,
