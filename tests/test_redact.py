@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
 import pytest
 
+from spacetrain import cli
+from spacetrain.errors import UsageError
 from spacetrain.redact import mask
 from spacetrain.stages.train import readable
 
@@ -13,7 +16,7 @@ from spacetrain.stages.train import readable
 @pytest.mark.parametrize(
     "token",
     [
-        "hf_" + "aB3dE" * 7,  # the shape huggingface.co issues: 34 letters and digits
+        "hf_" + "aB3dE" * 7,  # hf_ and 34 characters, as huggingface.co issues them
         "hf_abc-DEF_ghi-JKL_mno-PQR_stu-VWX",  # - and _ inside
         "hf_" + secrets.token_urlsafe(24),  # what rehearse makes: - and _ likely
         "hf_abcdefghijklmnopqrst-uvwxyz",  # lower case only, but long
@@ -45,3 +48,23 @@ def test_the_training_log_masks_tokens_with_dashes(monkeypatch: pytest.MonkeyPat
     assert readable(f"pushing with {token}\n") == ["pushing with hf_***"]
     monkeypatch.setenv("HF_TOKEN", "s3cr3t-with_no-prefix")
     assert readable("token s3cr3t-with_no-prefix\n") == ["token ***"]
+
+
+def test_space_logs_and_error_lines_are_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import spacetrain.stages.status as status
+
+    token = "hf_Log-token_With-Dashes_1234"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(status, "stream_logs", lambda *a, **k: iter([f"login {token}\n"]))
+    assert cli.main(["logs", "--space", "a/b"]) == 0
+    assert capsys.readouterr().out == "login hf_***\n"
+
+    def failing(*_a: object, **_k: object) -> None:
+        raise UsageError(f"the Space said: bad token {token}")
+
+    monkeypatch.setattr(status, "stream_logs", failing)
+    assert cli.main(["logs", "--space", "a/b"]) == 2
+    err = capsys.readouterr().err
+    assert token not in err and "bad token hf_***" in err
