@@ -186,6 +186,10 @@ def test_too_deep_json_is_one_line_everywhere(tmp_path: Path) -> None:
     one_line(spacetrain("fetch", "--state", "state.json", cwd=root), "state.json:1:", "nested")
     proc = spacetrain("localhub", "serve", "--port", "0", "--faults", DEEP[:20_000], cwd=root)
     one_line(proc, "--faults: not JSON (nested more than")
+    proc = spacetrain(
+        "localhub", "serve", "--port", "0", cwd=root, env={"LOCALHUB_FAULTS": DEEP[:20_000]}
+    )
+    one_line(proc, "LOCALHUB_FAULTS", "nested more than")
     (root / "faults.json").write_text(DEEP)
     proc = spacetrain("localhub", "serve", "--port", "0", "--faults", "@faults.json", cwd=root)
     one_line(proc, "faults.json:1:", "nested")

@@ -51,6 +51,7 @@ from spacetrain.errors import (
     UsageError,
 )
 from spacetrain.hub import Hub, token_from_env
+from spacetrain.inputs import parse_json
 from spacetrain.redact import mask
 from spacetrain.stages.release import release
 from spacetrain.stages.space_runtime import FAILED, get_runtime
@@ -296,7 +297,7 @@ def disconnect_limit() -> float:
 def _json_object(text: Any, space: str, api_name: str) -> dict[str, Any]:
     """The endpoint's answer, which space/app.py always sends as a JSON object."""
     try:
-        value = json.loads(text) if isinstance(text, str) else None
+        value = parse_json(text) if isinstance(text, str) else None
     except ValueError:
         value = None
     if not isinstance(value, dict):
