@@ -282,3 +282,17 @@ def test_a_token_with_a_control_character_is_exit_2_never_printed(
     )  # fmt: skip
     one_line(proc, variable, "control character")
     assert "secretPart" not in proc.stdout + proc.stderr
+
+
+# ------------------------------------------------ the same class, other commands
+
+
+def test_lint_output_under_a_file_is_named_before_linting(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    (root / "afile").write_text("x\n")
+    one_line(spacetrain("lint", "space", "-o", "afile/x.sarif", cwd=root), "--output afile/x")
+
+
+def test_pins_names_a_fifo_as_not_a_file(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "Dockerfile")
+    one_line(spacetrain("pins", "Dockerfile", cwd=tmp_path), "is not a regular file")
