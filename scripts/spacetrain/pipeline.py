@@ -207,8 +207,7 @@ def run_pipeline(
 
         with runner.stage("evaluate") as record:
             options.report_dir.mkdir(parents=True, exist_ok=True)
-            result.report_path = options.report_dir / f"{adapter.name}-eval.json"
-            result.markdown_path = options.report_dir / f"{adapter.name}-eval.md"
+            result.report_path, result.markdown_path = report_paths(options, adapter)
             report = evaluate(
                 EvaluateOptions(
                     base_model=options.base_model or adapter.base_model,
@@ -247,6 +246,12 @@ def run_pipeline(
     return result
 
 
+def report_paths(options: PipelineOptions, adapter: AdapterConfig) -> tuple[Path, Path]:
+    """Where the evaluate stage writes its JSON report and its Markdown page."""
+    stem = f"{adapter.name}-eval"  # not with_suffix: an adapter name may hold a dot
+    return options.report_dir / f"{stem}.json", options.report_dir / f"{stem}.md"
+
+
 def check_outputs(options: PipelineOptions, adapter: AdapterConfig, state: PipelineState) -> None:
     """Everything the run writes can be written: checked before preflight, so a bad
     ``--report-dir`` or ``$GITHUB_OUTPUT`` is exit 2 at once, not after training.
@@ -258,8 +263,8 @@ def check_outputs(options: PipelineOptions, adapter: AdapterConfig, state: Pipel
     from spacetrain.stages.fetch import check_dest
 
     writable_dir(options.report_dir, "--report-dir")
-    for suffix in ("json", "md"):
-        writable_file(options.report_dir / f"{adapter.name}-eval.{suffix}", "--report-dir")
+    for path in report_paths(options, adapter):
+        writable_file(path, "--report-dir")
     check_dest(options.work_dir / "adapter")
     state.check_writable()
 
@@ -317,6 +322,8 @@ __all__ = [
     "PipelineResult",
     "PreflightFailed",
     "StageRecord",
+    "check_outputs",
     "render_summary",
+    "report_paths",
     "run_pipeline",
 ]

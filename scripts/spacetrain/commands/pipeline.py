@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         promote=not args.no_promote,
     )
     result = run_pipeline(config, Hub.from_env(), PipelineState.load(args.state), options)
-    summary = render_summary(result)
+    summary = mask(render_summary(result))  # stage details carry error messages
     sys.stdout.write(summary)
     append_github_file("GITHUB_STEP_SUMMARY", summary)
     if result.error:
