@@ -271,7 +271,7 @@ def test_a_malformed_endpoint_is_exit_2_at_once(tmp_path: Path, endpoint: str, w
 
 
 @pytest.mark.parametrize("variable", ["HF_TOKEN", "SPACE_HF_TOKEN"])
-@pytest.mark.parametrize("bad", ["\n", "\r", "\t", "\x1b", " "])
+@pytest.mark.parametrize("bad", ["\n", "\r", "\t", "\x1b", " ", "\u00e9"])
 def test_a_token_with_a_control_character_is_exit_2_never_printed(
     tmp_path: Path, hub: LocalHub, variable: str, bad: str
 ) -> None:

@@ -161,16 +161,17 @@ def check_endpoint(url: str, name: str = ENDPOINT_ENV) -> str:
 
 
 def check_token(token: str, name: str) -> str:
-    """``token`` if it is one printable word; otherwise exit 2 naming ``name``, never
-    the value (a header with a newline in it cannot be sent: it would only be retried).
+    """``token`` if it is one word of printable ASCII; otherwise exit 2 naming ``name``,
+    never the value (a header with a newline in it cannot be sent: it would only be
+    retried until the deadline, then reported as "unreachable").
 
     Raises:
-        UsageError: a space, newline or control character inside the token (exit 2).
+        UsageError: whitespace, a control or a non-ASCII character in the token (exit 2).
     """
-    if any(c.isspace() or not c.isprintable() for c in token):
+    if any(c.isspace() or not (c.isascii() and c.isprintable()) for c in token):
         raise UsageError(
-            f"{name} contains whitespace, a newline or a control character; "
-            "set it to the token alone"
+            f"{name} contains whitespace, a newline, a control character or a non-ASCII "
+            "character; set it to the token alone"
         )
     return token
 
