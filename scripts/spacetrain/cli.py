@@ -17,9 +17,22 @@ from collections.abc import Callable, Sequence
 
 from spacetrain import __version__
 from spacetrain.errors import SpacetrainError
+from spacetrain.inputs import check_environment
+from spacetrain.redact import mask
 from spacetrain.signals import sigterm_as_interrupt
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port, 0 (any free one) to 65535 (exit 2 otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port (0 to 65535; 0 picks a free one)")
+    return value
 
 
 def _handler(parser: argparse.ArgumentParser, target: str) -> None:
@@ -69,7 +82,7 @@ def _add_localhub(sub: argparse._SubParsersAction) -> None:
     s = lsub.add_parser("serve", help="run localhub in the foreground")
     s.add_argument("--root", default=".localhub", help="where repos live (default: .localhub)")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    s.add_argument("--port", type=port, default=8765, help="0 picks a free port")
     s.add_argument(
         "--token",
         action="append",
@@ -313,12 +326,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_environment()  # before a handler's import reads HF_ENDPOINT
         with sigterm_as_interrupt():  # a cancelled CI job still runs every `finally`
             return _resolve(args.handler)(args)
     except SpacetrainError as exc:
         if os.environ.get("SPACETRAIN_DEBUG") == "1":
             traceback.print_exc()
-        print(f"spacetrain {args.command}: error: {exc}", file=sys.stderr)
+        print(f"spacetrain {args.command}: error: {mask(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("spacetrain: interrupted", file=sys.stderr)

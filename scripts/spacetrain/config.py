@@ -34,6 +34,7 @@ from typing import Any
 from huggingface_hub import SpaceHardware
 
 from spacetrain.errors import InputFileError, UsageError
+from spacetrain.inputs import read_text
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -96,6 +97,21 @@ def find_root(start: Path | None = None) -> Path:
     raise UsageError(f"no pyproject.toml in {here} or above; run from the project folder")
 
 
+def read_pyproject(path: Path) -> dict[str, Any]:
+    """The TOML of ``path``: every way it can be bad is one line naming it (exit 2).
+
+    Raises:
+        InputFileError: not a regular file, not UTF-8, not TOML, or nested too deeply.
+    """
+    text = read_text(path)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputFileError(path, f"invalid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise InputFileError(path, "invalid TOML: arrays or tables nested too deeply") from None
+
+
 def load_config(root: Path | None = None) -> ProjectConfig:
     """Read and check ``[tool.spacetrain]``.
 
@@ -104,13 +120,7 @@ def load_config(root: Path | None = None) -> ProjectConfig:
     """
     root = root or find_root()
     path = root / "pyproject.toml"
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputFileError(path, f"cannot read: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputFileError(path, f"invalid TOML: {exc}") from None
-    section = data.get("tool", {}).get("spacetrain")
+    section = read_pyproject(path).get("tool", {}).get("spacetrain")
     if not isinstance(section, dict):
         raise InputFileError(path, "has no [tool.spacetrain] table; see README 'Configuration'")
     where = "[tool.spacetrain]"
@@ -216,4 +226,5 @@ __all__ = [
     "ProjectConfig",
     "find_root",
     "load_config",
+    "read_pyproject",
 ]

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from spacetrain import contract
 from spacetrain.errors import InputFileError, UsageError
+from spacetrain.inputs import parse_json, read_bytes
 
 if TYPE_CHECKING:
     from spacetrain.hub import Hub
@@ -116,12 +117,7 @@ def normalize_question(text: str) -> str:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputFileError(path, "no such file") from None
-    except OSError as exc:
-        raise InputFileError(path, f"cannot read: {exc.strerror or exc}") from None
+    raw = read_bytes(path)  # a FIFO or a folder is refused before anything blocks
     for number, chunk in enumerate(raw.split(b"\n"), start=1):
         try:
             yield number, chunk.decode("utf-8").rstrip("\r")
@@ -145,7 +141,7 @@ def read_rows(path: str | Path) -> list[tuple[int, Any]]:
             rows.append((number, None))
             continue
         try:
-            rows.append((number, json.loads(text)))
+            rows.append((number, parse_json(text)))
         except json.JSONDecodeError as exc:
             bad.append((number, f"{exc.msg} at column {exc.colno}"))
     if bad:

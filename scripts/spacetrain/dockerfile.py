@@ -20,6 +20,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from spacetrain.errors import InputFileError
+from spacetrain.inputs import parse_json
 
 _HEREDOC = re.compile(r"<<(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
 _SHELL_OPERATORS = {"&&", "||", ";", "|", "&", ";;", "(", ")", "|&"}
@@ -245,7 +246,7 @@ class Dockerfile:
     ) -> None:
         if instruction.value.lstrip().startswith("["):
             try:
-                argv = json.loads(instruction.value)
+                argv = parse_json(instruction.value)
             except json.JSONDecodeError:
                 argv = None
             if isinstance(argv, list) and all(isinstance(a, str) for a in argv):

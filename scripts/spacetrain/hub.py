@@ -42,23 +42,23 @@ from huggingface_hub.errors import (
 
 from spacetrain import contract
 from spacetrain.errors import AuthError, HubUnreachable, SpacetrainError, UsageError
+from spacetrain.inputs import DEFAULT_ENDPOINT, check_endpoint, check_token
 
 T = TypeVar("T")
 
-DEFAULT_ENDPOINT = "https://huggingface.co"
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _DEADLINE_ENV = contract.ENV_HUB_DEADLINE  # train.py in the Space reads the same
 
 
 def endpoint_from_env() -> str:
-    """``HF_ENDPOINT`` without a trailing slash, or huggingface.co."""
-    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    """``HF_ENDPOINT`` without a trailing slash, or huggingface.co; checked (exit 2)."""
+    return check_endpoint(os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
 
 
 def token_from_env() -> str | None:
-    """``HF_TOKEN``, or ``None``: no other source is consulted."""
+    """``HF_TOKEN``, or ``None``: no other source is consulted; checked (exit 2)."""
     token = os.environ.get("HF_TOKEN", "").strip()
-    return token or None
+    return check_token(token, "HF_TOKEN") if token else None
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 from spacetrain.config import AdapterConfig, ProjectConfig
 from spacetrain.errors import EXIT_FAILED, EXIT_OK, CheckFailed, SpacetrainError
 from spacetrain.hub import Hub
+from spacetrain.inputs import writable_dir, writable_file
 from spacetrain.stages.state import PipelineState
 
 
@@ -134,6 +135,7 @@ def run_pipeline(
     from spacetrain.stages.wait import wait
 
     adapter: AdapterConfig = config.adapter(options.adapter)
+    check_outputs(options, adapter, state)  # not after an hour of training
     result = PipelineResult()
     runner = _Runner(result, say)
     state.reset(space=config.space, adapter=adapter.name)
@@ -216,8 +218,7 @@ def run_pipeline(
 
         with runner.stage("evaluate") as record:
             options.report_dir.mkdir(parents=True, exist_ok=True)
-            result.report_path = options.report_dir / f"{adapter.name}-eval.json"
-            result.markdown_path = options.report_dir / f"{adapter.name}-eval.md"
+            result.report_path, result.markdown_path = report_paths(options, adapter)
             report = evaluate(
                 EvaluateOptions(
                     base_model=options.base_model or adapter.base_model,
@@ -254,6 +255,29 @@ def run_pipeline(
         if synced:
             _release(runner, hub, config, result, ours=state.get("run_id"))
     return result
+
+
+def report_paths(options: PipelineOptions, adapter: AdapterConfig) -> tuple[Path, Path]:
+    """Where the evaluate stage writes its JSON report and its Markdown page."""
+    stem = f"{adapter.name}-eval"  # not with_suffix: an adapter name may hold a dot
+    return options.report_dir / f"{stem}.json", options.report_dir / f"{stem}.md"
+
+
+def check_outputs(options: PipelineOptions, adapter: AdapterConfig, state: PipelineState) -> None:
+    """Everything the run writes can be written: checked before preflight, so a bad
+    ``--report-dir`` or ``$GITHUB_OUTPUT`` is exit 2 at once, not after training.
+
+    Raises:
+        UsageError: a report folder that is a file, an adapter folder fetch may not
+            replace, a state file or ``$GITHUB_OUTPUT`` that cannot be written (exit 2).
+    """
+    from spacetrain.stages.fetch import check_dest
+
+    writable_dir(options.report_dir, "--report-dir")
+    for path in report_paths(options, adapter):
+        writable_file(path, "--report-dir")
+    check_dest(options.work_dir / "adapter")
+    state.check_writable()
 
 
 def _release(
@@ -309,6 +333,8 @@ __all__ = [
     "PipelineResult",
     "PreflightFailed",
     "StageRecord",
+    "check_outputs",
     "render_summary",
+    "report_paths",
     "run_pipeline",
 ]

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from spacetrain import contract
 from spacetrain.config import AdapterConfig, ProjectConfig, find_root, load_config
 from spacetrain.errors import UsageError
+from spacetrain.inputs import writable_dir, writable_file
 
 if TYPE_CHECKING:
     from spacetrain.pipeline import PipelineResult
@@ -190,6 +191,7 @@ def run_rehearsal(options: RehearsalOptions, *, root: Path | None = None) -> dic
     from spacetrain.stages.state import PipelineState
 
     root = root or find_root()
+    check_outputs(options)
     started = time.perf_counter()
     with workdir_for(options) as workdir, localhub_session(workdir) as server:
         _say(f"localhub on {server.url}, work folder {workdir}")
@@ -311,6 +313,22 @@ def localhub_session(workdir: Path) -> Iterator[Any]:
         yield server
 
 
+def check_outputs(options: RehearsalOptions) -> None:
+    """``--workdir``, ``--report`` and ``--markdown`` can be written: checked before
+    localhub starts, not after the rehearsal's minute of training.
+
+    Raises:
+        UsageError: a folder given as a file, a file given as a folder, or a path
+            under a file or in an unwritable folder (exit 2).
+    """
+    if options.workdir is not None:
+        writable_dir(options.workdir, "--workdir")
+    if options.report is not None:
+        writable_file(options.report, "--report")
+    if options.markdown is not None:
+        writable_file(options.markdown, "--markdown")
+
+
 def workdir_for(options: RehearsalOptions) -> contextlib.AbstractContextManager[Path]:
     """``--workdir`` (kept) or a temporary folder (removed after)."""
     if options.workdir is not None:
@@ -329,6 +347,7 @@ __all__ = [
     "REHEARSAL_TRAIN",
     "Rehearsal",
     "RehearsalOptions",
+    "check_outputs",
     "demo_corpus",
     "localhub_session",
     "prepare",

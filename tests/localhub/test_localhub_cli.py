@@ -105,3 +105,24 @@ def test_a_busy_port_exits_2(tmp_path: Path) -> None:
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert "cannot listen on 127.0.0.1:" in err and "(try --port 0)" in err
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_a_port_out_of_range_is_a_usage_error(tmp_path: Path, port: str) -> None:
+    proc = _serve(tmp_path, "--port", port)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert out == "" and "Traceback" not in err
+    assert (
+        err.strip().splitlines()[-1].startswith("spacetrain localhub serve: error: argument --port")
+    )
+    assert not (tmp_path / "hub").exists()
+
+
+def test_a_root_that_is_a_file_is_named_not_a_listen_error(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x\n")
+    proc = _serve(tmp_path, "--port", "0", "--root", str(tmp_path / "afile"))
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert "--root" in err and "is a file" in err and "cannot listen" not in err

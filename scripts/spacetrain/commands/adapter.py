@@ -48,6 +48,7 @@ def train(args: argparse.Namespace) -> int:
 
     check_flags(args)
     state = PipelineState.load(args.state)
+    state.check_writable()  # the stage records its result at the end
     options = train_options(
         load_config(),
         state,
@@ -78,16 +79,17 @@ def train(args: argparse.Namespace) -> int:
 def fetch(args: argparse.Namespace) -> int:
     """Download the adapter at the recorded revision and check its run.json."""
     from spacetrain.hub import Hub
-    from spacetrain.stages.fetch import DEFAULT_DEST, fetch_adapter
+    from spacetrain.stages.fetch import DEFAULT_DEST, check_dest, fetch_adapter
 
     state = PipelineState.load(args.state)
+    state.check_writable()  # the stage records its result at the end
     result = fetch_adapter(
         Hub.from_env(),
         state,
         repo=args.repo or state.require("adapter_repo", stage="train"),
         revision=args.revision or state.require("adapter_revision", stage="train"),
         run_id=args.run_id or state.require("run_id", stage="train"),
-        dest=Path(args.dest) if args.dest else DEFAULT_DEST,
+        dest=check_dest(Path(args.dest) if args.dest else DEFAULT_DEST),
     )
     _print(
         adapter_repo=result.repo,
@@ -104,6 +106,7 @@ def promote(args: argparse.Namespace) -> int:
     from spacetrain.stages.promote import promote_adapter
 
     state = PipelineState.load(args.state)
+    state.check_writable()  # the stage records its result at the end
     report = args.report or state.require("report", stage="evaluate")
     policy = load_gate(args.gate or load_config().gate)
     result = promote_adapter(

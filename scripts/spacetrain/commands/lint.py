@@ -9,12 +9,15 @@ import sys
 from pathlib import Path
 
 from spacetrain.errors import EXIT_OK, InputFileError, UsageError
+from spacetrain.inputs import writable_file
 from spacetrain.lint import exit_code, lint_folder, load_policy, load_rules
 from spacetrain.lint.reporters import REPORTERS, explain_rule, render_markdown
 
 
 def run(args: argparse.Namespace) -> int:
     """Lint ``args.path``; the report goes to stdout (or ``--output``), notes to stderr."""
+    if args.output and args.output != "-":
+        writable_file(args.output, "--output")  # one sentence for every command's outputs
     policy = load_policy(args.policy)
     find_links = [str(d) for d in args.find_links]
     for folder in find_links:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from spacetrain.errors import EXIT_OK, InputFileError, UsageError
+from spacetrain.inputs import parse_json, read_text, writable_dir
 from spacetrain.localhub import LocalHub
 from spacetrain.localhub.auth import Token, parse_token
 from spacetrain.localhub.errors import HubError
@@ -52,15 +53,15 @@ def _faults(value: str | None) -> Any:
     if value.startswith("@"):
         path = Path(value[1:])
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InputFileError(path, f"cannot read the faults file: {exc.strerror}") from None
+            text = read_text(path)
+        except InputFileError as exc:
+            raise InputFileError(path, f"cannot read the faults file: {exc.detail}") from None
         try:
-            return json.loads(text)
+            return parse_json(text)
         except json.JSONDecodeError as exc:
             raise InputFileError(path, f"not JSON: {exc.msg}", line=exc.lineno) from None
     try:
-        return json.loads(value)
+        return parse_json(value)
     except json.JSONDecodeError as exc:
         raise UsageError(f"--faults: not JSON ({exc.msg} at column {exc.colno})") from None
 
@@ -68,6 +69,9 @@ def _faults(value: str | None) -> Any:
 def serve(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; print ``HF_ENDPOINT=<url>`` on stdout once ready."""
     tokens = _tokens(args.token)
+    writable_dir(args.root, "--root")  # else the store's mkdir fails as "cannot listen"
+    if not args.build_delay >= 0:
+        raise UsageError(f"--build-delay must be 0 or more seconds, not {args.build_delay}")
     hub = LocalHub(
         root=args.root,
         port=args.port,

@@ -17,7 +17,8 @@ def run(args: argparse.Namespace) -> int:
     if path.is_dir():
         path = path / "Dockerfile"
     if not path.is_file():
-        raise InputFileError(path, "no such file; pass the Space's Dockerfile")
+        what = "is not a regular file" if path.exists() else "no such file"
+        raise InputFileError(path, f"{what}; pass the Space's Dockerfile")
     text, notes = render_constraints(Dockerfile.read(path))
     for note in notes:
         print(note, file=sys.stderr)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -11,7 +10,9 @@ from pathlib import Path
 from spacetrain.commands.adapter import check_flags
 from spacetrain.config import load_config
 from spacetrain.hub import Hub
+from spacetrain.inputs import append_github_file, github_file
 from spacetrain.pipeline import PipelineOptions, render_summary, run_pipeline
+from spacetrain.redact import mask
 from spacetrain.stages.state import PipelineState
 
 
@@ -19,6 +20,7 @@ def run(args: argparse.Namespace) -> int:
     """Run preflight → … → promote, release the Space, print the stage table."""
     check_flags(args)  # before the config, the Hub or the Space: exit 2 with one line
     config = load_config()
+    github_file("GITHUB_STEP_SUMMARY")  # written at the end: a bad one must fail first
     if args.space:
         config = replace(config, space=args.space)
     options = PipelineOptions(
@@ -34,12 +36,9 @@ def run(args: argparse.Namespace) -> int:
         promote=not args.no_promote,
     )
     result = run_pipeline(config, Hub.from_env(), PipelineState.load(args.state), options)
-    summary = render_summary(result)
+    summary = mask(render_summary(result))  # stage details carry error messages
     sys.stdout.write(summary)
-    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if step_summary:
-        with Path(step_summary).open("a", encoding="utf-8") as handle:
-            handle.write(summary)
+    append_github_file("GITHUB_STEP_SUMMARY", summary)
     if result.error:
-        print(f"spacetrain pipeline: error: {result.error}", file=sys.stderr)
+        print(f"spacetrain pipeline: error: {mask(result.error)}", file=sys.stderr)
     return result.exit_code

@@ -12,12 +12,11 @@ import argparse
 import json
 import re
 import sys
-import tomllib
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spacetrain.config import ProjectConfig, find_root, load_config
+from spacetrain.config import ProjectConfig, find_root, load_config, read_pyproject
 from spacetrain.errors import (
     EXIT_OK,
     CheckFailed,
@@ -27,6 +26,7 @@ from spacetrain.errors import (
     UsageError,
 )
 from spacetrain.hub import Hub
+from spacetrain.redact import mask
 from spacetrain.stages.space_runtime import say
 from spacetrain.stages.state import PipelineState
 
@@ -42,10 +42,7 @@ def _optional_config() -> ProjectConfig | None:
         root = find_root()
     except UsageError:
         return None
-    try:
-        data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        return load_config(root)  # raises the one-line error naming the file
+    data = read_pyproject(root / "pyproject.toml")  # a bad file is one line naming it
     if not isinstance(data.get("tool", {}).get("spacetrain"), dict):
         return None
     return load_config(root)
@@ -74,6 +71,7 @@ def preflight(args: argparse.Namespace) -> int:
         config = _with_space(config, args.space)
     adapter = config.adapter(args.adapter) if (args.adapter or config.adapters) else None
     state = PipelineState.load(getattr(args, "state", None))
+    state.check_writable()
     result = run_preflight(Hub.from_env(), config, adapter, state)
     for check in result.checks:
         print(check.line())
@@ -138,7 +136,9 @@ def sync(args: argparse.Namespace) -> int:
         policy=policy,
         setup=_setup_options(args, config),
     )
-    result = run_sync(Hub.from_env(), options, PipelineState.load(args.state))
+    state = PipelineState.load(args.state)
+    state.check_writable()
+    result = run_sync(Hub.from_env(), options, state)
     print(result.commit)
     return EXIT_OK
 
@@ -255,6 +255,7 @@ def logs(args: argparse.Namespace) -> int:
 
     space = _space(args, _optional_config())
     for line in stream_logs(Hub.from_env(), space, build=args.build, follow=args.follow):
+        line = mask(line)  # the Space's log may print a token: never relay one
         sys.stdout.write(line if line.endswith("\n") else line + "\n")
         sys.stdout.flush()
     return EXIT_OK

@@ -18,7 +18,6 @@ Models come from a local folder or a Hub id at a revision, downloaded through
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from spacetrain.errors import InputFileError, UsageError
+from spacetrain.inputs import parse_json, read_text
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -111,16 +111,16 @@ def adapter_fingerprint(source: ModelSource) -> dict[str, Any]:
             out["sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
             break
     try:
-        config = json.loads((source.path / "adapter_config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        config = parse_json(read_text(source.path / "adapter_config.json"))
+    except ValueError:  # InputFileError too: a FIFO, a folder, not UTF-8
         config = {}
     if isinstance(config, dict) and config.get("base_model_name_or_path"):
         out["trained_on"] = config["base_model_name_or_path"]
     run = source.path / "run.json"
     if run.is_file():
         try:
-            data = json.loads(run.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = parse_json(read_text(run))
+        except ValueError:
             data = {}
         if isinstance(data, dict) and data.get("run_id"):
             out["run_id"] = data["run_id"]

@@ -24,6 +24,7 @@ from spacetrain.evaluate.scoring import (
     attribution_hits,
     rounded,
 )
+from spacetrain.inputs import parse_json, read_text
 
 SCHEMA_VERSION = 1
 _OUTPUT_SHOWN = 160  # characters of an output shown in the Markdown
@@ -123,11 +124,7 @@ def load_report(path: str | Path, policy: GatePolicy) -> SavedReport:
     """
     path = Path(path)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputFileError(path, "no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputFileError(path, f"cannot read: {exc}") from None
+        raw = parse_json(read_text(path))
     except json.JSONDecodeError as exc:
         raise InputFileError(path, f"not valid JSON: {exc.msg}", line=exc.lineno) from None
     if not isinstance(raw, dict) or "cases" not in raw:

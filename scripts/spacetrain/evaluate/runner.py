@@ -25,6 +25,7 @@ from spacetrain.evaluate.report import (
 )
 from spacetrain.evaluate.scoring import Scores, aggregate, score_case
 from spacetrain.evaluate.suite import Suite, load_suite
+from spacetrain.inputs import writable_file
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,14 @@ def baseline_scores(
         return None, None
     saved = load_report(path, policy)
     return aggregate(saved.cases), {"path": str(path), "adapter": saved.raw.get("adapter")}
+
+
+def _check_outputs(options: EvaluateOptions) -> None:
+    """The report and the Markdown page can be written (checked before any model loads)."""
+    if options.report:
+        writable_file(options.report, "--report")
+    if options.markdown:
+        writable_file(options.markdown, "--markdown")
 
 
 def _write_outputs(options: EvaluateOptions, report: dict[str, Any]) -> None:
@@ -105,6 +114,7 @@ def evaluate(options: EvaluateOptions) -> dict[str, Any]:
         UsageError, InputFileError: bad options, suite, gate or model reference.
     """
     started = time.perf_counter()
+    _check_outputs(options)  # a bad --report is exit 2 now, not after the evaluation
     suite = load_suite(options.suite)
     policy = load_gate(options.gate)
     baseline, baseline_meta = baseline_scores(options.baseline_report, policy)

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from spacetrain.errors import InputFileError
+from spacetrain.inputs import read_text
 
 
 class LineDict(dict):
@@ -71,12 +72,7 @@ _LineLoader.add_constructor(
 def load_yaml(path: str | Path) -> Any:
     """Parse one YAML document; unreadable or invalid YAML is an :class:`InputFileError`."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputFileError(path, "no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputFileError(path, f"cannot read: {exc}") from None
+    text = read_text(path)  # a FIFO, a folder or a non-UTF-8 file: one line, exit 2
     try:
         return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
@@ -86,6 +82,8 @@ def load_yaml(path: str | Path) -> Any:
         raise InputFileError(path, f"invalid YAML: {problem}", line=line) from None
     except yaml.YAMLError as exc:
         raise InputFileError(path, f"invalid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:  # PyYAML recurses once per nesting level
+        raise InputFileError(path, "invalid YAML: lists or mappings nested too deeply") from None
 
 
 def line_of(node: Any, key: Any = None, default: int | None = None) -> int | None:

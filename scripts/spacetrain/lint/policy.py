@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from spacetrain.errors import InputFileError
+from spacetrain.inputs import read_bytes
 from spacetrain.lint.model import Severity
 
 DEFAULT_POLICY_PATH = Path("policy/space.yaml")
@@ -132,9 +133,9 @@ def load_policy(path: str | Path | None) -> Policy:
         path = DEFAULT_POLICY_PATH
     shown = Path(path).as_posix()
     try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise InputFileError(shown, f"cannot read policy: {exc.strerror or exc}") from None
+        raw = read_bytes(path)  # a FIFO or a folder is refused before anything blocks
+    except InputFileError as exc:
+        raise InputFileError(shown, f"cannot read policy: {exc.detail}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -152,6 +153,8 @@ def load_policy(path: str | Path | None) -> Policy:
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise InputFileError(shown, f"invalid YAML: {problem}", line=line) from None
+    except RecursionError:  # PyYAML recurses once per nesting level
+        raise InputFileError(shown, "invalid YAML: lists or mappings nested too deeply") from None
     if data is None:
         data = {}
     duplicate = duplicate_key(node)

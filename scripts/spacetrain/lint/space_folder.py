@@ -18,6 +18,7 @@ import yaml
 
 from spacetrain.dockerfile import Dockerfile
 from spacetrain.errors import InputFileError
+from spacetrain.inputs import read_bytes
 from spacetrain.lint.globs import glob_match
 from spacetrain.lint.policy import Policy
 
@@ -131,11 +132,10 @@ class SpaceFolder:
                 rel = prefix + name
                 if any(glob_match(rel, p) for p in ignore):
                     continue
-                try:
-                    with (Path(dirpath) / name).open("rb") as handle:
-                        raw = handle.read(MAX_READ + 1)
-                except OSError as exc:
-                    detail = f"cannot be read: {exc.strerror or exc}"
+                try:  # a FIFO in the folder would block a plain open() forever
+                    raw = read_bytes(Path(dirpath) / name, limit=MAX_READ + 1)
+                except InputFileError as exc:
+                    detail = f"cannot be read: {exc.detail}"
                     files[rel] = SourceFile(rel, b"", None, (None, detail))
                     continue
                 if len(raw) > MAX_READ:  # weights or data: no Space source is this big
@@ -249,6 +249,9 @@ def parse_front_matter(text: str) -> FrontMatter:
         return FrontMatter(
             None, (line, f"front matter is not valid YAML: {problem}"), {}, 1, end + 1
         )
+    except RecursionError:  # PyYAML recurses once per nesting level
+        detail = "front matter is not valid YAML: nested too deeply"
+        return FrontMatter(None, (2, detail), {}, 1, end + 1)
     duplicate = duplicate_key(node)
     if duplicate is not None:
         line, key = duplicate

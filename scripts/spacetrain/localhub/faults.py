@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from typing import Any
 
+from spacetrain.inputs import parse_json
 from spacetrain.localhub.errors import BadRequest
 
 RETRYABLE = (408, 429, 500, 502, 503, 504)
@@ -116,7 +117,7 @@ def parse_faults(payload: Any) -> tuple[list[FaultRule], list[dict[str, Any]]]:
     """Rules and Space actions from a JSON object, a list of them, or a JSON string."""
     if isinstance(payload, str | bytes):
         try:
-            payload = json.loads(payload)
+            payload = parse_json(payload)  # a too-deep spec is a JSONDecodeError too
         except json.JSONDecodeError as exc:
             raise BadRequest(f"fault: not JSON: {exc}") from None
     items = payload if isinstance(payload, list) else [payload]

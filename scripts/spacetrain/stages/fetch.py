@@ -29,6 +29,7 @@ from typing import Any
 
 from spacetrain.errors import CheckFailed, UsageError
 from spacetrain.hub import Hub
+from spacetrain.inputs import parse_json, writable_dir
 from spacetrain.stages.state import PipelineState
 
 DEFAULT_DEST = Path(".spacetrain") / "adapter"
@@ -86,7 +87,7 @@ def check_adapter(folder: Path, run_id: str, where: str) -> dict[str, Any]:
             f"{where} has no run.json, so nothing says which run made it: refusing it"
         )
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest = parse_json(manifest_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise StaleAdapter(f"{where}: run.json is not readable JSON ({exc})") from None
     found = manifest.get("run_id") if isinstance(manifest, dict) else None
@@ -104,6 +105,24 @@ def _replaceable(dest: Path) -> bool:
     if not dest.is_dir():
         return False
     return (dest / MARKER).is_file() or not any(dest.iterdir())
+
+
+def check_dest(dest: Path) -> Path:
+    """``dest`` can take the download: checked before anything is asked of the Hub.
+
+    Raises:
+        UsageError: the working folder or above it, a file, under a file, not
+            writable, or a folder spacetrain fetch did not write (exit 2).
+    """
+    if Path.cwd().resolve().is_relative_to(dest.resolve()):
+        raise UsageError(f"--dest {dest} is the working folder or above it; name a subfolder")
+    writable_dir(dest, "--dest")
+    if not _replaceable(dest):
+        raise UsageError(
+            f"{dest} exists and was not written by spacetrain fetch; "
+            "choose another --dest or remove it"
+        )
+    return dest
 
 
 def fetch_adapter(
@@ -124,14 +143,7 @@ def fetch_adapter(
             revision (exit 2).
         HubUnreachable: the Hub kept failing (exit 3).
     """
-    dest = Path(dest)
-    if Path.cwd().resolve().is_relative_to(dest.resolve()):
-        raise UsageError(f"--dest {dest} is the working folder or above it; name a subfolder")
-    if not _replaceable(dest):
-        raise UsageError(
-            f"{dest} exists and was not written by spacetrain fetch; "
-            "choose another --dest or remove it"
-        )
+    dest = check_dest(Path(dest))
     sha = resolve_sha(hub, repo, revision)
     if sha != revision:
         say(f"[fetch] {repo}@{revision} is commit {sha}")
@@ -175,6 +187,7 @@ __all__ = [
     "FetchResult",
     "StaleAdapter",
     "check_adapter",
+    "check_dest",
     "fetch_adapter",
     "resolve_sha",
 ]

@@ -24,7 +24,6 @@ Records in the state: ``promoted_tag`` and ``card_commit``.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import sys
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from spacetrain.errors import CheckFailed, GateFailed, UsageError
 from spacetrain.evaluate.gate import GatePolicy
 from spacetrain.evaluate.report import load_report, regate, render_markdown
 from spacetrain.hub import Hub
+from spacetrain.inputs import parse_json
 from spacetrain.stages.state import PipelineState
 
 REPORT_PATH = "evaluation/report.json"
@@ -354,7 +354,7 @@ def _run_of(hub: Hub, repo: str, sha: str) -> str | None:
         f"read run.json of {repo}@{sha}", hub.api.hf_hub_download, repo, "run.json", revision=sha
     )
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = parse_json(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data.get("run_id") if isinstance(data, dict) else None

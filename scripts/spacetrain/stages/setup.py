@@ -41,7 +41,7 @@ from typing import Any
 from spacetrain import contract
 from spacetrain.config import AdapterConfig, ProjectConfig
 from spacetrain.errors import CheckFailed, UsageError
-from spacetrain.hub import Hub
+from spacetrain.hub import Hub, check_token
 from spacetrain.stages.space_runtime import CPU_FLAVORS, active_run, get_runtime, say
 
 SPACE_TOKEN_ENV = contract.trainer.ENV_SPACE_TOKEN  # SPACE_HF_TOKEN: the Space's own token
@@ -71,8 +71,9 @@ def matches(description: str | None, value: str) -> bool:
 
 
 def space_token_from_env() -> str | None:
-    """``SPACE_HF_TOKEN``, or ``None``."""
-    return os.environ.get(SPACE_TOKEN_ENV, "").strip() or None
+    """``SPACE_HF_TOKEN``, or ``None``; one with a newline or control character is exit 2."""
+    token = os.environ.get(SPACE_TOKEN_ENV, "").strip()
+    return check_token(token, SPACE_TOKEN_ENV) if token else None
 
 
 def trigger_from_env() -> str | None:

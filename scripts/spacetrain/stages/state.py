@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from spacetrain.errors import InputFileError, UsageError
+from spacetrain.inputs import append_github_file, github_file, parse_json, read_text, writable_file
 
 DEFAULT_STATE = Path(".spacetrain") / "state.json"
 
@@ -56,9 +57,7 @@ class PipelineState:
         if not target.exists():
             return cls(target)
         try:
-            data = json.loads(target.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputFileError(target, f"cannot read the pipeline state: {exc}") from None
+            data = parse_json(read_text(target))
         except json.JSONDecodeError as exc:
             raise InputFileError(
                 target, f"is not JSON ({exc.msg}); delete it to start over", line=exc.lineno
@@ -66,6 +65,17 @@ class PipelineState:
         if not isinstance(data, dict):
             raise InputFileError(target, "is not a JSON object; delete it to start over")
         return cls(target, data)
+
+    def check_writable(self) -> None:
+        """Fail now, not after the stage's work, when the state or ``$GITHUB_OUTPUT``
+        cannot be written (a stage records its results at the end).
+
+        Raises:
+            UsageError: ``--state`` or ``GITHUB_OUTPUT`` names a folder or an unwritable
+                place (exit 2).
+        """
+        writable_file(self.path, "--state")
+        github_file("GITHUB_OUTPUT")
 
     def get(self, key: str, default: Any = None) -> Any:
         """A recorded value, or ``default``."""
@@ -94,27 +104,29 @@ class PipelineState:
 
     def save(self) -> None:
         """Write atomically, so a killed step never leaves half a file."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".state-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(self.data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        Path(tmp).replace(self.path)
+        writable_file(self.path, "--state")
+        text = json.dumps(self.data, indent=2, sort_keys=True) + "\n"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".state-", suffix=".json")
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            Path(tmp).replace(self.path)
+        except OSError as exc:
+            raise UsageError(f"--state {self.path}: cannot write: {exc.strerror or exc}") from None
 
 
 def export_outputs(values: dict[str, Any]) -> None:
     """Append ``key=value`` lines to ``$GITHUB_OUTPUT`` (multi-line values delimited)."""
-    target = os.environ.get("GITHUB_OUTPUT")
-    if not target:
-        return
-    with Path(target).open("a", encoding="utf-8") as handle:
-        for key, value in values.items():
-            text = value if isinstance(value, str) else json.dumps(value)
-            if "\n" in text:
-                delimiter = f"ghadelimiter_{uuid.uuid4()}"
-                handle.write(f"{key}<<{delimiter}\n{text}\n{delimiter}\n")
-            else:
-                handle.write(f"{key}={text}\n")
+    lines = []
+    for key, value in values.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        if "\n" in text:
+            delimiter = f"ghadelimiter_{uuid.uuid4()}"
+            lines.append(f"{key}<<{delimiter}\n{text}\n{delimiter}\n")
+        else:
+            lines.append(f"{key}={text}\n")
+    append_github_file("GITHUB_OUTPUT", "".join(lines))
 
 
 __all__ = ["DEFAULT_STATE", "PipelineState", "export_outputs"]

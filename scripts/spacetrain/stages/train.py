@@ -51,6 +51,8 @@ from spacetrain.errors import (
     UsageError,
 )
 from spacetrain.hub import Hub, token_from_env
+from spacetrain.inputs import parse_json
+from spacetrain.redact import mask
 from spacetrain.stages.release import release
 from spacetrain.stages.space_runtime import FAILED, get_runtime
 from spacetrain.stages.state import PipelineState
@@ -77,7 +79,6 @@ DISCONNECT_LIMIT = 600.0
 CALL_TIMEOUT = 60.0  # seconds for one API call; the app answers in milliseconds
 PROGRESS_EVERY = 10.0  # seconds between progress lines while the run's numbers change
 _BUSY = re.compile(r"run (\S+) is still active")
-_TOKEN = re.compile(r"hf_[A-Za-z0-9]{8,}")
 
 Say = Callable[[str], None]
 
@@ -296,7 +297,7 @@ def disconnect_limit() -> float:
 def _json_object(text: Any, space: str, api_name: str) -> dict[str, Any]:
     """The endpoint's answer, which space/app.py always sends as a JSON object."""
     try:
-        value = json.loads(text) if isinstance(text, str) else None
+        value = parse_json(text) if isinstance(text, str) else None
     except ValueError:
         value = None
     if not isinstance(value, dict):
@@ -528,7 +529,7 @@ def _duration(seconds: float) -> str:
 def readable(text: str) -> list[str]:
     """The log's lines for people: event lines dropped, anything token-like masked."""
     return [
-        _TOKEN.sub("hf_***", line)
+        mask(line)
         for line in text.splitlines()
         if line.strip() and not line.startswith(contract.EVENT_PREFIX)
     ]
@@ -689,11 +690,11 @@ def self_check(app: SpaceApp, options: TrainOptions, say: Say = _say) -> None:
     for check in checks:
         if not check.get("ok"):
             line = f"[spacetrain] self-check failed: {check.get('name')}: {check.get('detail')}"
-            say(_TOKEN.sub("hf_***", line))
+            say(mask(line))
     active = report.get("active_run")
     if active and active != options.run_id:
         raise ForeignRun(str(active), options.run_id)  # held: releasing would kill that run
-    error = _TOKEN.sub("hf_***", str(report.get("error") or "no detail"))
+    error = mask(str(report.get("error") or "no detail"))
     message = f"the Space's self-check failed: {error}"
     if report.get("exit_code") == HubUnreachable.exit_code:
         raise HubUnreachable(message)
