@@ -99,11 +99,15 @@ class PipInstall:
     index_urls: tuple[Word, ...]  # -i/--index-url/--default-index/--index
     extra_index_urls: tuple[Word, ...]
     stage: int
+    torch_backend: str | None = None  # uv's --torch-backend / UV_TORCH_BACKEND (cu126, auto)
 
 
 def pip_install(words: Sequence[Word], stage: int = 0) -> PipInstall | None:
     """The install that ``words`` (one simple command) runs, in any spelling, else None."""
     argv = list(unwrap(words))
+    backend = next(
+        (w.text.partition("=")[2] for w in words if w.text.startswith("UV_TORCH_BACKEND=")), None
+    )
     found = _install_args(argv)
     if found is None:
         return None
@@ -121,6 +125,8 @@ def pip_install(words: Sequence[Word], stage: int = 0) -> PipInstall | None:
             index_urls.append(value)
         elif option in _EXTRA_INDEX:
             extra_index_urls.append(value)
+        elif option == "--torch-backend":
+            backend = value.text
     return PipInstall(
         line=argv[0].line,
         tool=tool,
@@ -128,6 +134,7 @@ def pip_install(words: Sequence[Word], stage: int = 0) -> PipInstall | None:
         index_urls=tuple(index_urls),
         extra_index_urls=tuple(extra_index_urls),
         stage=stage,
+        torch_backend=backend,
     )
 
 

@@ -179,19 +179,25 @@ def _command(
     out: list[SimpleCommand],
 ) -> None:
     words: list[Word] = []
+    last_end = -1
     for child in node.children:
         if child.type == "variable_assignment":
             words.append(_word(child, lines))
         elif child.type == "command_name":
             words.append(_word(child.children[0] if child.children else child, lines))
         elif child.type in _ARG_NODES:
-            words.append(_word(child, lines))
+            word = _word(child, lines)
+            if words and child.start_byte == last_end:  # .[$A,$B]: one word, two nodes
+                words[-1] = Word(words[-1].text + word.text, words[-1].line)
+            else:
+                words.append(word)
         elif child.type in {"file_redirect", "herestring_redirect", "heredoc_redirect"}:
             more: list[Word] = []
             data: list[Word] = []
             _redirect(child, lines, more, data, out)
             words.extend(more)
             stdin = (*stdin, *data)
+        last_end = child.end_byte
         if child.type in {"command_substitution", "process_substitution", "string",
                           "concatenation"}:  # fmt: skip
             for inner in _substitutions(child):

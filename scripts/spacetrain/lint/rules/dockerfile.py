@@ -400,8 +400,10 @@ def torch_cpu_wheel(space: SpaceFolder) -> Iterator[Hit]:
     ## What it does
     For every install of a package in `pip.torch_packages`, requires an index URL
     (`--index-url`, `--extra-index-url`, or `PIP_INDEX_URL`/`PIP_EXTRA_INDEX_URL` in
-    `ENV`) that matches `pip.cuda_index` (`https://download.pytorch.org/whl/cuXYZ`), and
-    reports a `+cpu` version or the CPU index outright.
+    `ENV`) that matches `pip.cuda_index` (`https://download.pytorch.org/whl/cuXYZ`), or
+    uv's `--torch-backend cuXYZ` / `UV_TORCH_BACKEND=cuXYZ`, and reports a `+cpu` version
+    or the CPU index outright. An index given by a build argument without a default is
+    left alone: only the build knows it.
 
     ## Why is this bad?
     Without the CUDA index pip may take a CPU-only or a wrong-CUDA build; training then
@@ -429,13 +431,19 @@ def torch_cpu_wheel(space: SpaceFolder) -> Iterator[Hit]:
     ]
     for install in doc.pip_installs():
         urls = [w.text for w in (*install.index_urls, *install.extra_index_urls)] + env_urls
+        if any("$" in url for url in urls):  # --index-url "$TORCH_INDEX_URL": its ARG value
+            scope = doc.scope(install.line + 1)
+            urls = [expand(url, scope) or "$" if "$" in url else url for url in urls]
+        if install.torch_backend:
+            backend = expand(install.torch_backend, doc.scope(install.line + 1)) or "$"
+            urls.append(f"https://download.pytorch.org/whl/{backend}")
         for req in install.requirements:
             if req.name not in names:
                 continue
             if "+cpu" in req.specifier:
                 yield Hit(DF, req.line, f"{req.text} is a CPU-only build of {req.name}")
-            elif any(cuda.search(url) for url in urls):
-                continue
+            elif any(cuda.search(url) for url in urls) or any("$" in url for url in urls):
+                continue  # a CUDA index, or one only the build knows
             elif any("/whl/cpu" in url for url in urls):
                 yield Hit(DF, req.line, f"{req.name} is installed from PyTorch's CPU index")
             else:
