@@ -38,6 +38,7 @@ __all__ = [
 _HEREDOC = re.compile(r"<<(-?)([\"']?)([A-Za-z0-9_.-]+)\2")
 _DIRECTIVE = re.compile(r"^#\s*([A-Za-z]+)\s*=\s*(\S+)\s*$")
 _FLAGGED = {"RUN", "COPY", "ADD"}
+_LEADING_HEREDOC = re.compile(r"^\s*(<<-?([\"']?)[A-Za-z0-9_.-]+\2)\s+(\S.*)$")
 _VAR = re.compile(
     r"\$(?:\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-+])(?P<word>[^}]*))?\}"
     r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
@@ -243,6 +244,9 @@ class Dockerfile:
                 self.commands.append(RunCommand(words, instruction, stage))
                 return
         rows = [(n, t) for n, t in rows if t.strip() or n == rows[0][0]] or rows[:1]
+        lead = _LEADING_HEREDOC.match(rows[0][1])
+        if lead and heredocs:  # RUN <<EOT bash: the shell's ``bash <<EOT``
+            rows[0] = (rows[0][0], f"{lead.group(3)} {lead.group(1)}")
         if heredocs and re.fullmatch(r"\s*<<-?([\"']?)[A-Za-z0-9_.-]+\1\s*", rows[0][1]):
             rows, heredocs = heredocs[0][:-1], heredocs[1:]  # RUN <<EOF: the body is the script
             text = "\n".join(t for _, t in rows)

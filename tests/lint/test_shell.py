@@ -183,3 +183,10 @@ def test_escape_directive_and_unclosed_quote() -> None:
     assert bad.problems and "no closing quotation" in bad.problems[0][1]
     unclosed = Dockerfile.parse("FROM python:3.11-slim\nRUN cat <<EOF\nx\n")
     assert unclosed.problems == [(2, "heredoc is never closed")]
+
+
+def test_run_heredoc_before_its_command_is_the_commands_script() -> None:
+    text = "FROM python:3.11-slim\nRUN <<EOT bash\n  set -e\n  pip install trl\nEOT\n"
+    doc = Dockerfile.parse(text)
+    assert [(r.text, r.line) for r in doc.pip_installs()[0].requirements] == [("trl", 4)]
+    assert doc.problems == []
