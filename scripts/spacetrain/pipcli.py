@@ -68,6 +68,10 @@ _UV_GLOBAL_VALUE = frozenset({
     "--cache-dir", "--directory", "--project", "--config-file", "--color", "--python",
     "-p", "--python-preference", "--allow-insecure-host",
 })  # fmt: skip
+# pipx installs applications, each into its own venv, from the same kind of specs.
+_PIPX_VALUE = frozenset({
+    "--python", "--suffix", "--pip-args", "--index-url", "-i", "--preinstall", "--backend",
+})  # fmt: skip
 # CPython's own options that take a value (``python -W ignore -m pip``).
 _PYTHON_VALUE = frozenset({"-W", "-X", "--check-hash-based-pycs"})
 _PIP = re.compile(r"pip(3(\.\d+)?)?")
@@ -94,7 +98,7 @@ class PipInstall:
     """One ``pip install`` / ``uv pip install`` invocation inside a ``RUN``."""
 
     line: int
-    tool: str  # "pip" or "uv pip"
+    tool: str  # "pip", "uv pip" or "pipx"
     requirements: tuple[PipRequirement, ...]
     index_urls: tuple[Word, ...]  # -i/--index-url/--default-index/--index
     extra_index_urls: tuple[Word, ...]
@@ -112,7 +116,9 @@ def pip_install(words: Sequence[Word], stage: int = 0) -> PipInstall | None:
     if found is None:
         return None
     tool, rest = found
-    value_options = UV_VALUE if tool == "uv pip" else PIP_INSTALL_VALUE | _PIP_NEWER_VALUE
+    value_options = {"uv pip": UV_VALUE, "pipx": _PIPX_VALUE}.get(
+        tool, PIP_INSTALL_VALUE | _PIP_NEWER_VALUE
+    )
     requirements: list[PipRequirement] = []
     index_urls: list[Word] = []
     extra_index_urls: list[Word] = []
@@ -139,7 +145,7 @@ def pip_install(words: Sequence[Word], stage: int = 0) -> PipInstall | None:
 
 
 def _install_args(argv: list[Word]) -> tuple[str, list[Word]] | None:
-    """("pip" | "uv pip", the words after ``install``) for every spelling of the tool."""
+    """("pip" | "uv pip" | "pipx", the words after ``install``) for every spelling."""
     if not argv:
         return None
     head = argv[0].text.rsplit("/", 1)[-1]
@@ -159,6 +165,9 @@ def _install_args(argv: list[Word]) -> tuple[str, list[Word]] | None:
     elif _PIP.fullmatch(head):
         rest = _skip_options(rest, PIP_GENERAL_VALUE)
         tool = "pip"
+    elif head == "pipx":
+        rest = _skip_options(rest, _PIPX_VALUE)
+        tool = "pipx"
     else:
         return None
     if not rest or rest[0].text != "install":

@@ -190,3 +190,9 @@ def test_run_heredoc_before_its_command_is_the_commands_script() -> None:
     doc = Dockerfile.parse(text)
     assert [(r.text, r.line) for r in doc.pip_installs()[0].requirements] == [("trl", 4)]
     assert doc.problems == []
+
+
+def test_pipx_install_is_an_install() -> None:
+    assert installed("pipx install --include-deps --python python3.11 transformers") == [
+        "transformers"
+    ]

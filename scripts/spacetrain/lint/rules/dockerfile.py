@@ -356,8 +356,10 @@ def pip_unpinned(space: SpaceFolder) -> Iterator[Hit]:
     """A pip or uv install has a requirement that is not an exact `==` pin.
 
     ## What it does
-    Reads every `pip`, `pip3`, `python -m pip` and `uv pip` install in every `RUN`
-    (continued lines, `&&` chains, heredocs, quotes and extras included) and reports
+    Reads every `pip` (`pip3.11`, a path to pip, `python3 -B -m pip`, options before
+    `install`), `uv pip` and `pipx` install in every `RUN`, wherever the shell runs it
+    (continued lines, `&&` chains, `if`/`for`/`case` bodies, subshells, `sh -c`,
+    heredoc scripts, behind `sudo`/`env`), with pip's own option grammar, and reports
     each requirement without exactly one `==` version: bare names (`--upgrade pip`
     too), ranges, wildcards, `-r` files, URLs, paths, editable installs and variables.
     The finding points at the physical line of the requirement.
