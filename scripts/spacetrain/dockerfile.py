@@ -35,7 +35,8 @@ __all__ = [
     "split_reference",
 ]
 
-_HEREDOC = re.compile(r"<<(-?)([\"']?)([A-Za-z0-9_.-]+)\2")
+# Not after a word character or "<": $((1<<2)) and <<<"here-string" are no heredocs.
+_HEREDOC = re.compile(r"(?<![\w<])<<(-?)([\"']?)([A-Za-z0-9_.-]+)\2")
 _DIRECTIVE = re.compile(r"^#\s*([A-Za-z]+)\s*=\s*(\S+)\s*$")
 _FLAGGED = {"RUN", "COPY", "ADD"}
 _LEADING_HEREDOC = re.compile(r"^\s*(<<-?([\"']?)[A-Za-z0-9_.-]+\2)\s+(\S.*)$")

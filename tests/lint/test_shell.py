@@ -196,3 +196,11 @@ def test_pipx_install_is_an_install() -> None:
     assert installed("pipx install --include-deps --python python3.11 transformers") == [
         "transformers"
     ]
+
+
+def test_shifts_and_here_strings_are_no_heredocs() -> None:
+    doc = Dockerfile.parse(
+        "FROM python:3.11-slim\nRUN echo $((1<<2)) && cat <<<x\nRUN pip install trl\n"
+    )
+    assert [i.keyword for i in doc.instructions] == ["FROM", "RUN", "RUN"]
+    assert doc.problems == []
