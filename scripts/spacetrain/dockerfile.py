@@ -221,7 +221,7 @@ class Dockerfile:
             self.instructions.append(instruction)
             if keyword == "FROM":
                 stage += 1
-                parsed = _parse_from(value, stage, line, aliases)
+                parsed = _parse_from(value, stage, line, aliases, self.global_args())
                 if parsed is None:
                     self.problems.append((line, "FROM names no image"))
                 else:
@@ -386,7 +386,9 @@ def expand(text: str, variables: dict[str, str | None]) -> str | None:
     return None if missing else filled
 
 
-def _parse_from(value: str, index: int, line: int, aliases: set[str]) -> Stage | None:
+def _parse_from(
+    value: str, index: int, line: int, aliases: set[str], args: dict[str, str | None]
+) -> Stage | None:
     words = [w for w in value.split() if not w.startswith("--")]
     if not words:
         return None
@@ -401,7 +403,8 @@ def _parse_from(value: str, index: int, line: int, aliases: set[str]) -> Stage |
         tag=tag,
         digest=digest,
         alias=alias,
-        from_stage=reference.lower() in aliases,
+        # FROM ${PLATFORM} with ARG PLATFORM=xpu, an earlier stage: a stage, not an image
+        from_stage=(expand(reference, args) or reference).lower() in aliases,
         has_variable="$" in reference,
     )
 

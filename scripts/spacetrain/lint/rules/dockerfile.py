@@ -610,6 +610,24 @@ def _created_users(doc: Dockerfile) -> dict[str, int | None]:
     return users
 
 
+def _inherited_user(doc: Dockerfile) -> list[Instruction]:
+    """The USER a final ``FROM <earlier stage>`` inherits: the last in its chain of stages."""
+    by_alias = {s.alias.lower(): s for s in doc.stages if s.alias}
+    stage = doc.stages[-1]
+    seen: set[int] = set()
+    while stage.from_stage and stage.index not in seen:
+        seen.add(stage.index)
+        parent = by_alias.get((expand(stage.reference, doc.global_args()) or "").lower())
+        if parent is None:
+            return []
+        end = doc.stages[parent.index + 1].line if parent.index + 1 < len(doc.stages) else 0
+        users = [i for i in doc.find("USER") if parent.line < i.line < end]
+        if users:
+            return users[-1:]
+        stage = parent
+    return []
+
+
 _SYSTEM_DIRS = ("/usr/", "/bin/", "/sbin/", "/opt/", "/etc/")
 
 
@@ -630,10 +648,12 @@ def user_not_1000(space: SpaceFolder) -> Iterator[Hit]:
     """The image does not run as uid 1000, or copies files without `--chown`.
 
     ## What it does
-    In the final stage: warns when there is no `USER`, when the last `USER` is root or
-    another uid than `user.uid` (1000), when it names a user that no `useradd -u 1000`
-    in the Dockerfile creates, and at every `COPY`/`ADD` without `--chown` (except a
-    `COPY --from=…` into a system folder such as `/usr/local/bin`: a tool, not app files).
+    In the final stage (or the stage it is built `FROM`, whose `USER` it inherits): warns
+    when there is no `USER`, when the last `USER` is root or another uid than `user.uid`
+    (1000), when it names a user that no `useradd -u 1000` in the Dockerfile creates, and
+    at every `COPY`/`ADD` without `--chown` (except a `COPY --from=…` into a system folder
+    such as `/usr/local/bin`: a tool, not app files). `ARG`/`ENV` values are expanded in
+    `USER $NAME` and `useradd -u $UID`.
 
     ## Why is this bad?
     Spaces run the container as uid 1000. An image built for root then fails at run
@@ -671,7 +691,7 @@ def user_not_1000(space: SpaceFolder) -> Iterator[Hit]:
                 f"{instruction.keyword} without --chown leaves the files owned by root",
                 f"write {instruction.keyword} --chown=user ...",
             )
-    user_lines = [i for i in final if i.keyword == "USER"]
+    user_lines = [i for i in final if i.keyword == "USER"] or _inherited_user(doc)
     if not user_lines:
         yield Hit(DF, start, f"the image has no USER: Spaces run it as uid {want}")
         return
