@@ -1,59 +1,55 @@
-"""A Dockerfile read for policy checks: instructions, stages and pip installs, with lines.
+"""A Dockerfile read the way Docker reads it: instructions, stages, RUN commands, lines.
 
-dockerfile-parse finds the instructions; it drops comment lines inside a continued
-``RUN`` and knows nothing of heredocs, so the shell text of every ``RUN`` is rebuilt
-here from the physical lines. Every word keeps the physical line it came from, so a
-finding about ``trl`` points at the line that holds ``trl``, not at the ``RUN``.
+Docker's own rules, not a general-purpose parser: a line ending in the escape character
+continues the instruction, blank and comment lines inside a continuation are dropped,
+BuildKit flags (``--mount=…``) may sit on any continued line, and a heredoc (``<<EOF``)
+takes the following lines up to its terminator: a shell script for ``RUN``, data for
+``COPY``/``ADD`` (never instructions). The shell text of a ``RUN`` goes to
+:mod:`spacetrain.shell` with the physical line of every row, so a finding about
+``trl`` points at the line that holds ``trl``, not at the ``RUN``.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dockerfile_parse import DockerfileParser
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
-
+from spacetrain import shell
 from spacetrain.errors import InputFileError
-from spacetrain.inputs import parse_json
+from spacetrain.inputs import parse_json, read_bytes
+from spacetrain.pipcli import PipInstall, PipRequirement, parse_requirement, pip_install
+from spacetrain.shell import Word
 
-_HEREDOC = re.compile(r"<<(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
-_SHELL_OPERATORS = {"&&", "||", ";", "|", "&", ";;", "(", ")", "|&"}
-_REDIRECTIONS = {">", ">>", "<", "<<", ">&", "<&", "&>", "&>>", ">|", "<>"}
-_ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+__all__ = [
+    "Dockerfile",
+    "Instruction",
+    "PipInstall",
+    "PipRequirement",
+    "RunCommand",
+    "Stage",
+    "Word",
+    "expand",
+    "parse_requirement",
+    "split_reference",
+]
 
-# pip/uv options that consume the next word (so it is not taken for a requirement).
-_PIP_OPTIONS_WITH_VALUE = {
-    "-r", "--requirement", "-c", "--constraint", "--build-constraint", "-e", "--editable",
-    "-i", "--index-url", "--extra-index-url", "-f", "--find-links", "-t", "--target",
-    "--prefix", "--root", "--platform", "--python-version", "--implementation", "--abi",
-    "--src", "--upgrade-strategy", "--progress-bar", "--cache-dir", "--trusted-host",
-    "--proxy", "--timeout", "--retries", "--log", "--log-file", "--config-settings", "-C",
-    "--global-option", "--no-binary", "--only-binary", "--exists-action", "--cert",
-    "--client-cert", "--report", "--python", "-p", "--index-strategy", "--extra-index",
-    "--index", "--default-index", "--resolution", "--prerelease", "--override",
-    "--keyring-provider", "--group", "--extra", "--link-mode", "--compile-bytecode-timeout",
-    "--reinstall-package", "--upgrade-package", "-P", "--no-build-isolation-package",
-    "--exclude-newer", "--torch-backend", "--python-platform", "--config-file", "--excludes",
-}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Word:
-    """One shell word after quote removal, with the physical line it sits on."""
-
-    text: str
-    line: int
+# Not after a word character or "<": $((1<<2)) and <<<"here-string" are no heredocs.
+_HEREDOC = re.compile(r"(?<![\w<])<<(-?)([\"']?)([A-Za-z0-9_.-]+)\2")
+_DIRECTIVE = re.compile(r"^#\s*([A-Za-z]+)\s*=\s*(\S+)\s*$")
+_FLAGGED = {"RUN", "COPY", "ADD"}
+_LEADING_HEREDOC = re.compile(r"^\s*(<<-?([\"']?)[A-Za-z0-9_.-]+\2)\s+(\S.*)$")
+_VAR = re.compile(
+    r"\$(?:\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-+])(?P<word>[^}]*))?\}"
+    r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
 
 
 @dataclass(frozen=True)
 class Instruction:
-    """One Dockerfile instruction; lines are 1-based and physical."""
+    """One Dockerfile instruction; lines are 1-based and physical (heredoc bodies included)."""
 
     keyword: str
     value: str
@@ -78,37 +74,27 @@ class Stage:
 
 
 @dataclass(frozen=True)
-class PipRequirement:
-    """One requirement given to an install command."""
-
-    text: str
-    line: int
-    name: str | None  # canonical name; None for URLs, paths and unparsable text
-    extras: tuple[str, ...]
-    specifier: str
-    pinned_version: str | None  # set only for one exact ``==``/``===`` pin without wildcard
-    kind: str  # "requirement" | "url" | "path" | "file" (-r) | "editable" | "invalid" | "variable"
-
-
-@dataclass(frozen=True)
-class PipInstall:
-    """One ``pip install`` / ``uv pip install`` invocation inside a ``RUN``."""
-
-    line: int
-    tool: str  # "pip" or "uv pip"
-    requirements: tuple[PipRequirement, ...]
-    index_urls: tuple[Word, ...]  # -i/--index-url/--default-index/--index
-    extra_index_urls: tuple[Word, ...]
-    stage: int
-
-
-@dataclass(frozen=True)
 class RunCommand:
-    """One simple command of a ``RUN`` (split on ``&&``, ``;``, ``|``, newlines)."""
+    """One simple command of a ``RUN`` (inside ``&&``, ``if``, ``for``, ``$(…)``, ``sh -c``)."""
 
     words: tuple[Word, ...]
     instruction: Instruction
     stage: int
+    stdin: tuple[Word, ...] = ()  # a heredoc body fed to the command: data, not shell
+
+    @property
+    def argv(self) -> tuple[Word, ...]:
+        """The command a wrapper runs (``A=1 sudo -H pip …`` -> ``pip …``)."""
+        return shell.unwrap(self.words)
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """One instruction as Docker's reader sees it, before its keyword is interpreted."""
+
+    rows: list[tuple[int, str]]  # its own physical lines, escape character removed
+    end: int
+    heredocs: list[list[tuple[int, str]]]  # each body with its terminator line last
 
 
 @dataclass
@@ -128,9 +114,9 @@ class Dockerfile:
         """Read and parse ``path``; unreadable or non-UTF-8 is an :class:`InputFileError`."""
         shown = display or str(path)
         try:
-            raw = Path(path).read_bytes()
-        except OSError as exc:
-            raise InputFileError(shown, f"cannot read: {exc.strerror or exc}") from None
+            raw = read_bytes(path)  # a FIFO is refused at once, never waited on
+        except InputFileError as exc:
+            raise InputFileError(shown, exc.detail) from None
         return cls.parse(raw, path=shown)
 
     @classmethod
@@ -164,14 +150,17 @@ class Dockerfile:
         """Every pip/uv pip install of every ``RUN``, in file order."""
         installs = []
         for command in self.commands:
-            install = _as_pip_install(command)
+            install = pip_install(command.words, command.stage)
             if install is not None:
                 installs.append(install)
         return installs
 
-    def global_args(self) -> dict[str, str]:
-        """``ARG`` defaults declared before the first ``FROM`` (what ``FROM ${X}`` can use)."""
-        found: dict[str, str] = {}
+    def global_args(self) -> dict[str, str | None]:
+        """``ARG``s declared before the first ``FROM`` (what ``FROM ${X}`` can use).
+
+        ``ARG X=""`` is an empty default (``""``); ``ARG X`` has none (None).
+        """
+        found: dict[str, str | None] = {}
         for instruction in self.instructions:
             if instruction.keyword == "FROM":
                 break
@@ -179,240 +168,228 @@ class Dockerfile:
                 found.update(_key_values(instruction.value))
         return found
 
+    def scope(self, line: int) -> dict[str, str | None]:
+        """Variables an instruction at ``line`` sees: its stage's ARG/ENV before it.
+
+        ``ARG X`` inside a stage takes the global default, as Docker does.
+        """
+        global_args = self.global_args()
+        found: dict[str, str | None] = {}
+        for instruction in self.instructions:
+            if instruction.line >= line:
+                break
+            if instruction.keyword == "FROM":
+                found = {}
+            elif instruction.keyword in {"ARG", "ENV"} and self.stages:
+                if instruction.line < self.stages[0].line:
+                    continue
+                for name, value in _key_values(instruction.value):
+                    if instruction.keyword == "ENV":
+                        value = expand(value or "", found) or value
+                    elif value is None:
+                        value = found.get(name, global_args.get(name))
+                    else:
+                        value = expand(value, found) or value
+                    found[name] = value
+        return found
+
     def env(self) -> dict[str, tuple[str, int]]:
         """Variables set by ``ENV``/``ARG`` defaults: name -> (value, line). Last one wins."""
         found: dict[str, tuple[str, int]] = {}
         for instruction in self.find("ENV", "ARG"):
             for name, value in _key_values(instruction.value):
-                found[name] = (value, instruction.line)
+                found[name] = (value or "", instruction.line)
         return found
 
     # -------------------------------------------------------------- parsing
 
     def _build(self) -> None:
-        parser = DockerfileParser(fileobj=io.BytesIO(self.text.encode("utf-8")))
-        structure = parser.structure
         stage = -1
         aliases: set[str] = set()
-        i = 0
-        while i < len(structure):
-            item = structure[i]
-            i += 1
-            keyword = item["instruction"].upper()
-            if keyword == "COMMENT":
-                continue
-            start, end = item["startline"] + 1, item["endline"] + 1
-            value = item["value"]
-            flags, value = _split_flags(value) if keyword in {"RUN", "COPY", "ADD"} else ((), value)
+        for raw in _read_instructions(self.lines):
+            first = raw.rows[0]
+            word = first[1].split(None, 1)[0]
+            keyword = word.upper()
+            rows = [(first[0], first[1].lstrip()[len(word) :]), *raw.rows[1:]]
+            flags: list[str] = []
+            if keyword in _FLAGGED:
+                rows = _take_flags(rows, flags)
+            value = "".join(text for _, text in rows).strip()
+            line = raw.rows[0][0]
+            if keyword in _FLAGGED and not raw.heredocs and _HEREDOC.search(value):
+                self.problems.append((line, "heredoc is never closed"))
+            instruction = Instruction(keyword, value, line, raw.end, tuple(flags))
+            self.instructions.append(instruction)
             if keyword == "FROM":
                 stage += 1
-                parsed = _parse_from(value, stage, start, aliases)
+                parsed = _parse_from(value, stage, line, aliases, self.global_args())
                 if parsed is None:
-                    self.problems.append((start, "FROM names no image"))
+                    self.problems.append((line, "FROM names no image"))
                 else:
                     self.stages.append(parsed)
                     if parsed.alias:
                         aliases.add(parsed.alias.lower())
-            own_end = end
-            heredoc_body: list[tuple[int, str]] = []
-            if keyword == "RUN":
-                match = _HEREDOC.search(value)
-                if match:  # dockerfile-parse reads the body as instructions: take them back
-                    terminator = match.group(3)
-                    while i < len(structure):
-                        body = structure[i]
-                        i += 1
-                        for offset, text in enumerate(body["content"].splitlines()):
-                            if text.strip() == terminator:
-                                break
-                            heredoc_body.append((body["startline"] + 1 + offset, text))
-                        else:
-                            continue
-                        end = body["endline"] + 1
-                        break
-                    else:
-                        self.problems.append((start, f"heredoc <<{terminator} is never closed"))
-            instruction = Instruction(keyword, value, start, end, tuple(flags))
-            self.instructions.append(instruction)
-            if keyword == "RUN":
-                self._split_run(instruction, own_end, max(stage, 0), heredoc_body)
+            elif keyword == "RUN":
+                self._split_run(instruction, rows, raw.heredocs, max(stage, 0))
 
     def _split_run(
         self,
         instruction: Instruction,
-        own_end: int,
+        rows: list[tuple[int, str]],
+        heredocs: list[list[tuple[int, str]]],
         stage: int,
-        heredoc_body: list[tuple[int, str]],
     ) -> None:
-        if instruction.value.lstrip().startswith("["):
-            try:
-                argv = parse_json(instruction.value)
-            except json.JSONDecodeError:
-                argv = None
-            if isinstance(argv, list) and all(isinstance(a, str) for a in argv):
+        if instruction.value.startswith("[") and not heredocs:
+            argv = _exec_form(instruction.value)
+            if argv is not None:
                 words = tuple(Word(a, instruction.line) for a in argv)
                 self.commands.append(RunCommand(words, instruction, stage))
                 return
-        numbered = self._run_lines(instruction, own_end)
-        # A heredoc body is a script: each of its lines ends a command.
-        numbered += [(line, f"{text} ;") for line, text in heredoc_body]
-        by_line = dict(numbered)
-        last = max(by_line)
-        text = "\n".join(by_line.get(n, "") for n in range(instruction.line, last + 1))
-        try:
-            words = _tokenize(text, first_line=instruction.line)
-        except ValueError as exc:
-            self.problems.append((instruction.line, f"RUN cannot be parsed as shell: {exc}"))
-            return
-        for command in _split_commands(words):
-            self.commands.append(RunCommand(tuple(command), instruction, stage))
-
-    def _run_lines(self, instruction: Instruction, own_end: int) -> list[tuple[int, str]]:
-        """The RUN's own physical lines, keyword, flags, continuations and comments removed."""
-        out = []
-        for number in range(instruction.line, own_end + 1):
-            text = self.lines[number - 1] if number - 1 < len(self.lines) else ""
-            if number == instruction.line:
-                text = re.sub(r"^\s*RUN\s*", "", text, flags=re.IGNORECASE)
-                for flag in instruction.flags:
-                    text = text.replace(flag, " " * len(flag), 1)
-            elif text.lstrip().startswith("#"):
-                text = ""  # Docker drops comment lines inside a continued instruction
-            if text.rstrip().endswith("\\"):
-                text = text.rstrip()[:-1]
-            out.append((number, text))
-        return out
+        rows = [(n, t) for n, t in rows if t.strip() or n == rows[0][0]] or rows[:1]
+        lead = _LEADING_HEREDOC.match(rows[0][1])
+        if lead and heredocs:  # RUN <<EOT bash: the shell's ``bash <<EOT``
+            rows[0] = (rows[0][0], f"{lead.group(3)} {lead.group(1)}")
+        if heredocs and re.fullmatch(r"\s*<<-?([\"']?)[A-Za-z0-9_.-]+\1\s*", rows[0][1]):
+            rows, heredocs = heredocs[0][:-1], heredocs[1:]  # RUN <<EOF: the body is the script
+            text = "\n".join(t for _, t in rows)
+        else:
+            text = "\\\n".join(t for _, t in rows)
+        numbers = [n for n, _ in rows]
+        for body in heredocs:
+            text += "\n" + "\n".join(t for _, t in body)
+            numbers += [n for n, _ in body]
+        commands, error = shell.parse(text + "\n", numbers or [instruction.line])
+        if error and _unbalanced(text):
+            self.problems.append(
+                (instruction.line, "RUN cannot be parsed as shell: no closing quotation")
+            )
+        for command in commands:
+            self.commands.append(RunCommand(command.words, instruction, stage, command.stdin))
 
 
 # ------------------------------------------------------------------ helpers
 
 
-def _tokenize(text: str, *, first_line: int) -> list[Word]:
-    """Shell words with their physical lines; a bare newline becomes a ``;``."""
-    # Inside a RUN, Docker has already joined continued lines, so the newlines left in
-    # ``text`` are only line markers; a trailing space makes shlex end each word before
-    # it counts the newline, so ``lineno`` is the word's own line.
-    lexer = shlex.shlex(text.replace("\n", " \n"), posix=True, punctuation_chars=True)
-    lexer.whitespace_split = True
-    lexer.commenters = "#"
-    words = []
-    while (token := lexer.get_token()) is not None:
-        words.append(Word(token, first_line + lexer.lineno - 1))
-    return words
-
-
-def _split_commands(words: list[Word]) -> list[list[Word]]:
-    commands: list[list[Word]] = []
-    current: list[Word] = []
-    skip_next = False
-    for word in words:
-        if skip_next:
-            skip_next = False
+def _read_instructions(lines: list[str]) -> list[_Raw]:
+    """Docker's reader: directives, continuations (blank/comment lines dropped), heredocs."""
+    escape = "\\"
+    i = 0
+    while i < len(lines):  # parser directives: only at the very top
+        match = _DIRECTIVE.match(lines[i].strip())
+        if not match:
+            break
+        if match.group(1).lower() == "escape" and match.group(2) in {"`", "\\"}:
+            escape = match.group(2)
+        i += 1
+    out: list[_Raw] = []
+    while i < len(lines):
+        stripped = lines[i].strip()
+        if not stripped or stripped.startswith("#"):
+            i += 1
             continue
-        if word.text in _SHELL_OPERATORS:
-            if current:
-                commands.append(current)
-            current = []
-        elif word.text in _REDIRECTIONS:
-            skip_next = True  # the redirection target is not an argument
-        else:
-            current.append(word)
-    if current:
-        commands.append(current)
-    return commands
+        rows: list[tuple[int, str]] = []
+        while True:
+            text = lines[i].rstrip()
+            continued = text.endswith(escape)
+            rows.append((i + 1, text[:-1] if continued else text))
+            i += 1
+            if not continued:
+                break
+            while i < len(lines) and (not lines[i].strip() or lines[i].lstrip().startswith("#")):
+                i += 1  # Docker drops blank and comment lines inside a continuation
+            if i >= len(lines):
+                break
+        end = rows[-1][0]
+        keyword = rows[0][1].split(None, 1)[0].upper() if rows[0][1].split() else ""
+        heredocs: list[list[tuple[int, str]]] = []
+        if keyword in _FLAGGED:
+            for match in _HEREDOC.finditer(" ".join(t for _, t in rows)):
+                strip_tabs, terminator = match.group(1) == "-", match.group(3)
+                body: list[tuple[int, str]] = []
+                while i < len(lines):
+                    text = lines[i]
+                    body.append((i + 1, text))
+                    i += 1
+                    if (text.lstrip("\t") if strip_tabs else text).rstrip("\r") == terminator:
+                        heredocs.append(body)
+                        end = body[-1][0]
+                        break
+                else:
+                    break  # never closed: _build reports it
+        out.append(_Raw(rows, end, heredocs))
+    return out
 
 
-def _as_pip_install(command: RunCommand) -> PipInstall | None:
-    words = list(command.words)
-    while words and (_ENV_ASSIGNMENT.match(words[0].text) or words[0].text in {"sudo", "env"}):
-        words.pop(0)
-    if not words:
-        return None
-    head = words[0].text.rsplit("/", 1)[-1]
-    tool = None
-    if re.fullmatch(r"pip(3(\.\d+)?)?", head) and len(words) > 1 and words[1].text == "install":
-        tool, rest = "pip", words[2:]
-    elif re.fullmatch(r"python(3(\.\d+)?)?", head):
-        if [w.text for w in words[1:4]] == ["-m", "pip", "install"]:
-            tool, rest = "pip", words[4:]
-        elif [w.text for w in words[1:5]] == ["-m", "uv", "pip", "install"]:
-            tool, rest = "uv pip", words[5:]
-    elif head == "uv" and [w.text for w in words[1:3]] == ["pip", "install"]:
-        tool, rest = "uv pip", words[3:]
-    if tool is None:
-        return None
-    requirements: list[PipRequirement] = []
-    index_urls: list[Word] = []
-    extra_index_urls: list[Word] = []
-    it = iter(rest)
-    for word in it:
-        text = word.text
-        option, eq, inline_value = text.partition("=")
-        if text.startswith("-") and option in _PIP_OPTIONS_WITH_VALUE:
-            value = Word(inline_value, word.line) if eq else next(it, None)
-            if value is None:
-                continue
-            if option in {"-r", "--requirement"}:
-                requirements.append(_special(value, "file"))
-            elif option in {"-e", "--editable"}:
-                requirements.append(_special(value, "editable"))
-            elif option in {"-i", "--index-url", "--default-index", "--index"}:
-                index_urls.append(value)
-            elif option in {"--extra-index-url", "--extra-index"}:
-                extra_index_urls.append(value)
+def _take_flags(rows: list[tuple[int, str]], flags: list[str]) -> list[tuple[int, str]]:
+    """Remove leading ``--flag`` words, on whichever continued line they sit."""
+    rows = list(rows)
+    while rows:
+        number, text = rows[0]
+        stripped = text.lstrip()
+        if not stripped:
+            if len(rows) == 1:
+                break
+            rows.pop(0)
             continue
-        if text.startswith("-"):
-            continue
-        requirements.append(parse_requirement(text, word.line))
-    return PipInstall(
-        line=command.words[0].line,
-        tool=tool,
-        requirements=tuple(requirements),
-        index_urls=tuple(index_urls),
-        extra_index_urls=tuple(extra_index_urls),
-        stage=command.stage,
-    )
-
-
-def _special(word: Word, kind: str) -> PipRequirement:
-    return PipRequirement(word.text, word.line, None, (), "", None, kind)
-
-
-def parse_requirement(text: str, line: int) -> PipRequirement:
-    """Classify one requirement word: a name with specifiers, a URL, a path or junk."""
-    if "$" in text:
-        return PipRequirement(text, line, None, (), "", None, "variable")
-    if "://" in text or text.startswith("git+"):
-        return PipRequirement(text, line, None, (), "", None, "url")
-    if "/" in text or text.endswith((".whl", ".tar.gz", ".zip")) or text in {".", ".."}:
-        return PipRequirement(text, line, None, (), "", None, "path")
-    try:
-        req = Requirement(text)
-    except InvalidRequirement:
-        return PipRequirement(text, line, None, (), "", None, "invalid")
-    name = canonicalize_name(req.name)
-    if req.url:
-        return PipRequirement(text, line, name, tuple(sorted(req.extras)), "", None, "url")
-    specs = list(req.specifier)
-    pinned = None
-    if len(specs) == 1 and specs[0].operator in {"==", "==="} and "*" not in specs[0].version:
-        pinned = specs[0].version
-    return PipRequirement(
-        text, line, name, tuple(sorted(req.extras)), str(req.specifier), pinned, "requirement"
-    )
-
-
-def _split_flags(value: str) -> tuple[list[str], str]:
-    flags = []
-    rest = value.lstrip()
-    while rest.startswith("--"):
-        flag, _, rest = rest.partition(" ")
+        if not stripped.startswith("--"):
+            rows[0] = (number, " " * (len(text) - len(stripped)) + stripped)
+            break
+        flag, _, rest = stripped.partition(" ")
+        flag, tab, after = flag.partition("\t")
         flags.append(flag)
-        rest = rest.lstrip()
-    return flags, rest
+        rows[0] = (number, after + tab + rest if tab else rest)
+    return rows
 
 
-def _parse_from(value: str, index: int, line: int, aliases: set[str]) -> Stage | None:
+def _unbalanced(text: str) -> bool:
+    """A quote left open: the one shell error Docker's build would always hit."""
+    try:
+        shlex.split(_HEREDOC_BODY.sub("", text), comments=True)
+    except ValueError:
+        return True
+    return False
+
+
+_HEREDOC_BODY = re.compile(r"<<-?[\"']?(\w+)[\"']?.*?\n.*?^\s*\1$", re.S | re.M)
+
+
+def _exec_form(value: str) -> list[str] | None:
+    try:
+        argv = parse_json(value)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(argv, list) and all(isinstance(a, str) for a in argv):
+        return argv
+    return None
+
+
+def expand(text: str, variables: dict[str, str | None]) -> str | None:
+    """Docker's ``$X``/``${X}``/``${X:-w}``/``${X-w}``/``${X:+w}`` expansion; None when a
+    variable is unknown (not declared, or declared without a default)."""
+    missing = False
+
+    def fill(match: re.Match[str]) -> str:
+        nonlocal missing
+        name = match.group("name") or match.group("bare")
+        op, word = match.group("op"), match.group("word") or ""
+        value = variables.get(name)
+        if op in {":-", "-"}:
+            use_word = value is None or (op == ":-" and value == "")
+            return word if use_word else str(value)
+        if op in {":+", "+"}:
+            return word if value is not None and (op == "+" or value) else ""
+        if value is None:
+            missing = True
+            return ""
+        return value
+
+    filled = _VAR.sub(fill, text)
+    return None if missing else filled
+
+
+def _parse_from(
+    value: str, index: int, line: int, aliases: set[str], args: dict[str, str | None]
+) -> Stage | None:
     words = [w for w in value.split() if not w.startswith("--")]
     if not words:
         return None
@@ -427,7 +404,8 @@ def _parse_from(value: str, index: int, line: int, aliases: set[str]) -> Stage |
         tag=tag,
         digest=digest,
         alias=alias,
-        from_stage=reference.lower() in aliases,
+        # FROM ${PLATFORM} with ARG PLATFORM=xpu, an earlier stage: a stage, not an image
+        from_stage=(expand(reference, args) or reference).lower() in aliases,
         has_variable="$" in reference,
     )
 
@@ -447,15 +425,16 @@ def split_reference(reference: str) -> tuple[str, str | None, str | None]:
     return image, tag, digest
 
 
-def _key_values(value: str) -> list[tuple[str, str]]:
+def _key_values(value: str) -> list[tuple[str, str | None]]:
+    """``ARG A=1 B`` / ``ENV A=1 B="x y"`` / legacy ``ENV A 1``: (name, value or None)."""
     try:
         words = shlex.split(value, comments=False)
     except ValueError:
         return []
     if len(words) >= 2 and "=" not in words[0]:  # legacy ``ENV NAME value``
         return [(words[0], " ".join(words[1:]))]
-    pairs = []
+    pairs: list[tuple[str, str | None]] = []
     for word in words:
         name, eq, val = word.partition("=")
-        pairs.append((name, val if eq else ""))
+        pairs.append((name, val if eq else None))
     return pairs

@@ -29,6 +29,8 @@ SUBSTITUTIONS = {
     "@@HF_TOKEN@@": fake_secret("hf_", 34, 1),
     "@@ORG_TOKEN@@": fake_secret("api_org_", 34, 2),
     "@@SECRET@@": fake_secret("", 24, 3),
+    # real-shaped, with "xxx" among its letters: still a token, not a placeholder
+    "@@HF_TOKEN_XXX@@": fake_secret("hf_", 17, 4) + "xxx" + fake_secret("", 14, 5),
 }
 
 

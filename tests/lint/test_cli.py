@@ -378,7 +378,7 @@ def test_github_annotations_escape_and_summarise(tmp_path: Path) -> None:
     assert done.returncode == 1
     lines = done.stdout.splitlines()
     assert lines[-1] == (
-        "spacetrain lint: 1 error, 2 warnings, 0 suppressed in odd,dir:x/space/ (6 files, 20 rules)"
+        "spacetrain lint: 1 error, 2 warnings, 0 suppressed in odd,dir:x/space/ (6 files, 22 rules)"
     )
     error = next(line for line in lines if line.startswith("::error"))
     assert error == (

@@ -94,7 +94,7 @@ def image_python(doc: Dockerfile) -> str | None:
     for command in doc.commands:
         if command.stage != stage.index:
             continue
-        texts = [w.text for w in command.words]
+        texts = [w.text for w in command.argv]
         if texts[:1] in (["apt-get"], ["apt"]) and "install" in texts:
             for text in texts:
                 match = re.fullmatch(r"python(3\.\d+)(-dev|-venv)?", text)

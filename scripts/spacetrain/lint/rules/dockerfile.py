@@ -4,10 +4,18 @@ downloads; a health check; the uid-1000 user Spaces run as."""
 from __future__ import annotations
 
 import ast
+import json
 import re
 from collections.abc import Iterator
 
-from spacetrain.dockerfile import Dockerfile, Instruction, PipRequirement, split_reference
+from spacetrain.dockerfile import (
+    Dockerfile,
+    Instruction,
+    PipRequirement,
+    expand,
+    split_reference,
+)
+from spacetrain.inputs import parse_json
 from spacetrain.lint.globs import glob_full_match
 from spacetrain.lint.model import Hit, Severity
 from spacetrain.lint.pyfacts import facts
@@ -15,7 +23,6 @@ from spacetrain.lint.registry import rule
 from spacetrain.lint.space_folder import SpaceFolder
 
 DF = "Dockerfile"
-_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
 _DOCKER_HUB = ("docker.io/library/", "docker.io/", "index.docker.io/library/", "index.docker.io/")
 _HUB_HOSTS = ("huggingface.co/", "hf.co/")
 _PY_DOWNLOADS = ("from_pretrained", "snapshot_download", "hf_hub_download", "load_dataset")
@@ -53,20 +60,8 @@ def dockerfile_invalid(space: SpaceFolder) -> Iterator[Hit]:
 
 def _resolved_reference(doc: Dockerfile, reference: str) -> str | None:
     """``FROM ${BASE}`` with the global ARG defaults filled in; None when one has none."""
-    args = doc.global_args()
-    missing = False
-
-    def fill(match: re.Match[str]) -> str:
-        nonlocal missing
-        name = match.group(1) or match.group(3)
-        value = args.get(name) or match.group(2)
-        if not value:
-            missing = True
-            return ""
-        return value
-
-    filled = _VAR.sub(fill, reference)
-    return None if missing else filled
+    filled = expand(reference, doc.global_args())
+    return filled or None
 
 
 def _normalise(image: str) -> str:
@@ -98,7 +93,8 @@ def base_image_unpinned(space: SpaceFolder) -> Iterator[Hit]:
     """A base image has no tag, or the tag `latest`, in some stage.
 
     ## What it does
-    Checks every `FROM` (every stage). A digest (`@sha256:…`) counts as pinned; a stage
+    Checks every `FROM` (every stage) and every image a `COPY --from=` or a
+    `RUN --mount=…,from=` pulls. A digest (`@sha256:…`) counts as pinned; a stage
     built from an earlier stage's alias is skipped; `FROM ${BASE}` is checked with the
     default of its global `ARG`, and fails when there is none.
 
@@ -128,6 +124,10 @@ def base_image_unpinned(space: SpaceFolder) -> Iterator[Hit]:
             yield Hit(DF, line, f"base image {resolved} has no tag (Docker takes :latest)")
         elif tag == "latest":
             yield Hit(DF, line, f"base image {resolved} uses the moving tag :latest")
+    for line, how, image in _copied_images(space):
+        _image, tag, digest = split_reference(image)
+        if digest is None and tag in (None, "latest"):
+            yield Hit(DF, line, f"{how}={image} has no version tag (Docker takes :latest)")
 
 
 @rule(
@@ -179,21 +179,26 @@ def base_image_untrusted(space: SpaceFolder) -> Iterator[Hit]:
             yield Hit(DF, line, f"base image {shown} is not on the allowlist")
 
 
-def _copied_images(space: SpaceFolder) -> Iterator[tuple[int, str]]:
-    """(line, image) of every ``COPY --from=<image>`` that names an image, not a stage."""
+def _copied_images(space: SpaceFolder) -> Iterator[tuple[int, str, str]]:
+    """(line, how, image) of every ``COPY --from=<image>`` and ``RUN --mount=…,from=<image>``
+    that names an image, not a stage (ARG defaults expanded)."""
     doc = space.dockerfile
     if doc is None:
         return
     aliases = {s.alias.lower() for s in doc.stages if s.alias}
     for instruction in doc.instructions:
-        if instruction.keyword != "COPY":
-            continue
         for flag in instruction.flags:
-            if not flag.startswith("--from="):
+            if instruction.keyword in {"COPY", "ADD"} and flag.startswith("--from="):
+                source, how = flag.partition("=")[2].strip(), "COPY --from"
+            elif instruction.keyword == "RUN" and flag.startswith("--mount="):
+                fields = dict(f.partition("=")[::2] for f in flag[8:].split(","))
+                source, how = fields.get("from", "").strip(), "RUN --mount=from"
+            else:
                 continue
-            source = flag.partition("=")[2].strip()
+            if "$" in source:
+                source = expand(source, doc.scope(instruction.line)) or source
             if source and not source.isdigit() and source.lower() not in aliases:
-                yield instruction.line, source
+                yield instruction.line, how, source
 
 
 @rule(
@@ -205,8 +210,9 @@ def base_image_digest(space: SpaceFolder) -> Iterator[Hit]:
     """An image the build pulls is not pinned by digest.
 
     ## What it does
-    Checks every `FROM` image and every `COPY --from=<image>` (an image, not an earlier
-    stage) for an `@sha256:` digest. `FROM ${BASE}` is checked with its `ARG` default.
+    Checks every `FROM` image, every `COPY --from=<image>` and every
+    `RUN --mount=…,from=<image>` (an image, not an earlier stage) for an `@sha256:`
+    digest. `FROM ${BASE}` is checked with its `ARG` default.
     A warning by default; this repository's own policy makes it an error.
 
     ## Why is this bad?
@@ -226,9 +232,100 @@ def base_image_digest(space: SpaceFolder) -> Iterator[Hit]:
     for line, _reference, resolved in _base_images(space):
         if resolved is not None and split_reference(resolved)[2] is None:
             yield Hit(DF, line, f"base image {resolved} is not pinned by @sha256 digest")
-    for line, image in _copied_images(space):
+    for line, how, image in _copied_images(space):
         if split_reference(image)[2] is None:
-            yield Hit(DF, line, f"COPY --from={image} is not pinned by @sha256 digest")
+            yield Hit(DF, line, f"{how}={image} is not pinned by @sha256 digest")
+
+
+_FULL_VERSION = re.compile(r"\d+\.\d+")
+
+
+def floating_tag(tag: str) -> bool:
+    """``slim``, ``3-alpine``, ``lts``: no major.minor version, so it moves with releases."""
+    return tag != "latest" and _FULL_VERSION.search(tag) is None
+
+
+@rule(
+    "base-image-floating-tag",
+    Severity.WARNING,
+    fix_title="Name a major.minor version in the tag (python:3.11.14-slim-bookworm)",
+)
+def base_image_floating_tag(space: SpaceFolder) -> Iterator[Hit]:
+    """An image's tag names no major.minor version (`python:slim`, `node:20-alpine`).
+
+    ## What it does
+    Checks the tag of every `FROM`, `COPY --from=<image>` and `RUN --mount=…,from=<image>`
+    image that has no digest: a tag without a `major.minor` number (`slim`, `3-alpine`,
+    `lts`, `bookworm`) is reported. `latest` and untagged images are
+    `base-image-unpinned`'s.
+
+    ## Why is this bad?
+    Such a tag is a pointer the publisher moves to each new release: `python:3-slim`
+    was Python 3.11 last year and is 3.13 today, so a rebuild silently changes the
+    interpreter under pinned wheels that were resolved for the old one.
+
+    ## Example
+    ```dockerfile
+    FROM python:slim
+    ```
+    Use instead:
+    ```dockerfile
+    FROM python:3.11.14-slim-bookworm
+    ```
+    """
+    images = [(line, "base image", resolved) for line, _ref, resolved in _base_images(space)]
+    images += [(line, how + "=", image) for line, how, image in _copied_images(space)]
+    for line, how, image in images:
+        if image is None:
+            continue
+        _name, tag, digest = split_reference(image)
+        if digest is None and tag is not None and floating_tag(tag):
+            shown = f"{how}{image}" if how.endswith("=") else f"{how} {image}"
+            yield Hit(DF, line, f"{shown}: the tag {tag} names no major.minor version")
+
+
+@rule(
+    "exec-form-invalid",
+    Severity.ERROR,
+    fix_title='Write the exec form as a JSON array of double-quoted strings: ["python", "app.py"]',
+    url="https://docs.docker.com/reference/dockerfile/#shell-and-exec-form",
+)
+def exec_form_invalid(space: SpaceFolder) -> Iterator[Hit]:
+    """A `CMD`, `ENTRYPOINT` or `RUN` starts with `[` but is not a JSON array of strings.
+
+    ## What it does
+    Parses every `CMD`, `ENTRYPOINT`, `RUN` and `SHELL` whose value starts with `[` as
+    JSON and reports one that is not a list of strings (single quotes, a trailing
+    comma, a number).
+
+    ## Why is this bad?
+    Docker does not reject it: it silently runs the text in shell form,
+    `/bin/sh -c "['python', 'app.py']"`, and the container exits at once with
+    `/bin/sh: 1: [python,: not found`; the Space reports a failed start after its build.
+
+    ## Example
+    ```dockerfile
+    CMD ['python', 'app.py']
+    ```
+    Use instead:
+    ```dockerfile
+    CMD ["python", "app.py"]
+    ```
+    """
+    doc = space.dockerfile
+    if doc is None:
+        return
+    for instruction in doc.find("CMD", "ENTRYPOINT", "RUN", "SHELL"):
+        value = instruction.value
+        if not value.startswith("["):
+            continue
+        try:
+            argv = parse_json(value)
+        except json.JSONDecodeError as exc:
+            yield Hit(DF, instruction.line, f"{instruction.keyword} is not valid JSON: {exc.msg}")
+            continue
+        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+            yield Hit(DF, instruction.line, f"{instruction.keyword} is not a JSON list of strings")
 
 
 _UNPINNED = {
@@ -260,8 +357,10 @@ def pip_unpinned(space: SpaceFolder) -> Iterator[Hit]:
     """A pip or uv install has a requirement that is not an exact `==` pin.
 
     ## What it does
-    Reads every `pip`, `pip3`, `python -m pip` and `uv pip` install in every `RUN`
-    (continued lines, `&&` chains, heredocs, quotes and extras included) and reports
+    Reads every `pip` (`pip3.11`, a path to pip, `python3 -B -m pip`, options before
+    `install`), `uv pip` and `pipx` install in every `RUN`, wherever the shell runs it
+    (continued lines, `&&` chains, `if`/`for`/`case` bodies, subshells, `sh -c`,
+    heredoc scripts, behind `sudo`/`env`), with pip's own option grammar, and reports
     each requirement without exactly one `==` version: bare names (`--upgrade pip`
     too), ranges, wildcards, `-r` files, URLs, paths, editable installs and variables.
     The finding points at the physical line of the requirement.
@@ -304,8 +403,10 @@ def torch_cpu_wheel(space: SpaceFolder) -> Iterator[Hit]:
     ## What it does
     For every install of a package in `pip.torch_packages`, requires an index URL
     (`--index-url`, `--extra-index-url`, or `PIP_INDEX_URL`/`PIP_EXTRA_INDEX_URL` in
-    `ENV`) that matches `pip.cuda_index` (`https://download.pytorch.org/whl/cuXYZ`), and
-    reports a `+cpu` version or the CPU index outright.
+    `ENV`) that matches `pip.cuda_index` (`https://download.pytorch.org/whl/cuXYZ`), or
+    uv's `--torch-backend cuXYZ` / `UV_TORCH_BACKEND=cuXYZ`, and reports a `+cpu` version
+    or the CPU index outright. An index given by a build argument without a default is
+    left alone: only the build knows it.
 
     ## Why is this bad?
     Without the CUDA index pip may take a CPU-only or a wrong-CUDA build; training then
@@ -333,13 +434,19 @@ def torch_cpu_wheel(space: SpaceFolder) -> Iterator[Hit]:
     ]
     for install in doc.pip_installs():
         urls = [w.text for w in (*install.index_urls, *install.extra_index_urls)] + env_urls
+        if any("$" in url for url in urls):  # --index-url "$TORCH_INDEX_URL": its ARG value
+            scope = doc.scope(install.line + 1)
+            urls = [expand(url, scope) or "$" if "$" in url else url for url in urls]
+        if install.torch_backend:
+            backend = expand(install.torch_backend, doc.scope(install.line + 1)) or "$"
+            urls.append(f"https://download.pytorch.org/whl/{backend}")
         for req in install.requirements:
             if req.name not in names:
                 continue
             if "+cpu" in req.specifier:
                 yield Hit(DF, req.line, f"{req.text} is a CPU-only build of {req.name}")
-            elif any(cuda.search(url) for url in urls):
-                continue
+            elif any(cuda.search(url) for url in urls) or any("$" in url for url in urls):
+                continue  # a CUDA index, or one only the build knows
             elif any("/whl/cpu" in url for url in urls):
                 yield Hit(DF, req.line, f"{req.name} is installed from PyTorch's CPU index")
             else:
@@ -430,11 +537,11 @@ def build_time_download(space: SpaceFolder) -> Iterator[Hit]:
     if doc is None:
         return
     for command in doc.commands:
-        words = command.words
+        words = command.argv
         texts = [w.text for w in words]
         head = texts[0].rsplit("/", 1)[-1] if texts else ""
         reported = False
-        for word in words:
+        for word in (*words, *command.stdin):  # python <<EOF: the body is Python
             for needle in _PY_DOWNLOADS:
                 if needle in word.text:
                     yield Hit(DF, word.line, f"{needle} in a RUN downloads at build time")
@@ -477,11 +584,12 @@ def _created_users(doc: Dockerfile) -> dict[str, int | None]:
     """Users created by useradd/adduser in RUNs: name -> uid (None when not given)."""
     users: dict[str, int | None] = {}
     for command in doc.commands:
-        texts = [w.text for w in command.words]
-        while texts and texts[0] in {"sudo", "env"}:
-            texts.pop(0)
+        texts = [w.text for w in command.argv]
         if not texts or texts[0].rsplit("/", 1)[-1] not in _USER_CMDS:
             continue
+        if any("$" in t for t in texts):  # useradd -u $UID: the ARG/ENV value Docker gives
+            scope = doc.scope(command.instruction.line)
+            texts = [expand(t, scope) or t if "$" in t else t for t in texts]
         uid: int | None = None
         name = None
         it = iter(texts[1:])
@@ -501,6 +609,24 @@ def _created_users(doc: Dockerfile) -> dict[str, int | None]:
         if name:
             users[name] = uid
     return users
+
+
+def _inherited_user(doc: Dockerfile) -> list[Instruction]:
+    """The USER a final ``FROM <earlier stage>`` inherits: the last in its chain of stages."""
+    by_alias = {s.alias.lower(): s for s in doc.stages if s.alias}
+    stage = doc.stages[-1]
+    seen: set[int] = set()
+    while stage.from_stage and stage.index not in seen:
+        seen.add(stage.index)
+        parent = by_alias.get((expand(stage.reference, doc.global_args()) or "").lower())
+        if parent is None:
+            return []
+        end = doc.stages[parent.index + 1].line if parent.index + 1 < len(doc.stages) else 0
+        users = [i for i in doc.find("USER") if parent.line < i.line < end]
+        if users:
+            return users[-1:]
+        stage = parent
+    return []
 
 
 _SYSTEM_DIRS = ("/usr/", "/bin/", "/sbin/", "/opt/", "/etc/")
@@ -523,10 +649,12 @@ def user_not_1000(space: SpaceFolder) -> Iterator[Hit]:
     """The image does not run as uid 1000, or copies files without `--chown`.
 
     ## What it does
-    In the final stage: warns when there is no `USER`, when the last `USER` is root or
-    another uid than `user.uid` (1000), when it names a user that no `useradd -u 1000`
-    in the Dockerfile creates, and at every `COPY`/`ADD` without `--chown` (except a
-    `COPY --from=…` into a system folder such as `/usr/local/bin`: a tool, not app files).
+    In the final stage (or the stage it is built `FROM`, whose `USER` it inherits): warns
+    when there is no `USER`, when the last `USER` is root or another uid than `user.uid`
+    (1000), when it names a user that no `useradd -u 1000` in the Dockerfile creates, and
+    at every `COPY`/`ADD` without `--chown` (except a `COPY --from=…` into a system folder
+    such as `/usr/local/bin`: a tool, not app files). `ARG`/`ENV` values are expanded in
+    `USER $NAME` and `useradd -u $UID`.
 
     ## Why is this bad?
     Spaces run the container as uid 1000. An image built for root then fails at run
@@ -564,12 +692,15 @@ def user_not_1000(space: SpaceFolder) -> Iterator[Hit]:
                 f"{instruction.keyword} without --chown leaves the files owned by root",
                 f"write {instruction.keyword} --chown=user ...",
             )
-    user_lines = [i for i in final if i.keyword == "USER"]
+    user_lines = [i for i in final if i.keyword == "USER"] or _inherited_user(doc)
     if not user_lines:
         yield Hit(DF, start, f"the image has no USER: Spaces run it as uid {want}")
         return
     last = user_lines[-1]
-    user = last.value.split(":", 1)[0].strip()
+    value = last.value
+    if "$" in value:  # USER $NAME: Docker expands ARG/ENV values here
+        value = expand(value, doc.scope(last.line)) or value
+    user = value.split(":", 1)[0].strip()
     if user.isdigit():
         if int(user) != want:
             yield Hit(DF, last.line, f"USER {user} is not uid {want}, the uid Spaces run as")

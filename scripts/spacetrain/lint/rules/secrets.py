@@ -14,10 +14,14 @@ from spacetrain.lint.registry import rule
 from spacetrain.lint.space_folder import SpaceFolder
 
 _SECRETS_URL = "https://huggingface.co/docs/hub/spaces-overview#managing-secrets"
-_PLACEHOLDER_WORDS = (
-    "your", "xxx", "token_here", "changeme", "change_me", "dummy", "example", "placeholder",
-    "redacted", "secret_here", "...", "***", "<", ">", "fake", "test_token",
-)  # fmt: skip
+# A placeholder is made only of these words (and runs of one character): a real token
+# that happens to contain "xxx" or "test" among its random letters is still a token.
+_PLACEHOLDER_WORDS = frozenset({
+    "your", "my", "the", "a", "an", "hf", "huggingface", "hugging", "face", "api", "org",
+    "access", "write", "read", "token", "here", "key", "secret", "changeme", "change", "me",
+    "dummy", "example", "placeholder", "redacted", "fake", "test", "insert", "replace",
+    "put", "paste", "value", "goes", "this", "with", "real", "sample", "todo", "foo", "bar",
+})  # fmt: skip
 _PREFIXES = ("api_org_", "hf_")
 
 
@@ -38,12 +42,37 @@ def is_placeholder(value: str, min_entropy: float) -> bool:
             body = body[len(prefix) :]
             break
     lowered = body.lower()
-    if any(word in lowered for word in _PLACEHOLDER_WORDS):
+    if lowered.startswith(("<", "{", "[")) or "..." in lowered or "***" in lowered:
+        return True  # <your-token>, {token}, hf_...: a template, not a value
+    if _made_of_words(lowered):
         return True
     if shannon_entropy(body) < min_entropy:
         return True
     steps = sum(1 for a, b in itertools.pairwise(lowered) if ord(b) - ord(a) == 1)
     return len(lowered) > 4 and steps >= 0.8 * (len(lowered) - 1)  # abcdefgh…
+
+
+def _made_of_words(lowered: str) -> bool:
+    """``your_token_here``, ``changeme-changeme``, ``YOURTOKENHEREYOURTOK``: every part is
+    placeholder words or one repeated character (the last word may be cut short)."""
+    parts = [p for p in re.split(r"[^a-z0-9]+", lowered) if p]
+    return bool(parts) and all(
+        _segments(part, last=i == len(parts) - 1) for i, part in enumerate(parts)
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _segments(text: str, *, last: bool) -> bool:
+    if not text:
+        return True
+    if len(set(text)) == 1:
+        return True
+    for size in range(1, len(text) + 1):
+        head = text[:size]
+        if head in _PLACEHOLDER_WORDS and _segments(text[size:], last=last):
+            return True
+    # a placeholder cut to the token's length: "...yourtok"
+    return last and len(text) >= 2 and any(w.startswith(text) for w in _PLACEHOLDER_WORDS)
 
 
 def redact(value: str) -> str:
