@@ -972,6 +972,7 @@ CSS = """
 .st-msg.ok {color: #166534}
 .st-history {overflow-x: auto}
 .st-history table {border-collapse: collapse; width: 100%; font-size: .9em}
+@media (max-width: 720px) {#status-col {order: -1}}  /* a phone shows the run first */
 .st-history th, .st-history td {border-bottom: 1px solid #e5e7eb; padding: .3em .5em;
   text-align: left; white-space: nowrap}
 """
@@ -1229,15 +1230,15 @@ def form_defaults(env: dict[str, str] | None = None) -> dict[str, tuple[Any, str
         raw = env.get(spec.variable or "", "").strip()
         if raw:
             try:
-                out[name] = (
-                    trainer.check_param(name, raw, text=True),
-                    f"Space variable {spec.variable}",
-                )
+                value = trainer.check_param(name, raw, text=True)
+                out[name] = (value, f"from the Space variable {spec.variable}")
                 continue
             except trainer.ParamError:
                 pass
-        source = "train.py's default" if spec.default is not None else "not set"
-        out[name] = (spec.default, f"{source} (Space variable {spec.variable})")
+        if spec.default is None:
+            out[name] = (None, f"{spec.variable} is not set: required")
+        else:
+            out[name] = (spec.default, f"train.py's default ({spec.variable} not set)")
     return out
 
 
@@ -1342,25 +1343,35 @@ def build_ui() -> Any:
         current = gr.State("")
         seen = gr.State({})
         with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=320):
+            with gr.Column(scale=1, min_width=320, elem_id="form-col"):
                 fields: dict[str, Any] = {}
-                for name in FORM:
+
+                def field(name: str) -> None:
                     value, source = defaults[name]
                     label, spec = FORM_LABELS[name], PARAMS[name]
-                    info = f"default: {value if value is not None else DASH} ({source})"
                     if spec.type is str:
                         fields[name] = gr.Textbox(
-                            value=value or "", label=label, info=info, elem_id=f"f-{name}"
+                            value=value or "", label=label, info=source, elem_id=f"f-{name}"
                         )
                     else:
                         fields[name] = gr.Number(
                             value=value,
                             label=label,
-                            info=info + f"; {spec.describe()}",
+                            info=source,
                             precision=0 if spec.type is int else None,
                             step=1e-5 if name == "learning_rate" else 1,
                             elem_id=f"f-{name}",
+                            min_width=140,
                         )
+
+                for name in ("base_model", "dataset", "output_repo"):
+                    field(name)
+                with gr.Row():
+                    field("epochs")
+                    field("learning_rate")
+                with gr.Row():
+                    field("lora_r")
+                    field("lora_alpha")
                 with gr.Accordion("Advanced", open=False, elem_id="advanced"):
                     advanced = gr.Code(
                         value="{}",
@@ -1385,7 +1396,7 @@ def build_ui() -> Any:
                     )
                 reason = gr.Markdown("", elem_id="start-reason")
                 message = gr.HTML("", elem_id="start-message", **html_kw)
-            with gr.Column(scale=2, min_width=320):
+            with gr.Column(scale=2, min_width=320, elem_id="status-col"):
                 progress = gr.HTML(render_progress(None, None), elem_id="progress", **html_kw)
                 plot = gr.HTML(render_plot([]), elem_id="loss-plot", **html_kw)
                 result = gr.HTML("", elem_id="result", **html_kw)
@@ -1472,24 +1483,26 @@ def build_ui() -> Any:
             return render_message(f"Pushed {adapter.get('repo')}@{adapter.get('revision')}.", True)
 
         private: dict[str, Any] = {"api_visibility": "private"}
+        # Refreshes run every second: no loading veil over the log and the plot each time.
+        quiet: dict[str, Any] = {**private, "show_progress": "hidden"}
         start.click(
             ui_start,
             inputs=[*fields.values(), advanced, trigger],
             outputs=[current, message],
             concurrency_limit=1,
             **private,
-        ).then(refresh, inputs=[current, seen], outputs=outputs, **private)
+        ).then(refresh, inputs=[current, seen], outputs=outputs, **quiet)
         stop.click(ui_stop, inputs=trigger, outputs=message, concurrency_limit=1, **private).then(
-            refresh, inputs=[current, seen], outputs=outputs, **private
+            refresh, inputs=[current, seen], outputs=outputs, **quiet
         )
         retry.click(
             ui_retry, inputs=[current, trigger], outputs=message, concurrency_limit=1, **private
-        ).then(refresh, inputs=[current, seen], outputs=outputs, **private)
+        ).then(refresh, inputs=[current, seen], outputs=outputs, **quiet)
         timer = gr.Timer(TICK_S)
         timer.tick(
-            refresh, inputs=[current, seen], outputs=outputs, concurrency_limit=None, **private
+            refresh, inputs=[current, seen], outputs=outputs, concurrency_limit=None, **quiet
         )
-        demo.load(refresh, inputs=[current, seen], outputs=outputs, **private)
+        demo.load(refresh, inputs=[current, seen], outputs=outputs, **quiet)
         gr.api(start_training, api_name="start_training", concurrency_limit=1)
         gr.api(training_status, api_name="training_status", concurrency_limit=None)
         gr.api(training_logs, api_name="training_logs", concurrency_limit=None)

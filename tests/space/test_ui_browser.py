@@ -110,10 +110,15 @@ def page(browser: Any, server: AppServer, idle: Any) -> Iterator[Any]:
         context.close()
 
 
-def shot(page: Any, name: str, tmp_path: Path) -> Path:
-    """A PNG of the viewport: into docs/ when asked (the README's pictures), else tmp."""
+def shot(page: Any, name: str, tmp_path: Path, at: str | None = None) -> Path:
+    """A PNG of the viewport (at the top, or scrolled to ``at``): into docs/ when asked
+    (the README's pictures), else tmp."""
     folder = REPO / "docs" if os.environ.get("SPACETRAIN_SCREENSHOTS") == "docs" else tmp_path
     path = folder / name
+    if at is None:
+        page.evaluate("() => window.scrollTo(0, 0)")
+    else:
+        page.locator(at).evaluate("el => el.scrollIntoView({block: 'center'})")
     page.screenshot(path=str(path))
     return path
 
@@ -126,7 +131,7 @@ def progress(page: Any) -> dict[str, Any]:
             const plot = document.querySelector('#loss-plot .st-plot');
             return {state: p.dataset.state, step: +(p.dataset.step || 0),
                     total: +(p.dataset.total || 0), points: +(plot.dataset.points || 0),
-                    pct: +(p.querySelector('[role=progressbar]')?.getAttribute('aria-valuenow') || 0),
+                    pct: +(p.querySelector('[role=progressbar]').getAttribute('aria-valuenow')),
                     text: p.innerText};
         }"""
     )
@@ -179,9 +184,9 @@ def test_form_defaults_banner_and_a_bad_parameter(
         str(tiny_model)
     )
     expect(page.locator("#f-epochs input").first).to_have_value("2")
-    expect(page.locator("#f-epochs")).to_contain_text("Space variable EPOCHS")
+    expect(page.locator("#f-epochs")).to_contain_text("from the Space variable EPOCHS")
     expect(page.locator("#f-lora_r input").first).to_have_value("16")  # train.py's default
-    expect(page.locator("#f-lora_r")).to_contain_text("train.py's default")
+    expect(page.locator("#f-lora_r")).to_contain_text("train.py's default (LORA_R not set)")
     # The start-up diagnostics find no GPU here: the banner says what that means.
     expect(page.locator("#st-banner .st-banner")).to_contain_text(
         "runs will train on the CPU", timeout=120 * SECOND
@@ -192,7 +197,7 @@ def test_form_defaults_banner_and_a_bad_parameter(
     start(page, epochs="2", lora_r="0")
     expect(page.locator("#start-message")).to_contain_text("params.lora_r must be an integer >= 1")
     assert sorted(p.name for p in server.runs.iterdir()) == runs_before  # nothing started
-    shot(page, "space-ui-bad-parameter.png", tmp_path)
+    shot(page, "space-ui-bad-parameter.png", tmp_path, at="#start-message")
 
 
 def test_a_run_from_start_to_result_card(
@@ -249,7 +254,6 @@ def test_a_run_from_start_to_result_card(
     assert full.ok and full.text() == (server.runs / run_id / "train.log").read_text()
     expect(page.locator("#start")).to_be_enabled()
     expect(page.locator(f'#history tr[data-run="{run_id}"]')).to_contain_text("succeeded")
-    page.locator("#result").scroll_into_view_if_needed()
     shot(page, "space-ui-result.png", tmp_path)
 
 
@@ -311,9 +315,15 @@ def test_phone_width_is_one_column_and_nothing_is_cut_off(
         expect(tab.locator("#history table")).to_be_visible()
         width = tab.evaluate("() => document.documentElement.scrollWidth")
         assert width <= 390, width
-        form, panel = tab.locator("#start").bounding_box(), tab.locator("#progress").bounding_box()
+        form, panel = (
+            tab.locator("#form-col").bounding_box(),
+            tab.locator("#status-col").bounding_box(),
+        )
         assert form is not None and panel is not None
-        assert panel["y"] > form["y"] + form["height"], (form, panel)  # stacked, not beside
+        assert form["y"] >= panel["y"] + panel["height"], (
+            form,
+            panel,
+        )  # the run first, then the form
         for element in ("#progress", "#loss-plot", "#log", "#result", "#start"):
             box = tab.locator(element).bounding_box()
             assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, element
