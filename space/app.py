@@ -820,12 +820,13 @@ def training_logs(run_id: str = "", offset: float = 0, limit: float = LOG_CHUNK)
         raise _gr_error(str(exc)) from None
 
 
-def run_request(text: str | None, env: dict[str, str] | None = None) -> str:
+def run_request(text: str | None, env: dict[str, str] | None = None) -> tuple[str, dict[str, Any]]:
     """The run id of a state-changing call on one run (``stop_training``, ``retry_push``).
 
     ``{"run_id": ..., "trigger": ...}`` (the trigger as ``start_training`` takes it), or a
     bare run id where the Space has no trigger; empty: the active run. The trigger is
-    checked before anything else, in constant time, and never echoed.
+    checked before anything else, in constant time, and never echoed. Returns the run id
+    and the request's other keys (``wait``).
     """
     text = (text or "").strip()
     value: Any = None
@@ -849,18 +850,24 @@ def run_request(text: str | None, env: dict[str, str] | None = None) -> str:
         if lock is None:
             raise ParamsError("no run is active; name the run_id")
         run_id = lock["run_id"]
-    return run_id.strip()
+    given.pop(trainer.TRIGGER_KEY, None)
+    return run_id.strip(), given
 
 
 def stop_training(request: str = "") -> str:
     """Stop a run cleanly (recorded as ``cancelled``); returns its status as JSON.
 
-    ``request``: ``{"run_id", "trigger"}`` or a bare run id (see :func:`run_request`).
-    Waits up to ``STOP_WAIT`` seconds for the run's processes to end; ``"stopping"`` is
-    false when the run was not active (it is returned as it is).
+    ``request``: ``{"run_id", "trigger", "wait"}`` or a bare run id (see
+    :func:`run_request`). Waits up to ``wait`` seconds (default and at most ``STOP_WAIT``)
+    for the run's processes to end: a CLI being cancelled has seconds, not minutes.
+    ``"stopping"`` is false when the run was not active (it is returned as it is).
     """
     try:
-        return json.dumps(runs().stop(run_request(request)))
+        run_id, given = run_request(request)
+        wait = given.get("wait", STOP_WAIT)
+        if isinstance(wait, bool) or not isinstance(wait, int | float) or not wait >= 0:
+            raise ParamsError(f"wait must be a number of seconds >= 0, got {wait!r}")
+        return json.dumps(runs().stop(run_id, min(float(wait), STOP_WAIT)))
     except (ParamsError, UnknownRun) as exc:
         raise _gr_error(str(exc)) from None
 
@@ -868,7 +875,7 @@ def stop_training(request: str = "") -> str:
 def retry_push(request: str = "") -> str:
     """Push a failed run's saved adapter again, without retraining; returns JSON status."""
     try:
-        return json.dumps(runs().retry_push(run_request(request)))
+        return json.dumps(runs().retry_push(run_request(request)[0]))
     except (ParamsError, UnknownRun) as exc:
         raise _gr_error(str(exc)) from None
 
@@ -1465,7 +1472,7 @@ def build_ui() -> Any:
                 return render_message("No run is active.", ok=False)
             request = json.dumps({"run_id": lock["run_id"], trainer.TRIGGER_KEY: secret})
             try:
-                status = runs().stop(run_request(request))
+                status = runs().stop(run_request(request)[0])
             except (ParamsError, UnknownRun) as exc:
                 return render_message(str(exc), ok=False)
             if status["state"] in FINAL_STATES:
@@ -1476,7 +1483,7 @@ def build_ui() -> Any:
             shown = shown_run(run_id)
             request = json.dumps({"run_id": shown or "", trainer.TRIGGER_KEY: secret})
             try:
-                status = runs().retry_push(run_request(request))
+                status = runs().retry_push(run_request(request)[0])
             except (ParamsError, UnknownRun) as exc:
                 return render_message(str(exc), ok=False)
             adapter = status.get("adapter") or {}

@@ -392,7 +392,7 @@ def test_a_deadline_is_exit_3_a_sigterm_releases_and_the_next_train_rejoins(
     assert recorded["run_state"] in ("queued", "running")
 
     # No --run-id: the unfinished run in the state is followed, not a new one started;
-    # a CI cancel (SIGTERM) while following still releases the Space.
+    # a CI cancel (SIGTERM) while following stops that run and releases the Space.
     world.ensure_running()
     folders = world.run_folders()
     follower = subprocess.Popen(
@@ -416,20 +416,25 @@ def test_a_deadline_is_exit_3_a_sigterm_releases_and_the_next_train_rejoins(
             follower.kill()
             follower.wait()
     assert follower.returncode == 130, "".join(seen) + err
+    # Our run is stopped first (it ends as cancelled, not killed by the pause), then released.
+    assert "[spacetrain] stopping run slow-1 on me/trainer" in err
+    assert "[spacetrain] run slow-1 is cancelled" in err
     assert "[spacetrain] interrupted while following run slow-1" in err
     assert err.strip().endswith("spacetrain: interrupted")
     assert out == ""
     assert world.stage() == "PAUSED"
+    assert json.loads(state.read_text())["run_state"] == "cancelled"
 
+    # The next train starts a new run: the cancelled one is not rejoined.
     world.ensure_running()
     again = world.spacetrain("train", "--state", state, "--output-repo", other,
                              "--poll-interval", "0.2")  # fmt: skip
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "run slow-1 already exists on me/trainer" in again.stderr
+    assert "run slow-1" not in again.stderr
+    (new,) = world.run_folders() - folders
     head = world.api.list_repo_commits(other)[0]
-    assert "spacetrain run slow-1" in head.title
+    assert f"spacetrain run {new}" in head.title
     assert f"adapter_revision={head.commit_id}" in again.stdout
-    assert world.run_folders() == folders
 
 
 NOT_GRADIO = """\
