@@ -305,8 +305,13 @@ class LogSummary:
         name = event.get("event")
         if name == "step":
             self.last_step = event
-            if isinstance(event.get("step"), int) and isinstance(event.get("loss"), float):
-                self.points.append((event["step"], event["loss"]))
+            step, loss = event.get("step"), event.get("loss")
+            if (
+                isinstance(step, int)
+                and isinstance(loss, int | float)
+                and not isinstance(loss, bool)
+            ):
+                self.points.append((step, float(loss)))
                 if len(self.points) > MAX_POINTS:  # a long run: half the resolution, same shape
                     self.points = self.points[::2]
         elif name == "train_begin":
@@ -548,7 +553,7 @@ class Runs:
         """The parsed events of a run's log so far (the plot's points, the plan...)."""
         return self._summary(run_id, self.run_dir(run_id) / "train.log")
 
-    def history(self, limit: int = 50) -> list[dict[str, Any]]:
+    def history(self, limit: int = 20) -> list[dict[str, Any]]:
         """The newest ``limit`` runs' statuses, newest first (the UI's table of past runs)."""
         found = [p for p in self.root.iterdir() if (p / "launch.json").is_file()]
         found.sort(key=lambda p: (p / "launch.json").stat().st_mtime, reverse=True)
