@@ -1404,6 +1404,10 @@ def _make_progress_callback(history: list[dict[str, Any]]) -> Any:
             self.t0 = self.last_t = time.monotonic()
             emit("train_begin", f"training {state.max_steps} steps", total=state.max_steps)
 
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.global_step >= state.max_steps:
+                control.should_log = True  # the last step is always logged: a run ends at N/N
+
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
             logs = logs or {}
             if "loss" not in logs:

@@ -372,7 +372,7 @@ def test_a_different_active_run_is_neither_followed_nor_paused(
         client.close()
 
 
-def test_a_deadline_is_exit_3_a_sigterm_releases_and_the_next_train_rejoins(
+def test_a_deadline_is_exit_3_a_sigterm_stops_our_run_and_releases(
     world: World, tmp_path: Path
 ) -> None:
     world.ensure_running()
