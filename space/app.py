@@ -1388,7 +1388,7 @@ def build_ui() -> Any:
                     advanced = gr.Code(
                         value="{}",
                         language="json",
-                        label="More parameters (JSON; these win over the form)",
+                        label="JSON (wins over the form)",
                         elem_id="f-advanced",
                     )
                     gr.Markdown(

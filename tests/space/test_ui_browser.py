@@ -196,6 +196,11 @@ def test_form_defaults_banner_and_a_bad_parameter(
     expect(page.locator("#start-message")).to_contain_text("params.epochs must be a number > 0")
     start(page, epochs="2", lora_r="0")
     expect(page.locator("#start-message")).to_contain_text("params.lora_r must be an integer >= 1")
+    # The other parameters go as JSON under Advanced, and win over the form.
+    page.locator("#advanced").get_by_text("Advanced").first.click()
+    page.locator("#f-advanced .cm-content").fill('{"lora_r": 8, "batch_size": 0}')
+    start(page, lora_r="16")
+    expect(page.locator("#start-message")).to_contain_text("params.batch_size must be an integer")
     assert sorted(p.name for p in server.runs.iterdir()) == runs_before  # nothing started
     shot(page, "space-ui-bad-parameter.png", tmp_path, at="#start-message")
 
