@@ -437,6 +437,42 @@ def test_a_deadline_is_exit_3_a_sigterm_stops_our_run_and_releases(
     assert f"adapter_revision={head.commit_id}" in again.stdout
 
 
+def test_a_run_stopped_on_the_page_is_exit_1_cancelled_and_released(
+    world: World, tmp_path: Path
+) -> None:
+    """Someone presses Stop (stop_training) while train follows: exit 1, recorded, released."""
+    from gradio_client import Client
+
+    world.ensure_running()
+    state = tmp_path / "state.json"
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "spacetrain", "train", "--state", state, "--run-id", "stopped-1",
+         "--epochs", "500", "--poll-interval", "0.2"],
+        cwd=world.project, env=world.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    client = Client(str(world.api.space_info(SPACE).host), verbose=False, download_files=False)
+    try:
+        assert follower.stderr is not None
+        for line in follower.stderr:
+            if "[spacetrain] started run stopped-1" in line:
+                break
+        stopped = json.loads(client.predict("stopped-1", api_name="/stop_training"))
+        assert stopped["state"] == "cancelled", stopped
+        out, err = follower.communicate(timeout=120)
+    finally:
+        client.close()
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    assert follower.returncode == 1, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("spacetrain train: error: run stopped-1 was cancelled: cancelled"), err
+    assert out == ""
+    assert json.loads(state.read_text())["run_state"] == "cancelled"
+    assert world.stage() == "PAUSED"
+
+
 NOT_GRADIO = """\
 import os
 from http.server import BaseHTTPRequestHandler, HTTPServer
