@@ -37,13 +37,18 @@ def find_chromium(env: dict[str, str] | None = None) -> str | None:
     if configured:
         return configured if Path(configured).is_file() else None
     for name in NAMES:
-        found = shutil.which(name)
+        found = shutil.which(name, path=env.get("PATH"))
         if found:
             return found
     return next((p for p in PATHS if Path(p).is_file()), None)
 
 
-def why_no_browser() -> str:
+def why_no_browser(env: dict[str, str] | None = None) -> str:
+    """The skip reason: what was looked for, and how to get one."""
+    env = dict(os.environ) if env is None else env
+    configured = env.get(ENV_CHROMIUM, "").strip()
+    if configured:
+        return f"{ENV_CHROMIUM}={configured} is not a file"
     return (
         f"no Chromium found (looked for {', '.join(NAMES)} on PATH and {', '.join(PATHS)}); "
         f"install one (Debian: apt-get install chromium) or set {ENV_CHROMIUM}"
