@@ -951,6 +951,26 @@ FORM_LABELS = {
     "lora_alpha": "LoRA alpha",
 }
 DASH = "\u2013"  # an empty cell
+# The log box follows its end by CSS alone (``column-reverse``: scrollTop 0 is the end).
+# Someone who scrolled up to read keeps the lines they read in place as new ones arrive:
+# Gradio patches the box in place, and this moves it back by what was added below.
+LOG_JS = """
+const seen = {pinned: true, top: 0, height: 0};
+element.addEventListener('scroll', (event) => {
+  const box = event.target;
+  if (!box.classList || !box.classList.contains('st-log')) return;
+  seen.pinned = box.scrollTop > -4;
+  seen.top = box.scrollTop;
+  seen.height = box.scrollHeight;
+}, true);
+watch('value', () => {
+  const box = element.querySelector('.st-log');
+  if (!box) return;
+  box.scrollTop = seen.pinned ? 0 : seen.top - (box.scrollHeight - seen.height);
+  seen.top = box.scrollTop;
+  seen.height = box.scrollHeight;
+});
+"""
 TICK_S = 1.0  # the page's refresh period
 LOG_LINES = 400  # lines of the log the page shows (the whole log is a download)
 CSS = """
@@ -1413,7 +1433,7 @@ def build_ui() -> Any:
                 plot = gr.HTML(render_plot([]), elem_id="loss-plot", **html_kw)
                 result = gr.HTML("", elem_id="result", **html_kw)
                 retry = gr.Button("Retry push", visible=False, elem_id="retry-push")
-        log = gr.HTML(render_log("", None), elem_id="log", **html_kw)
+        log = gr.HTML(render_log("", None), elem_id="log", js_on_load=LOG_JS, padding=False)
         gr.Markdown("### Past runs")
         history = gr.HTML("", elem_id="history", **html_kw)
 

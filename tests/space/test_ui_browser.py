@@ -165,6 +165,7 @@ def log_view(page: Any) -> dict[str, Any]:
             const lines = pre.textContent.trimEnd().split('\\n');
             return {overflows: box.scrollHeight > box.clientHeight + 1,
                     gap: b.bottom - p.bottom, last: lines[lines.length - 1],
+                    top: p.top - b.top, length: pre.textContent.length,
                     font: getComputedStyle(pre).fontFamily};
         }"""
     )
@@ -222,6 +223,18 @@ def test_a_run_from_start_to_result_card(
     expect(page.locator("#stop")).to_be_enabled()
     run_id = page.locator("#progress b").first.inner_text()
     shot(page, "space-ui-running.png", tmp_path)
+
+    # Someone reading older lines keeps them in place while new ones arrive below.
+    page.locator("#log .st-log").evaluate("box => { box.scrollTop = -120; }")
+    before = log_view(page)
+    assert before["overflows"] and before["gap"] < -100, before  # the end is out of view
+    wait_progress(page, f"p.step > {later['step'] + 10}")
+    page.wait_for_function(
+        f"() => document.querySelector('#log pre').textContent.length > {before['length']}"
+    )
+    after = log_view(page)
+    assert abs(after["top"] - before["top"]) <= 2, (before, after)
+    page.locator("#log .st-log").evaluate("box => { box.scrollTop = 0; }")  # back to the end
 
     page.reload()  # mid-run: the page comes back to the same run
     rejoined = wait_progress(page, f"p.state === 'running' && p.step >= {later['step']}")
