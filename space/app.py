@@ -991,8 +991,9 @@ CSS = """
 .st-plot svg {width: 100%; height: auto; max-height: 260px}
 .st-log {display: flex; flex-direction: column-reverse; height: 24em; overflow: auto;
   border: 1px solid #d1d5db; border-radius: 8px; background: #0f172a; color: #e2e8f0}
-.st-log pre {margin: 0; padding: .6em .8em; white-space: pre-wrap; overflow-wrap: anywhere;
-  font: 12.5px/1.45 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace}
+#log .st-log pre {margin: 0; padding: .6em .8em; white-space: pre-wrap; overflow-wrap: anywhere;
+  font: 12.5px/1.45 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
+  color: #e2e8f0; background: transparent; border: 0}  /* over the theme's prose colours */
 .st-card {border: 1px solid #d1d5db; border-radius: 8px; padding: .7em 1em}
 .st-card.succeeded {border-color: #86efac; background: #f0fdf4}
 .st-card.failed {border-color: #fca5a5; background: #fef2f2}
@@ -1004,7 +1005,8 @@ CSS = """
 .st-msg.ok {color: #166534}
 .st-history {overflow-x: auto}
 .st-history table {border-collapse: collapse; width: 100%; font-size: .9em}
-@media (max-width: 720px) {#status-col {order: -1}}  /* a phone shows the run first */
+@media (max-width: 720px) {#status-col {order: -1}  /* a phone shows the run first */
+  .st-plot text {font-size: 20px}}  /* the curve shrinks to half: its labels must not */
 .st-history th, .st-history td {border-bottom: 1px solid #e5e7eb; padding: .3em .5em;
   text-align: left; white-space: nowrap}
 """

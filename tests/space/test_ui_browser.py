@@ -110,7 +110,7 @@ def page(browser: Any, server: AppServer, idle: Any) -> Iterator[Any]:
         context.close()
 
 
-def shot(page: Any, name: str, tmp_path: Path, at: str | None = None) -> Path:
+def shot(page: Any, name: str, tmp_path: Path, at: str | None = None, full: bool = False) -> Path:
     """A PNG of the viewport (at the top, or scrolled to ``at``): into docs/ when asked
     (the README's pictures), else tmp."""
     folder = REPO / "docs" if os.environ.get("SPACETRAIN_SCREENSHOTS") == "docs" else tmp_path
@@ -119,7 +119,7 @@ def shot(page: Any, name: str, tmp_path: Path, at: str | None = None) -> Path:
         page.evaluate("() => window.scrollTo(0, 0)")
     else:
         page.locator(at).evaluate("el => el.scrollIntoView({block: 'center'})")
-    page.screenshot(path=str(path))
+    page.screenshot(path=str(path), full_page=full)
     return path
 
 
@@ -166,7 +166,8 @@ def log_view(page: Any) -> dict[str, Any]:
             return {overflows: box.scrollHeight > box.clientHeight + 1,
                     gap: b.bottom - p.bottom, last: lines[lines.length - 1],
                     top: p.top - b.top, length: pre.textContent.length,
-                    font: getComputedStyle(pre).fontFamily};
+                    font: getComputedStyle(pre).fontFamily, color: getComputedStyle(pre).color,
+                    background: getComputedStyle(box).backgroundColor};
         }"""
     )
 
@@ -222,7 +223,7 @@ def test_a_run_from_start_to_result_card(
     expect(page.locator("#start-reason")).to_contain_text("is active: Start is disabled")
     expect(page.locator("#stop")).to_be_enabled()
     run_id = page.locator("#progress b").first.inner_text()
-    shot(page, "space-ui-running.png", tmp_path)
+    shot(page, "space-ui-running.png", tmp_path, full=True)  # with the log at its end
 
     page.reload()  # mid-run: the page comes back to the same run
     rejoined = wait_progress(page, f"p.state === 'running' && p.step >= {later['step']}")
@@ -254,6 +255,7 @@ def test_a_run_from_start_to_result_card(
     assert view["overflows"], view
     assert -1 <= view["gap"] <= 3, view
     assert "monospace" in view["font"]
+    assert (view["color"], view["background"]) == ("rgb(226, 232, 240)", "rgb(15, 23, 42)")
     assert view["last"].startswith("[train] done: run"), view
     href = page.locator("#log a").first.get_attribute("href")
     full = page.request.get(server.url + href)
