@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: help setup space-lint rehearse test lint format check clean workflows-lint
+.PHONY: help setup space-lint rehearse test lint format check clean workflows-lint screenshots
 
 help:
 	@echo "make rehearse     the main job: the whole pipeline offline (localhub, tiny model)"
@@ -18,6 +18,7 @@ help:
 	@echo "make format       ruff format + ruff check --fix"
 	@echo "make setup        only create .venv/ and install everything"
 	@echo "make workflows-lint  zizmor (offline) and actionlint + shellcheck on .github/workflows"
+	@echo "make screenshots  rerun the Space's browser tests, rewriting docs/space-ui-*.png"
 
 setup: $(STAMP)
 
@@ -52,6 +53,11 @@ test: lint
 workflows-lint: $(STAMP)
 	$(BIN)/zizmor --offline --persona auditor .github/workflows
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/actionlint
+
+# The README's pictures of the Space page come from its browser tests (real app, tiny
+# model, the machine's Chromium): rerun them after a UI change and commit docs/*.png.
+screenshots: $(STAMP)
+	SPACETRAIN_SCREENSHOTS=docs $(BIN)/pytest -q tests/space/test_ui_browser.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache scripts/*.egg-info

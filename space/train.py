@@ -22,9 +22,11 @@ Progress goes to stdout twice per event: a line for people
 programs (``@@spacetrain {"event": "step", ...}``). The last line is always an
 ``@@spacetrain`` ``done`` or ``error`` event; ``done`` names the pushed repo and commit.
 
-Exit codes: 0 ok; 1 training failed (CUDA out of memory says what to change);
-2 bad input (bad argument, malformed or incomplete dataset line, unknown model or
-dataset, rejected token), one line naming the file and line; 3 the Hub is unreachable.
+Exit codes: 0 ok; 1 training failed (CUDA out of memory says what to change), or was
+stopped by SIGTERM (app.py's ``stop_training``: the ``error`` event's state is
+``cancelled``); 2 bad input (bad argument, malformed or incomplete dataset line, unknown
+model or dataset, rejected token), one line naming the file and line; 3 the Hub is
+unreachable.
 The token comes from the environment (``HF_TOKEN``) and is never printed or written.
 """
 
@@ -38,7 +40,9 @@ import math
 import os
 import random
 import re
+import signal
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -154,8 +158,8 @@ _PARAMS = (
     Param("seed", int, "SEED", "--seed", 42, 0, 2**32 - 1, hyper=True),
     Param("packing", str, "PACKING", "--packing", "auto", choices=("auto", "on", "off"),
           hyper=True, help="auto: pack when padding would waste >20%"),
-    Param("logging_steps", int, "LOGGING_STEPS", "--logging-steps", None, 1, 100000, hyper=True,
-          help="default: automatic"),
+    Param("logging_steps", int, "LOGGING_STEPS", "--logging-steps", 10, 1, 100000, hyper=True,
+          help="a step event every N steps"),
 )  # fmt: skip
 PARAMS: dict[str, Param] = {p.name: p for p in _PARAMS}
 HYPERPARAMETERS = tuple(name for name, p in PARAMS.items() if p.hyper)
@@ -341,6 +345,26 @@ class TrainFailed(Exception):
     """Training ran and failed: exit 1."""
 
     exit_code = EXIT_FAILED
+
+
+class Cancelled(BaseException):
+    """The run was stopped on request (SIGTERM, sent by app.py's ``stop_training``): exit 1,
+    recorded as ``cancelled``. A BaseException, as KeyboardInterrupt is, so that no
+    library's ``except Exception`` swallows it mid-step."""
+
+    exit_code = EXIT_FAILED
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM ends the run through :func:`main`'s error path: an ``error`` event with
+    state ``cancelled`` is the log's last line (Python's default would die silently)."""
+
+    def stop(signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop; the clean-up must finish
+        raise Cancelled(f"cancelled: the run was stopped on request (signal {signum})")
+
+    if threading.current_thread() is threading.main_thread():  # signals go there only
+        signal.signal(signal.SIGTERM, stop)
 
 
 # ------------------------------------------------------------------ progress output
@@ -1380,6 +1404,10 @@ def _make_progress_callback(history: list[dict[str, Any]]) -> Any:
             self.t0 = self.last_t = time.monotonic()
             emit("train_begin", f"training {state.max_steps} steps", total=state.max_steps)
 
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.global_step >= state.max_steps:
+                control.should_log = True  # the last step is always logged: a run ends at N/N
+
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
             logs = logs or {}
             if "loss" not in logs:
@@ -1463,10 +1491,7 @@ def train(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
         tokens_per_epoch=plan.real_tokens,
     )
 
-    steps_guess = max(
-        1, math.ceil(len(rows) / args.batch_size / args.grad_accum) * math.ceil(args.epochs)
-    )
-    logging_steps = args.logging_steps or max(1, steps_guess // 200)
+    logging_steps = args.logging_steps or PARAMS["logging_steps"].default
     config = SFTConfig(
         output_dir=str(args.output_dir),
         num_train_epochs=args.epochs,
@@ -1486,6 +1511,7 @@ def train(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
         seed=args.seed,
         data_seed=args.seed,
         logging_steps=logging_steps,
+        logging_first_step=True,  # a first loss point seconds after the start
         save_strategy="no",
         report_to="none",
         disable_tqdm=True,
@@ -1744,10 +1770,14 @@ def _oom_types() -> tuple[type[BaseException], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run and map every failure to one line and the contract's exit code."""
+    state = "failed"
     try:
+        stop_on_sigterm()
         return run(argv)
     except (BadInput, HubDown, TrainFailed, PreflightFailed) as exc:
         message, code = str(exc), exc.exit_code
+    except Cancelled as exc:
+        message, code, state = str(exc), exc.exit_code, "cancelled"
     except KeyboardInterrupt:
         message, code = "interrupted", EXIT_FAILED
     except Exception as exc:
@@ -1761,7 +1791,7 @@ def main(argv: list[str] | None = None) -> int:
             message = f"training failed: {type(exc).__name__}: {exc}".splitlines()[0]
         code = EXIT_FAILED
     print(f"train.py: error: {message}", file=sys.stderr, flush=True)
-    emit("error", None, state="failed", exit_code=code, error=message)
+    emit("error", None, state=state, exit_code=code, error=message)
     return code
 
 

@@ -202,19 +202,26 @@ def test_a_restarted_app_still_reports_the_run(
         second.stop()
 
 
-def test_ui_has_the_single_start_button_a_live_log_and_a_status_panel(server: AppServer) -> None:
+def test_ui_has_start_stop_a_live_log_progress_and_the_api(server: AppServer) -> None:
     import urllib.request
 
     with urllib.request.urlopen(server.url + "config", timeout=10) as response:
         config = json.loads(response.read())
     components = config["components"]
     buttons = [c["props"].get("value") for c in components if c["type"] == "button"]
-    assert buttons == ["Start Training"]
-    labels = {c["props"].get("label") for c in components}
-    assert {"Log", "Status"} <= labels
+    assert buttons == ["Start Training", "Stop", "Retry push"]
+    ids = {c["props"].get("elem_id") for c in components}
+    assert {"progress", "loss-plot", "log", "result", "history", "st-banner"} <= ids
     assert any(c["type"] == "timer" for c in components)  # the live log ticks
     public = {d["api_name"] for d in config["dependencies"] if d.get("api_visibility") == "public"}
-    assert public == {"start_training", "training_status", "training_logs", "training_preflight"}
+    assert public == {
+        "start_training",
+        "training_status",
+        "training_logs",
+        "training_preflight",
+        "stop_training",
+        "retry_push",
+    }
     assert "[app] runs folder" in server.log.read_text()
     # Start-up diagnostics come from a thread once torch is imported, never before the port.
     deadline = time.monotonic() + 120
@@ -324,4 +331,58 @@ def test_a_space_with_a_trigger_refuses_anonymous_callers(tmp_path: Path) -> Non
     finally:
         app.stop()
     assert _runs(app) == []
+    assert trigger not in app.log.read_text()
+
+
+def test_stop_training_cancels_the_run_cleanly(
+    server: AppServer, client: Any, tiny_model: Path, qa_jsonl: Path
+) -> None:
+    """The CLI's cancel: stop_training ends the run, which is recorded as cancelled."""
+    call(client, "/start_training", _params(tiny_model, qa_jsonl, "to-stop", epochs=400))
+    deadline = time.monotonic() + 120
+    while call(client, "/training_status", "to-stop")["step"] < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    with pytest.raises(AppError, match="wait must be a number of seconds"):
+        client.predict(json.dumps({"run_id": "to-stop", "wait": "soon"}), api_name="/stop_training")
+    stopped = call(client, "/stop_training", json.dumps({"run_id": "to-stop", "wait": 20}))
+    assert stopped["stopping"] is True
+    assert stopped["state"] == "cancelled", stopped
+    assert stopped["step"] < stopped["total"]
+    assert "stopped on request" in stopped["error"]
+    record = json.loads((server.runs / "to-stop" / "state.json").read_text())
+    assert record["returncode"] == 1
+    assert not (server.runs / ".active.json").exists()  # the lock is free: a new run may start
+    again = call(client, "/stop_training", "to-stop")  # not active: answered as it is
+    assert (again["state"], again["stopping"]) == ("cancelled", False)
+    with pytest.raises(AppError, match="run to-stop is cancelled: only a failed push"):
+        client.predict("to-stop", api_name="/retry_push")
+    with pytest.raises(AppError, match="no run is active"):
+        client.predict("", api_name="/stop_training")
+
+
+def test_stop_training_needs_the_trigger_where_the_space_has_one(
+    tmp_path: Path, tiny_model: Path, qa_jsonl: Path
+) -> None:
+    trigger = "trigger-" + os.urandom(8).hex()
+    app = start_app(
+        tmp_path / "runs", tmp_path / "app.log", {**LOCAL, "SPACETRAIN_TRIGGER": trigger}
+    )
+    try:
+        c = app.client()
+        params = {
+            **json.loads(_params(tiny_model, qa_jsonl, "guarded", epochs=400)),
+            "trigger": trigger,
+        }
+        call(c, "/start_training", json.dumps(params))
+        for request in ("guarded", json.dumps({"run_id": "guarded", "trigger": "guess"})):
+            with pytest.raises(AppError, match="this Space needs its trigger") as info:
+                c.predict(request, api_name="/stop_training")
+            assert trigger not in str(info.value)
+        assert call(c, "/training_status", "guarded")["state"] in ACTIVE
+        stopped = call(c, "/stop_training", json.dumps({"run_id": "guarded", "trigger": trigger}))
+        assert stopped["state"] == "cancelled", stopped
+        c.close()
+    finally:
+        app.stop()
     assert trigger not in app.log.read_text()

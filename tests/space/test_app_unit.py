@@ -504,3 +504,144 @@ def _group(pgid: int) -> list[int]:
                 if int(fields[2]) == pgid and fields[0] not in "ZX":
                     members.append(int(entry.name))
     return members
+
+
+# ------------------------------------------------------------------ cancelled, retried, shown
+
+
+def test_cancelled_retried_and_the_last_step_of_a_success(app: ModuleType, tmp_path: Path) -> None:
+    runs = app.Runs(tmp_path)
+    steps = [{"event": "step", "step": s, "total": 13, "loss": 2.0 / s} for s in (1, 10)]
+    done = {"event": "done", "steps": 13, "train_loss": 0.4}
+    _fake_run(tmp_path, "ok", _events(*steps, done), {"returncode": 0, "started_at": None})
+    ok = runs.status("ok")
+    assert (ok["step"], ok["total"]) == (13, 13)  # not the last logged step, 10/13
+    assert runs.summary("ok").points == [(1, 2.0), (10, 0.2)]
+
+    stopped = _events(*steps, {"event": "error", "state": "cancelled", "error": "cancelled: x"})
+    _fake_run(tmp_path, "stopped", stopped, {"returncode": 1})
+    status = runs.status("stopped")
+    assert (status["state"], status["error"], status["step"]) == ("cancelled", "cancelled: x", 10)
+
+    # Asked to stop, killed before train.py could say so (a queued run): still cancelled.
+    _fake_run(tmp_path, "asked", "", None)
+    (tmp_path / "asked" / app.CANCEL_NAME).write_text("{}")
+    assert runs.status("asked")["state"] == "cancelled"
+
+    # A failed push retried with success: the run reads as succeeded, with that commit.
+    _fake_run(
+        tmp_path,
+        "pushed",
+        _events({"event": "error", "error": "Hub unreachable"}),
+        {"returncode": 3},
+    )
+    assert runs.status("pushed")["state"] == "failed"
+    retried = {"repo": "o/a", "revision": "c" * 40, "url": "u"}
+    (tmp_path / "pushed" / app.PUSH_NAME).write_text(json.dumps(retried))
+    status = runs.status("pushed")
+    assert (status["state"], status["adapter"]) == ("succeeded", retried)
+    assert [s["run_id"] for s in runs.history()] == ["pushed", "asked", "stopped", "ok"]
+
+
+def test_retry_push_needs_a_failed_run_with_a_saved_adapter(
+    app: ModuleType, tmp_path: Path
+) -> None:
+    runs = app.Runs(tmp_path)
+    _fake_run(tmp_path, "early", _events({"event": "error", "error": "boom"}), {"returncode": 1})
+    launch = tmp_path / "early" / "launch.json"
+    launch.write_text(json.dumps({"run_id": "early", "params": {"output_repo": "o/a"}}))
+    with pytest.raises(app.ParamsError, match="saved no complete adapter"):
+        runs.retry_push("early")
+    launch.write_text(json.dumps({"run_id": "early", "params": {"push": False}}))
+    with pytest.raises(app.ParamsError, match="without an output repo"):
+        runs.retry_push("early")
+    _fake_run(tmp_path, "fine", "", {"returncode": 0})
+    with pytest.raises(app.ParamsError, match="run fine is succeeded: only a failed push"):
+        runs.retry_push("fine")
+
+
+def test_stop_of_a_run_that_is_not_active_changes_nothing(app: ModuleType, tmp_path: Path) -> None:
+    runs = app.Runs(tmp_path)
+    _fake_run(tmp_path, "old", _events({"event": "done"}), {"returncode": 0})
+    status = runs.stop("old", wait_s=0)
+    assert (status["state"], status["stopping"]) == ("succeeded", False)
+    assert not (tmp_path / "old" / app.CANCEL_NAME).exists()
+
+
+def test_stop_requests_carry_the_trigger_and_name_a_run(app: ModuleType) -> None:
+    env = {"SPACETRAIN_TRIGGER": "s3cret"}
+    assert app.run_request("r-1", {}) == ("r-1", {"run_id": "r-1"})
+    assert app.run_request('{"run_id": "r-1", "wait": 3}', {}) == (
+        "r-1",
+        {"run_id": "r-1", "wait": 3},
+    )
+    for text in ("r-1", '{"run_id": "r-1"}', '{"run_id": "r-1", "trigger": "nope"}'):
+        with pytest.raises(app.ParamsError, match="needs its trigger") as info:
+            app.run_request(text, env)
+        assert "s3cret" not in str(info.value)
+    run_id, rest = app.run_request('{"run_id": "r-1", "trigger": "s3cret"}', env)
+    assert (run_id, rest) == ("r-1", {"run_id": "r-1"})  # the trigger goes no further
+    with pytest.raises(app.ParamsError, match="not valid JSON"):
+        app.run_request("{oops", {})
+    with pytest.raises(app.ParamsError, match="run_id must be a string"):
+        app.run_request('{"run_id": 7}', {})
+
+
+def test_the_form_sends_typed_values_and_advanced_json_wins(app: ModuleType) -> None:
+    values = {"base_model": " org/base ", "dataset": "", "epochs": 3.0, "lora_r": 8.0}
+    sent = json.loads(app.form_params(values, '{"batch_size": 2, "epochs": 5}', "t"))
+    assert sent == {
+        "base_model": "org/base",
+        "epochs": 5,
+        "lora_r": 8,
+        "batch_size": 2,
+        "trigger": "t",
+    }
+    assert isinstance(sent["lora_r"], int)
+    assert json.loads(app.form_params({"epochs": None}, "", "")) == {}
+    for advanced, message in (("[1]", "must be a JSON object"), ("{x", "not valid JSON")):
+        with pytest.raises(app.ParamsError, match=message):
+            app.form_params({}, advanced)
+
+
+def test_the_form_shows_where_each_default_comes_from(app: ModuleType) -> None:
+    defaults = app.form_defaults({"EPOCHS": "2", "LORA_R": "lots", "BASE_MODEL": "org/base"})
+    assert defaults["epochs"] == (2.0, "from the Space variable EPOCHS")
+    assert defaults["base_model"] == ("org/base", "from the Space variable BASE_MODEL")
+    assert defaults["lora_r"] == (16, "train.py's default (LORA_R not set)")  # unreadable
+    assert defaults["dataset"] == (None, "DATASET is not set: required")
+
+
+def test_renderers_say_progress_losses_and_escape_the_log(app: ModuleType, tmp_path: Path) -> None:
+    assert [app.duration(s) for s in (None, 4.4, 185, 7440)] == ["\u2013", "4s", "3m 05s", "2h 04m"]
+    status = {
+        "run_id": "r-1", "state": "running", "step": 25, "total": 100, "epoch": 1.25,
+        "loss": 0.5, "elapsed_s": 30.0, "eta_s": 90.0, "tokens_per_s": 1234.5, "params": {},
+    }  # fmt: skip
+    header = app.render_progress(status, None)
+    assert 'aria-valuenow="25"' in header and "25%" in header
+    assert "step 25/100" in header and "ETA 1m 30s" in header and "1234 tok/s" in header
+    assert 'data-state="none"' in app.render_progress(None, None)
+
+    plot = app.render_plot([(1, 2.0), (10, 1.0), (20, 0.5)])
+    assert 'data-points="3"' in plot and plot.count("<circle") == 3 and "<polyline" in plot
+    assert 'data-points="0"' in app.render_plot([])
+    assert 'data-points="1"' in app.render_plot([(1, 2.0)])  # one point: no division by zero
+
+    log = app.render_log("<script>x</script>\n[train] done", tmp_path / "train.log")
+    assert "&lt;script&gt;" in log and "<script>" not in log
+    assert f'href="gradio_api/file={tmp_path}/train.log"' in log
+
+    pushed = {**status, "state": "succeeded", "adapter": {"repo": "o/a", "revision": "c" * 40}}
+    card = app.render_result(pushed, None, None)
+    assert 'class="st-repo" href="https://huggingface.co/o/a"' in card
+    assert f"https://huggingface.co/o/a/commit/{'c' * 40}" in card
+    assert f"&quot;o/a&quot;, revision=&quot;{'c' * 40}&quot;" in card
+    failed = {**status, "state": "failed", "error": "Hub unreachable", "adapter": None}
+    card = app.render_result(failed, None, tmp_path)
+    assert "Retry push" in card and "adapter_model.safetensors" in card
+    assert app.render_result(status, None, None) == ""  # no card while running
+    table = app.render_history([pushed, failed])
+    assert table.count("<tr data-run=") == 2 and "o/a@ccccccc" in table
+    assert app.render_banner({"warning": "no <GPU>"}).count("&lt;GPU&gt;") == 1
+    assert app.render_banner({}) == ""

@@ -386,7 +386,9 @@ def _train_processes(run_id: str) -> list[int]:
             state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        ours = any(a.endswith(b"train.py") for a in argv) and run_id.encode() in argv
+        # The supervisor runs train.py --params-file RUNS/<run_id>/params.json.
+        wanted = f"/{run_id}/params.json".encode()
+        ours = any(a.endswith(b"train.py") for a in argv) and any(a.endswith(wanted) for a in argv)
         if ours and state != "Z":
             pids.append(int(proc.name))
     return pids
@@ -401,11 +403,12 @@ def _gone(run_id: str, timeout: float = 15) -> bool:
     return True
 
 
-def test_a_deadline_or_a_sigterm_releases_and_ends_the_run_as_the_hub_does(
+def test_a_deadline_ends_the_run_with_the_space_a_sigterm_stops_ours_first(
     world: World, tmp_path: Path
 ) -> None:
-    """Releasing (pausing) the Space ends the container, so the run in it: the next train
-    says the run failed, the one after starts a new run."""
+    """A deadline releases (pauses) the Space, which ends the container and the run in it,
+    as on the Hub; a SIGTERM stops our run (cancelled) before releasing; the next train
+    starts a new run, and only that one ever pushes."""
     world.ensure_running()
     state = tmp_path / "state.json"
     other = "me/timeout-adapter"
@@ -423,7 +426,7 @@ def test_a_deadline_or_a_sigterm_releases_and_ends_the_run_as_the_hub_does(
     assert recorded["run_id"] == "slow-1"
     assert recorded["run_state"] in ("queued", "running")
 
-    # A CI cancel (SIGTERM) while following a live run still releases the Space.
+    # A CI cancel (SIGTERM) while following a live run of ours stops it, then releases.
     world.ensure_running()
     follower = subprocess.Popen(
         [sys.executable, "-m", "spacetrain", "train", "--state", state, "--run-id", "slow-2",
@@ -443,6 +446,9 @@ def test_a_deadline_or_a_sigterm_releases_and_ends_the_run_as_the_hub_does(
         while json.loads(state.read_text()).get("run_id") != "slow-2":
             assert time.monotonic() < deadline
             time.sleep(0.05)
+        while not _train_processes("slow-2"):  # so that _gone below can fail
+            assert time.monotonic() < deadline + 60, "train.py of slow-2 never seen"
+            time.sleep(0.1)
         follower.send_signal(signal.SIGTERM)
         out, err = follower.communicate(timeout=120)
     finally:
@@ -450,40 +456,67 @@ def test_a_deadline_or_a_sigterm_releases_and_ends_the_run_as_the_hub_does(
             follower.kill()
             follower.wait()
     assert follower.returncode == 130, "".join(seen) + err
+    # Our run is stopped first (it ends as cancelled, not killed by the pause), then released.
+    assert "[spacetrain] stopping run slow-2 on me/trainer" in err
+    assert "[spacetrain] run slow-2 is cancelled" in err
     assert "[spacetrain] interrupted while following run slow-2" in err
     assert err.strip().endswith("spacetrain: interrupted")
     assert out == ""
     assert world.stage() == "PAUSED"
     assert _gone("slow-2")
+    assert json.loads(state.read_text())["run_state"] == "cancelled"
 
-    # The next train rejoins the run the state names and finds it ended: exit 1, said so.
+    # The next train starts a new run: neither the killed nor the cancelled one is rejoined.
     world.ensure_running()
     folders = world.run_folders()
     again = world.spacetrain("train", "--state", state, "--output-repo", other,
                              "--poll-interval", "0.2")  # fmt: skip
-    assert again.returncode == 1, again.stderr[-3000:]
-    assert "run slow-2 already exists on me/trainer" in again.stderr
-    assert again.stderr.strip().splitlines()[-1] == (
-        "spacetrain train: error: run slow-2 failed: the training process ended without "
-        "recording a result"
-    )
-    assert world.stage() == "PAUSED"
-    assert json.loads(state.read_text())["run_state"] == "failed"
-    assert world.run_folders() == folders  # nothing new started
-    assert not world.api.repo_exists(other)  # no killed run ever pushed
-
-    # And the one after starts a new run, which pushes.
-    world.ensure_running()
-    fresh = world.spacetrain("train", "--state", state, "--output-repo", other,
-                             "--poll-interval", "0.2")  # fmt: skip
-    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert again.returncode == 0, again.stderr[-3000:]
     run_id = json.loads(state.read_text())["run_id"]
     assert run_id not in ("slow-1", "slow-2")
-    assert f"[spacetrain] started run {run_id} on me/trainer" in fresh.stderr
-    head = world.api.list_repo_commits(other)[0]
-    assert f"spacetrain run {run_id}" in head.title
-    assert f"adapter_revision={head.commit_id}" in fresh.stdout
+    assert f"[spacetrain] started run {run_id} on me/trainer" in again.stderr
     assert world.run_folders() == folders | {run_id}
+    commits = world.api.list_repo_commits(other)
+    pushed = [c.title for c in commits if "spacetrain run" in c.title]
+    assert len(pushed) == 1, pushed  # no killed or cancelled run ever pushed
+    assert f"spacetrain run {run_id}" in commits[0].title
+    assert f"adapter_revision={commits[0].commit_id}" in again.stdout
+
+
+def test_a_run_stopped_on_the_page_is_exit_1_cancelled_and_released(
+    world: World, tmp_path: Path
+) -> None:
+    """Someone presses Stop (stop_training) while train follows: exit 1, recorded, released."""
+    from gradio_client import Client
+
+    world.ensure_running()
+    state = tmp_path / "state.json"
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "spacetrain", "train", "--state", state, "--run-id", "stopped-1",
+         "--epochs", "500", "--poll-interval", "0.2"],
+        cwd=world.project, env=world.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    client = Client(str(world.api.space_info(SPACE).host), verbose=False, download_files=False)
+    try:
+        assert follower.stderr is not None
+        for line in follower.stderr:
+            if "[spacetrain] started run stopped-1" in line:
+                break
+        stopped = json.loads(client.predict("stopped-1", api_name="/stop_training"))
+        assert stopped["state"] == "cancelled", stopped
+        out, err = follower.communicate(timeout=120)
+    finally:
+        client.close()
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    assert follower.returncode == 1, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("spacetrain train: error: run stopped-1 was cancelled: cancelled"), err
+    assert out == ""
+    assert json.loads(state.read_text())["run_state"] == "cancelled"
+    assert world.stage() == "PAUSED"
 
 
 NOT_GRADIO = """\

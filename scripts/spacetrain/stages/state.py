@@ -17,7 +17,8 @@ Keys of the training stages (``stages/train.py``, ``fetch.py``, ``promote.py``):
 
 - ``run_id``, ``run_state`` (train): the run asked of the Space and how it stands
   (``queued``/``running`` after an interrupted train, which the next train rejoins;
-  ``succeeded``, ``failed``). A new run id clears the keys below.
+  ``succeeded``, ``failed``, ``cancelled``: stopped on the page or by a cancelled train,
+  never rejoined). A new run id clears the keys below.
 - ``space_hold`` (train): why train left the Space as it is (it trains a run that is not
   ours); absent otherwise. The workflow's release step is skipped when it is set.
 - ``adapter_repo``, ``adapter_revision`` (train, fetch): the repo and the commit sha the

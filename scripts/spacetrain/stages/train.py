@@ -59,7 +59,11 @@ from spacetrain.stages.state import PipelineState
 from spacetrain.stages.sync import source_commit
 
 ACTIVE = ("queued", "running")
-FINAL = ("succeeded", "failed")
+FINAL = ("succeeded", "failed", "cancelled")
+# Cancelled (SIGINT/SIGTERM): stop_training waits this long for the run to end, and the
+# call gets this long in all; CI sends SIGKILL some seconds after its SIGTERM.
+STOP_WAIT = 5.0
+STOP_CALL_DEADLINE = 8.0
 # Runtime stages in which the app cannot answer and will not come back by itself
 # (SLEEPING is not one: the next request wakes the Space up).
 DEAD_STAGES = FAILED | {"PAUSED", "STOPPED", "DELETING"}
@@ -701,6 +705,30 @@ def self_check(app: SpaceApp, options: TrainOptions, say: Say = _say) -> None:
     raise UsageError(message)
 
 
+def stop_run(
+    app: SpaceApp, run_id: str, say: Say = _say, clock: Callable[[], float] = time.monotonic
+) -> str | None:
+    """Ask the Space to stop OUR run (``stop_training``) before the Space is released.
+
+    Pausing alone also ends the run, but as a killed process whose record says it
+    "ended without recording a result"; stopped first, it ends cleanly and is recorded
+    as cancelled. Best effort within seconds: the release must follow whatever happens.
+    Returns the run's state as the Space answered it, or None.
+    """
+    say(f"[spacetrain] stopping run {run_id} on {app.space}")
+    saved, app.deadline = app.deadline, min(app.deadline, clock() + STOP_CALL_DEADLINE)
+    try:
+        status = app.call("/stop_training", with_trigger({"run_id": run_id, "wait": STOP_WAIT}))
+    except Exception as exc:  # an older app without the endpoint, a lost Space: release anyway
+        say(f"[spacetrain] could not stop run {run_id}: {_one_line(exc)}")
+        return None
+    finally:
+        app.deadline = saved
+    state = str(status.get("state"))
+    say(f"[spacetrain] run {run_id} is {state}")
+    return state
+
+
 def release_gpu(hub: Hub, space: str, after_training: str, ours: str | None = None) -> str:
     """Stop the GPU bill with the release stage: ``paused``, ``downgraded``, ``already-…``,
     or ``held`` when the Space trains a run that is not ``ours``."""
@@ -744,17 +772,23 @@ def run_training(
                 if not app.answered:  # no such Space, or a refused token: nothing to release
                     hold = "it never answered"
                 raise
-            _record_start(state, options, status)
-            follower = Follower(
-                app,
-                options.run_id,
-                poll_interval=options.poll_interval,
-                deadline=deadline,
-                say=say,
-                clock=clock,
-                sleep=sleep,
-            )
-            final = follower.run()
+            try:  # from here on the run is ours: a cancel stops it before the release
+                _record_start(state, options, status)
+                follower = Follower(
+                    app,
+                    options.run_id,
+                    poll_interval=options.poll_interval,
+                    deadline=deadline,
+                    say=say,
+                    clock=clock,
+                    sleep=sleep,
+                )
+                final = follower.run()
+            except KeyboardInterrupt:
+                stopped = stop_run(app, options.run_id, say, clock)
+                if stopped in FINAL:  # the next train starts a new run, not this one
+                    state.update(run_state=stopped)
+                raise
             outcome = _finish(state, options, final, created, clock() - started, app, say)
     except KeyboardInterrupt:
         say(f"[spacetrain] interrupted while following run {options.run_id}")
@@ -785,15 +819,16 @@ def _finish(
     say: Say,
 ) -> TrainResult:
     run_id = options.run_id
-    if status["state"] == "failed":
-        state.update(run_state="failed", adapter_revision=None)
+    if status["state"] in ("failed", "cancelled"):  # cancelled: someone pressed Stop
+        state.update(run_state=status["state"], adapter_revision=None)
         tail = readable(status.get("log_tail") or "")
         if tail:
             say(f"[spacetrain] ---- last {len(tail)} line(s) of run {run_id}'s log ----")
             for line in tail:
                 say(line)
             say("[spacetrain] ----")
-        raise TrainingFailed(f"run {run_id} failed: {status.get('error') or 'no error recorded'}")
+        verb = "was cancelled" if status["state"] == "cancelled" else "failed"
+        raise TrainingFailed(f"run {run_id} {verb}: {status.get('error') or 'no error recorded'}")
     adapter = status.get("adapter") or {}
     repo, revision = adapter.get("repo"), adapter.get("revision")
     if not revision:
@@ -858,6 +893,7 @@ __all__ = [
     "release_gpu",
     "run_training",
     "self_check",
+    "stop_run",
     "train_options",
     "with_trigger",
 ]
