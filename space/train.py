@@ -447,6 +447,8 @@ def read_params(text: str, where: str) -> dict[str, Any]:
         ) from None
     except RecursionError:
         raise ParamError(f"{where} is nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise ParamError(f"{where} is not usable JSON: {str(exc)[:120]}") from None
     if not isinstance(given, dict):
         raise ParamError(f"{where} must be a JSON object, got {type(given).__name__}")
     given.pop(TRIGGER_KEY, None)

@@ -296,3 +296,15 @@ def test_lint_output_under_a_file_is_named_before_linting(tmp_path: Path) -> Non
 def test_pins_names_a_fifo_as_not_a_file(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "Dockerfile")
     one_line(spacetrain("pins", "Dockerfile", cwd=tmp_path), "is not a regular file")
+
+
+def test_lint_refuses_a_step_summary_that_is_a_folder_before_linting(tmp_path: Path) -> None:
+    """`lint --format github` writes the step summary: a folder there is exit 2 at once, as
+    for every other command (it was a note after the lint, with exit 0)."""
+    (tmp_path / "gh").mkdir()
+    proc = spacetrain(
+        "lint", "space", "--format", "github", cwd=REPO,
+        env={"GITHUB_STEP_SUMMARY": str(tmp_path / "gh")},
+    )  # fmt: skip
+    one_line(proc, f"GITHUB_STEP_SUMMARY={tmp_path / 'gh'} is a folder")
+    assert proc.stdout == ""

@@ -20,6 +20,7 @@ from spacetrain.config import AdapterConfig, ProjectConfig
 from spacetrain.errors import EXIT_FAILED, EXIT_OK, CheckFailed, SpacetrainError
 from spacetrain.hub import Hub
 from spacetrain.inputs import writable_dir, writable_file
+from spacetrain.stages.release import untouched
 from spacetrain.stages.state import PipelineState
 
 
@@ -251,6 +252,10 @@ def run_pipeline(
     except SpacetrainError as exc:
         result.error = str(exc)
         result.exit_code = exc.exit_code
+    except KeyboardInterrupt:  # SIGINT, or SIGTERM (a cancelled CI job: cli.main)
+        if not synced:
+            untouched(config.space, "before sync")
+        raise
     finally:
         if synced:
             _release(runner, hub, config, result, ours=state.get("run_id"))

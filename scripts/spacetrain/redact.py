@@ -25,6 +25,7 @@ TOKEN_ENVS: tuple[str, ...] = (
     contract.trainer.ENV_SPACE_TOKEN,  # SPACE_HF_TOKEN
     "HUGGING_FACE_HUB_TOKEN",
     "HF_API_TOKEN",
+    contract.trainer.ENV_TRIGGER,  # SPACETRAIN_TRIGGER, the public Space's trigger
 )
 # hf_ or api_org_, then token characters: 20 or more, or 8 or more with a digit or a
 # capital in them, so names such as hf_hub_download or hf_transfer stay readable.

@@ -87,6 +87,9 @@ def test_serve_prints_the_endpoint_and_stops_on_sigterm(tmp_path: Path) -> None:
         (["--token", "hf_x:bob:admin"], "token role must be one of read, write, fineGrained"),
         (["--token", "hf_x:bob:fine=user/a/b"], "bad fine-grained scope 'user/a/b'"),
         (["--admin-token", "hf_admin"], "--admin-token guards the control plane"),
+        # A token no client could send in a header (it is never echoed):
+        (["--token", "hf_sp ace:alice"], "item 1: whitespace, a control or a non-ASCII"),
+        (["--token", "hf_a\nb:alice"], "item 1: whitespace, a control or a non-ASCII"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:

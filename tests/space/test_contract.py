@@ -233,3 +233,11 @@ def test_the_retrain_form_offers_only_contract_parameters() -> None:
 def test_an_unknown_parameter_names_the_known_ones() -> None:
     with pytest.raises(contract.ParamError, match=re.escape("known: base_model, ")):
         contract.check_param("epoch", 3)
+
+
+def test_a_number_beyond_pythons_digit_limit_is_one_line_naming_params() -> None:
+    """json.loads refuses integers of more than 4300 digits with Python's own advice
+    (sys.set_int_max_str_digits); the reader says which input instead."""
+    trainer = contract.trainer
+    with pytest.raises(trainer.ParamError, match=r"^params is not usable JSON: Exceeds the"):
+        trainer.read_params('{"epochs": ' + "9" * 5000 + "}", "params")

@@ -13,11 +13,13 @@ import pytest
 from huggingface_hub import HfApi
 
 from spacetrain.localhub import LocalHub
+from spacetrain.localhub.auth import Token
 
 TOKEN = "hf_stagestesttokenAbCdEfGhIjKlMnOpQr"  # what tests check never leaks into output
 SPACE_TOKEN = "hf_spaceowntokenZyXwVuTsRqPoNmLkJi"  # SPACE_HF_TOKEN: the Space's own secret
 USER = "alice"
 ADMIN_TOKEN = "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"  # /_localhub/* (strict mode)
+READ_TOKEN = "hf_stagesReadOnlyTokenOfAliceXyZwVu"  # alice's read token: reads, never writes
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +32,7 @@ def localhub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
         root=tmp_path_factory.mktemp("stages-hub"),
         port=0,
         build_delay=0.1,
-        tokens={TOKEN: USER, SPACE_TOKEN: USER},
+        tokens={TOKEN: USER, SPACE_TOKEN: USER, READ_TOKEN: Token(USER, "read")},
         admin_token=ADMIN_TOKEN,
     ).start()
     try:

@@ -19,7 +19,7 @@ from spacetrain.stages.setup import SetupOptions
 from spacetrain.stages.sync import SyncOptions, sync
 from spacetrain.stages.wait import wait
 
-from .conftest import SPACE_TOKEN, TOKEN
+from .conftest import READ_TOKEN, SPACE_TOKEN, TOKEN
 from .space_support import ADAPTER, REPO, SPACE, cli, cli_env, wait_until, write_project
 
 pytestmark = pytest.mark.e2e
@@ -183,3 +183,57 @@ def test_sigterm_to_the_pipeline_mid_train_still_releases(
     assert "---- release ----" in err
     assert api.get_space_runtime(SPACE).stage == "PAUSED"
     assert hub.billing()["spaces"][SPACE]["billing"] is None
+
+
+def test_train_with_a_token_that_cannot_pause_the_space_starts_nothing(
+    hub: LocalHub, api: HfApi, tmp_path: Path
+) -> None:
+    """A read token can start runs on a private Space it can read, but could never pause
+    it again: `train` refuses before it asks the Space anything (exit 2, one line)."""
+    project = write_project(tmp_path / "p", extra=ADAPTER.format(train="{}"))
+    before = len(hub.requests)
+    done = cli(["train", "--run-id", "r1"], cwd=project, env=cli_env(hub.url, READ_TOKEN))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"spacetrain train: error: HF_TOKEN cannot pause {SPACE} (the token is a 'read' "
+        "token), so a run it started could not be stopped: use a token that can write the "
+        "Space"
+    ]
+    asked = [r["path"] for r in hub.requests[before:]]
+    assert asked == ["/api/whoami-v2"], asked  # the Space was never asked anything
+    assert READ_TOKEN not in done.stdout + done.stderr
+
+
+def test_sigterm_before_sync_says_the_space_was_not_touched(
+    hub: LocalHub, api: HfApi, tmp_path: Path
+) -> None:
+    """A CI job cancelled while `spacetrain pipeline` is still in preflight: nothing was
+    synced or started, so nothing is paused, and one line says so (it holds, saying why)."""
+    project = write_project(tmp_path / "p", extra=ADAPTER.format(train="{}"))
+    hub.add_faults({"paths": "/api/whoami-v2", "latency_ms": 3000})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spacetrain", "pipeline", "--state", str(tmp_path / "s.json")],
+        cwd=project, env=cli_env(hub.url, TOKEN), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    seen = []
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if "---- preflight ----" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        _, rest = proc.communicate(timeout=60)
+    finally:
+        hub.faults.clear()
+        if proc.poll() is None:
+            proc.kill()
+    err = "".join(seen) + rest
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    assert (
+        f"[release] interrupted before sync: {SPACE} was not touched by this run and is left "
+        "as it was; `spacetrain release` pauses it"
+    ) in err, err
+    assert not api.repo_exists(SPACE, repo_type="space")  # nothing was created or synced

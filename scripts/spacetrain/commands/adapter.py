@@ -44,13 +44,19 @@ def check_flags(args: argparse.Namespace) -> None:
 def train(args: argparse.Namespace) -> int:
     """Start training through the Space's API, follow it, record the adapter revision."""
     from spacetrain.hub import Hub
+    from spacetrain.stages.release import untouched
     from spacetrain.stages.train import run_training, train_options
 
     check_flags(args)
     state = PipelineState.load(args.state)
     state.check_writable()  # the stage records its result at the end
+    try:
+        config = load_config()
+    except KeyboardInterrupt:
+        untouched(None, "before training started")
+        raise
     options = train_options(
-        load_config(),
+        config,
         state,
         adapter=args.adapter,
         space=args.space,
@@ -65,8 +71,14 @@ def train(args: argparse.Namespace) -> int:
         poll_interval=args.poll_interval,
         keep_running=args.keep_running,
     )
-    # SIGTERM (a cancelled CI job) is an interrupt here (cli.main): the GPU is released.
-    result = run_training(options, Hub.from_env(), state)
+    # SIGTERM (a cancelled CI job) is an interrupt here (cli.main): from run_training on
+    # the GPU is released; before it, the Space was not touched and that is said.
+    try:
+        hub = Hub.from_env()
+    except KeyboardInterrupt:
+        untouched(options.space, "before training started")
+        raise
+    result = run_training(options, hub, state)
     _print(
         run_id=result.run_id,
         adapter_repo=result.adapter_repo,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import os
 import sys
 from pathlib import Path
 
 from spacetrain.errors import EXIT_OK, InputFileError, UsageError
-from spacetrain.inputs import writable_file
+from spacetrain.inputs import append_github_file, github_file, writable_file
 from spacetrain.lint import exit_code, lint_folder, load_policy, load_rules
 from spacetrain.lint.reporters import REPORTERS, explain_rule, render_markdown
 
@@ -18,6 +17,8 @@ def run(args: argparse.Namespace) -> int:
     """Lint ``args.path``; the report goes to stdout (or ``--output``), notes to stderr."""
     if args.output and args.output != "-":
         writable_file(args.output, "--output")  # one sentence for every command's outputs
+    if args.format == "github":
+        github_file("GITHUB_STEP_SUMMARY")  # a folder there is exit 2 before any linting
     policy = load_policy(args.policy)
     find_links = [str(d) for d in args.find_links]
     for folder in find_links:
@@ -39,16 +40,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"spacetrain lint: {report.summary()} -> {out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
-    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
-    if args.format == "github" and summary_file:
-        try:
-            with Path(summary_file).open("a", encoding="utf-8") as handle:
-                handle.write(render_markdown(report))
-        except OSError as exc:  # a summary is a nicety; never fail the check over it
-            print(
-                f"spacetrain lint: note: cannot append to GITHUB_STEP_SUMMARY: {exc}",
-                file=sys.stderr,
-            )
+    if args.format == "github":
+        append_github_file("GITHUB_STEP_SUMMARY", render_markdown(report))
     return exit_code(report, exit_zero=args.exit_zero)
 
 

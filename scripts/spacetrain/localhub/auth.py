@@ -85,6 +85,10 @@ def parse_token(spec: str) -> tuple[str, Token]:
     user, _, role = rest.partition(":")
     if not token:
         raise ValueError("empty token")
+    if any(c.isspace() or not (c.isascii() and c.isprintable()) for c in spec.strip()):
+        raise ValueError(  # such a token could never be sent in a header
+            "whitespace, a control or a non-ASCII character; give the token alone"
+        )
     user = user or DEFAULT_USER
     if not role.startswith("fine="):
         return token, Token(user, role or "write")

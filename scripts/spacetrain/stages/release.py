@@ -57,6 +57,17 @@ class ReleaseResult:
         return asdict(self)
 
 
+def untouched(space: str | None, before: str) -> None:
+    """Say why an interrupted command leaves the Space as it is: it stopped ``before`` it
+    changed anything there, so whatever the Space does (and bills) is not this run's."""
+    which = space or "the Space"
+    say(
+        "release",
+        f"interrupted {before}: {which} was not touched by this run and is left as it was; "
+        "`spacetrain release` pauses it",
+    )
+
+
 def release(
     hub: Hub,
     space: str,

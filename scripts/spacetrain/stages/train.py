@@ -53,7 +53,7 @@ from spacetrain.errors import (
 from spacetrain.hub import Hub, token_from_env
 from spacetrain.inputs import parse_json
 from spacetrain.redact import mask
-from spacetrain.stages.release import release
+from spacetrain.stages.release import release, untouched
 from spacetrain.stages.space_runtime import FAILED, get_runtime
 from spacetrain.stages.state import PipelineState
 from spacetrain.stages.sync import source_commit
@@ -661,6 +661,25 @@ def start_run(app: SpaceApp, options: TrainOptions, say: Say = _say) -> tuple[di
     return status, created
 
 
+def check_release_rights(hub: Hub, space: str) -> None:
+    """HF_TOKEN must be able to pause ``space`` before anything starts there: a run it
+    starts but cannot stop would bill on (a read token can start runs on a private
+    Space it can read). The rule is whoami's, as in preflight (``train.write_access``).
+
+    Raises:
+        UsageError: whoami says the token may not write the Space (exit 2).
+    """
+    if token_from_env() is None:
+        return  # the Space's API refuses or answers on its own terms; nothing to stop
+    who = hub.call("check the token in HF_TOKEN", hub.api.whoami)
+    can, why = contract.trainer.write_access(who, "space", space)
+    if can is False:
+        raise UsageError(
+            f"HF_TOKEN cannot pause {space} ({why}), so a run it started could not be "
+            "stopped: use a token that can write the Space"
+        )
+
+
 def self_check(app: SpaceApp, options: TrainOptions, say: Say = _say) -> None:
     """Before a NEW run, ask the Space to check itself (``training_preflight``).
 
@@ -759,6 +778,11 @@ def run_training(
     outcome: TrainResult | None = None
     if state.data.pop(HOLD_KEY, None) is not None:  # a hold of an earlier train is stale
         state.save()
+    try:
+        check_release_rights(hub, options.space)
+    except KeyboardInterrupt:
+        untouched(options.space, "before training started")
+        raise
     try:
         with SpaceApp(options.space, hub, deadline=deadline, say=say, clock=clock) as app:
             try:
