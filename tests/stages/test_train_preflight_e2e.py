@@ -53,7 +53,10 @@ output_repo = "{ADAPTER}"
 suite = "suite.yaml"
 train = {{ epochs = 1, batch_size = 4, grad_accum = 1, seed = 0 }}
 """
-SECONDS_AFTER_RUNNING = 10.0  # the issue's bound: the check answers within seconds
+# The check answers within seconds (about 2 s here when the machine is quiet); the bound
+# is loose because shared CI machines are not quiet (15 s was seen at load 5 on 2 cores).
+# What proves nothing ran is below each use: no run folder, no "started run".
+SECONDS_AFTER_RUNNING = 30.0
 
 
 @dataclass
