@@ -74,7 +74,7 @@ def get_runtime(hub: Hub, space: str) -> Runtime:
     )
 
 
-def active_run(hub: Hub, space: str, *, patience: float = 3.0) -> str | None:
+def active_run(hub: Hub, space: str, *, patience: float = 10.0) -> str | None:
     """The run the Space is training now (queued or running), or ``None``.
 
     Only a serving Space can be training; its app is asked through ``training_status``
@@ -85,7 +85,9 @@ def active_run(hub: Hub, space: str, *, patience: float = 3.0) -> str | None:
         return None
     from spacetrain.stages.train import SpaceApp
 
-    deadline = time.monotonic() + 10 * patience  # a Space still starting gets longer
+    # A Space still starting gets longer. ``patience`` is generous: an app that answers
+    # late under load must not be taken for idle (releasing would end its run).
+    deadline = time.monotonic() + 3 * patience
     try:
         with SpaceApp(space, hub, deadline=deadline, say=lambda _: None) as app:
             app.disconnect_limit = patience
