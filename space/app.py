@@ -234,8 +234,7 @@ def parse_params(text: str | None, env: dict[str, str] | None = None) -> dict[st
     env = os.environ if env is None else env
     text = (text or "").strip() or "{}"
     try:
-        trainer.check_trigger(_trigger_of(text), env)
-        given = trainer.read_params(text, "params")
+        given = trainer.read_params(text, "params", trigger_env=env)
     except trainer.ParamError as exc:
         raise ParamsError(str(exc)) from None
     params: dict[str, Any] = {}
@@ -251,17 +250,6 @@ def parse_params(text: str | None, env: dict[str, str] | None = None) -> dict[st
     except trainer.ParamError as exc:
         raise ParamsError(str(exc)) from None
     return params
-
-
-def _trigger_of(text: str) -> Any:
-    """The ``trigger`` of a params object (None when there is none, or no object)."""
-    if len(text) > trainer.MAX_PARAMS:
-        return None
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):
-        return None
-    return value.get(trainer.TRIGGER_KEY) if isinstance(value, dict) else None
 
 
 def require_complete(params: dict[str, Any]) -> dict[str, Any]:

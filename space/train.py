@@ -427,31 +427,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def read_params(text: str, where: str) -> dict[str, Any]:
+def read_params(
+    text: str, where: str, *, trigger_env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """A params JSON object checked against the contract: ``{name: value}``, coerced.
 
     The one reader of params as text, for ``--params-file`` here and ``start_training``
-    in app.py: at most :data:`MAX_PARAMS` bytes, an object, known names only (a
-    ``trigger`` key is dropped: it is app.py's to check, never to keep).
+    in app.py: at most :data:`MAX_PARAMS` bytes, an object, known names only. The
+    ``trigger`` key is dropped, never kept; with ``trigger_env`` it is checked first
+    (:func:`check_trigger`), so a caller without it learns nothing about its params.
 
     Raises:
         ParamError: one line naming ``where`` and what is wrong.
     """
-    if len(text.encode("utf-8", errors="replace")) > MAX_PARAMS:
-        raise ParamError(f"{where} is {len(text)} characters long; at most {MAX_PARAMS} bytes")
     try:
-        given = json.loads(text or "{}")
-    except json.JSONDecodeError as exc:
-        raise ParamError(
-            f"{where} is not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"
-        ) from None
-    except RecursionError:
-        raise ParamError(f"{where} is nested too deeply") from None
-    except ValueError as exc:  # e.g. an integer of more than 4300 digits
-        raise ParamError(f"{where} is not usable JSON: {str(exc)[:120]}") from None
-    if not isinstance(given, dict):
-        raise ParamError(f"{where} must be a JSON object, got {type(given).__name__}")
-    given.pop(TRIGGER_KEY, None)
+        given = _params_object(text, where)
+    except ParamError:
+        if trigger_env is not None:
+            check_trigger(None, trigger_env)
+        raise
+    trigger = given.pop(TRIGGER_KEY, None)
+    if trigger_env is not None:
+        check_trigger(trigger, trigger_env)
     secret = sorted(str(k) for k in given if "token" in str(k).lower())
     if secret:
         raise ParamError(
@@ -467,6 +464,25 @@ def read_params(text: str, where: str) -> dict[str, Any]:
         for name, value in given.items()
         if value is not None
     }
+
+
+def _params_object(text: str, where: str) -> dict[str, Any]:
+    """``text`` as a JSON object of at most :data:`MAX_PARAMS` bytes (else ParamError)."""
+    if len(text.encode("utf-8", errors="replace")) > MAX_PARAMS:
+        raise ParamError(f"{where} is {len(text)} characters long; at most {MAX_PARAMS} bytes")
+    try:
+        given = json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        raise ParamError(
+            f"{where} is not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"
+        ) from None
+    except RecursionError:
+        raise ParamError(f"{where} is nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise ParamError(f"{where} is not usable JSON: {str(exc)[:120]}") from None
+    if not isinstance(given, dict):
+        raise ParamError(f"{where} must be a JSON object, got {type(given).__name__}")
+    return given
 
 
 def args_from_params_file(path: Path, output_dir: Path) -> argparse.Namespace:

@@ -160,6 +160,11 @@ def check_endpoint(url: str, name: str = ENDPOINT_ENV) -> str:
     return url
 
 
+def sendable_token(token: str) -> bool:
+    """One word of printable ASCII: what an ``Authorization`` header can carry."""
+    return not any(c.isspace() or not (c.isascii() and c.isprintable()) for c in token)
+
+
 def check_token(token: str, name: str) -> str:
     """``token`` if it is one word of printable ASCII; otherwise exit 2 naming ``name``,
     never the value (a header with a newline in it cannot be sent: it would only be
@@ -168,7 +173,7 @@ def check_token(token: str, name: str) -> str:
     Raises:
         UsageError: whitespace, a control or a non-ASCII character in the token (exit 2).
     """
-    if any(c.isspace() or not (c.isascii() and c.isprintable()) for c in token):
+    if not sendable_token(token):
         raise UsageError(
             f"{name} contains whitespace, a newline, a control character or a non-ASCII "
             "character; set it to the token alone"

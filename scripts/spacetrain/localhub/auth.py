@@ -29,6 +29,7 @@ import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from spacetrain.inputs import sendable_token
 from spacetrain.localhub.errors import INVALID_CREDENTIALS, Forbidden, Unauthorized
 
 DEFAULT_USER = "localhub-user"
@@ -85,7 +86,7 @@ def parse_token(spec: str) -> tuple[str, Token]:
     user, _, role = rest.partition(":")
     if not token:
         raise ValueError("empty token")
-    if any(c.isspace() or not (c.isascii() and c.isprintable()) for c in spec.strip()):
+    if not sendable_token(spec.strip()):
         raise ValueError(  # such a token could never be sent in a header
             "whitespace, a control or a non-ASCII character; give the token alone"
         )
