@@ -117,13 +117,19 @@ def write_json(path: Path, value: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def _proc_stat(pid: int | str) -> list[str] | None:
+    """``/proc/<pid>/stat`` after the command name: [0] state, [2] pgid, [19] start
+    ticks; None when there is no such process (or no /proc)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def _start_ticks(pid: int) -> int | None:
     """Process start time from /proc, to tell a live pid from a recycled one."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    fields = _proc_stat(pid)
+    return int(fields[19]) if fields else None
 
 
 def pid_alive(pid: int | None, ticks: int | None = None) -> bool:
@@ -136,11 +142,9 @@ def pid_alive(pid: int | None, ticks: int | None = None) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    fields = _proc_stat(pid)
+    if fields is None:
         return True  # no /proc (not Linux): kill(0) is all we know
-    fields = stat.rsplit(")", 1)[1].split()
     if fields[0] in ("Z", "X"):
         return False
     return ticks is None or int(fields[19]) == ticks
@@ -168,11 +172,8 @@ def group_alive(pgid: int | None, ticks: int | None = None) -> bool:
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) != pgid or fields[0] in ("Z", "X"):
+        fields = _proc_stat(entry.name)
+        if fields is None or int(fields[2]) != pgid or fields[0] in ("Z", "X"):
             continue
         if ticks is None or int(fields[19]) >= ticks:
             return True
