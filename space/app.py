@@ -62,7 +62,6 @@ import train as trainer  # noqa: E402 - the contract: parameters, checks, events
 TRAIN_PY = HERE / "train.py"
 EVENT_PREFIX = trainer.EVENT_PREFIX
 PARAMS = trainer.PARAMS
-STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 CANCEL_NAME = "cancel.json"  # in a run folder: someone asked the run to stop (and when)
 PUSH_NAME = "push.json"  # in a run folder: a retried push of a failed run's saved adapter
@@ -485,7 +484,9 @@ class Runs:
             return "cancelled", state
         return "failed", state
 
-    def status(self, run_id: str) -> dict[str, Any]:
+    def status(self, run_id: str, *, tail: bool = True) -> dict[str, Any]:
+        """The run's status as the API answers it; ``tail=False`` leaves out the log tail
+        of an ended run (a 64 KiB read the table of past runs never shows)."""
         run_dir = self.run_dir(run_id)
         state, record = self.state_of(run_id)
         launch = read_json(run_dir / "launch.json") or {}
@@ -527,7 +528,6 @@ class Runs:
             out["adapter"] = {k: retried.get(k) for k in ("repo", "revision", "url")}
         if state == "cancelled":
             out["error"] = (summary.error or {}).get("error") or "cancelled: stopped on request"
-            out["log_tail"] = self.tail(run_id)
         if state == "failed":
             if summary.error:
                 out["error"] = summary.error.get("error")
@@ -535,6 +535,7 @@ class Runs:
                 out["error"] = f"train.py exited with code {record['returncode']}"
             else:
                 out["error"] = "the training process ended without recording a result"
+        if tail and state in ("failed", "cancelled"):
             out["log_tail"] = self.tail(run_id)
         return out
 
@@ -549,7 +550,7 @@ class Runs:
         out = []
         for path in found[:limit]:
             with contextlib.suppress(UnknownRun):
-                out.append(self.status(path.name))
+                out.append(self.status(path.name, tail=False))
         return out
 
     def stop(self, run_id: str, wait_s: float = STOP_WAIT) -> dict[str, Any]:
@@ -929,7 +930,6 @@ def training_preflight(params: str = "") -> str:
 # what the API answers, for every tab and after a reload. Renderers are pure functions
 # of a status (unit-tested); the handlers only read the folder and pick what changed.
 
-FORM = ("base_model", "dataset", "output_repo", "epochs", "learning_rate", "lora_r", "lora_alpha")
 FORM_LABELS = {
     "base_model": "Base model",
     "dataset": "Dataset",
@@ -939,6 +939,7 @@ FORM_LABELS = {
     "lora_r": "LoRA r",
     "lora_alpha": "LoRA alpha",
 }
+FORM = tuple(FORM_LABELS)  # the form's fields, in the order shown
 DASH = "\u2013"  # an empty cell
 # The log box follows its end by CSS alone (``column-reverse``: scrollTop 0 is the end).
 # Someone who scrolled up to read keeps the lines they read in place as new ones arrive:

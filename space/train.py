@@ -946,7 +946,7 @@ def _cuda_driver_api() -> str | None:
     return f"{version.value // 1000}.{version.value % 1000 // 10}"
 
 
-def gpu_facts(matmul: bool = True) -> dict[str, Any]:
+def gpu_facts() -> dict[str, Any]:
     """What the GPU stack looks like from inside the container, for people and checks.
 
     CUDA visible or not, which device, the driver and the CUDA versions on both sides
@@ -987,16 +987,15 @@ def gpu_facts(matmul: bool = True) -> dict[str, Any]:
         native = getattr(cextension.lib, "_lib", None)
         facts["bnb_library"] = Path(getattr(native, "_name", "") or "none").name
         facts["bnb_cuda"] = bool(getattr(cextension.lib, "compiled_with_cuda", False))
-        if matmul:
-            layer = bnb.nn.Linear4bit(
-                64, 64, bias=False, compute_dtype=torch.float16, quant_type="nf4"
-            ).to("cuda")
-            with torch.no_grad():
-                out = layer(torch.randn(4, 64, device="cuda", dtype=torch.float16))
-            torch.cuda.synchronize()
-            if not bool(torch.isfinite(out).all()):
-                raise RuntimeError("the result is not finite")
-            facts["bnb_4bit_matmul"] = "ok"
+        layer = bnb.nn.Linear4bit(
+            64, 64, bias=False, compute_dtype=torch.float16, quant_type="nf4"
+        ).to("cuda")
+        with torch.no_grad():
+            out = layer(torch.randn(4, 64, device="cuda", dtype=torch.float16))
+        torch.cuda.synchronize()
+        if not bool(torch.isfinite(out).all()):
+            raise RuntimeError("the result is not finite")
+        facts["bnb_4bit_matmul"] = "ok"
     except Exception as exc:  # any failure here means no QLoRA on this GPU
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         facts["bnb_error"] = f"{type(exc).__name__}: {first}"

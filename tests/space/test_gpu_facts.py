@@ -67,13 +67,13 @@ def test_a_gpu_bitsandbytes_cannot_use_fails_the_check_and_says_so(
     broken = {**H200, "bnb_library": "none", "bnb_cuda": False}
     del broken["bnb_4bit_matmul"]
     broken["bnb_error"] = "RuntimeError: No compatible CUDA binary found"
-    monkeypatch.setattr(train, "gpu_facts", lambda matmul=True: broken)
+    monkeypatch.setattr(train, "gpu_facts", lambda: broken)
     check = train.check_gpu({"SPACETRAIN_EXPECT_GPU": "1"})
     assert (check["ok"], check["exit_code"]) == (False, 2)
     assert check["detail"].startswith("NVIDIA H200: bitsandbytes cannot run a 4-bit matmul")
     assert "No compatible CUDA binary found" in check["detail"]
     assert "4-bit matmul failed" in train.describe_gpu(broken)
-    monkeypatch.setattr(train, "gpu_facts", lambda matmul=True: H200)
+    monkeypatch.setattr(train, "gpu_facts", lambda: H200)
     ready = train.check_gpu({"SPACETRAIN_EXPECT_GPU": "1"})
     assert (ready["ok"], ready["facts"]) == (True, H200)
 
