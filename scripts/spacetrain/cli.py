@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from spacetrain import __version__
 from spacetrain.errors import SpacetrainError
 from spacetrain.inputs import check_environment
-from spacetrain.redact import mask
 from spacetrain.signals import sigterm_as_interrupt
 
 Handler = Callable[[argparse.Namespace], int]
@@ -332,6 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpacetrainError as exc:
         if os.environ.get("SPACETRAIN_DEBUG") == "1":
             traceback.print_exc()
+        from spacetrain.redact import mask  # loads space/train.py: only on an error
+
         print(f"spacetrain {args.command}: error: {mask(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -45,38 +45,38 @@ def train(args: argparse.Namespace) -> int:
     """Start training through the Space's API, follow it, record the adapter revision."""
     from spacetrain.hub import Hub
     from spacetrain.stages.release import untouched
-    from spacetrain.stages.train import run_training, train_options
+    from spacetrain.stages.train import check_release_rights, run_training, train_options
 
     check_flags(args)
     state = PipelineState.load(args.state)
     state.check_writable()  # the stage records its result at the end
-    try:
-        config = load_config()
-    except KeyboardInterrupt:
-        untouched(None, "before training started")
-        raise
-    options = train_options(
-        config,
-        state,
-        adapter=args.adapter,
-        space=args.space,
-        run_id=args.run_id,
-        base_model=args.base_model,
-        dataset=args.dataset,
-        dataset_revision=args.dataset_revision,
-        output_repo=args.output_repo,
-        epochs=args.epochs,
-        learning_rate=args.learning_rate,
-        timeout=args.timeout,
-        poll_interval=args.poll_interval,
-        keep_running=args.keep_running,
-    )
     # SIGTERM (a cancelled CI job) is an interrupt here (cli.main): from run_training on
     # the GPU is released; before it, the Space was not touched and that is said.
+    space: str | None = None
     try:
+        config = load_config()
+        options = train_options(
+            config,
+            state,
+            adapter=args.adapter,
+            space=args.space,
+            run_id=args.run_id,
+            base_model=args.base_model,
+            dataset=args.dataset,
+            dataset_revision=args.dataset_revision,
+            output_repo=args.output_repo,
+            epochs=args.epochs,
+            learning_rate=args.learning_rate,
+            timeout=args.timeout,
+            poll_interval=args.poll_interval,
+            keep_running=args.keep_running,
+        )
+        space = options.space
         hub = Hub.from_env()
+        # The pipeline's preflight asks this; `train` alone asks it here, before the Space.
+        check_release_rights(hub, space)
     except KeyboardInterrupt:
-        untouched(options.space, "before training started")
+        untouched(space, "before training started")
         raise
     result = run_training(options, hub, state)
     _print(
@@ -91,7 +91,7 @@ def train(args: argparse.Namespace) -> int:
 def fetch(args: argparse.Namespace) -> int:
     """Download the adapter at the recorded revision and check its run.json."""
     from spacetrain.hub import Hub
-    from spacetrain.stages.fetch import DEFAULT_DEST, check_dest, fetch_adapter
+    from spacetrain.stages.fetch import DEFAULT_DEST, fetch_adapter
 
     state = PipelineState.load(args.state)
     state.check_writable()  # the stage records its result at the end
@@ -101,7 +101,7 @@ def fetch(args: argparse.Namespace) -> int:
         repo=args.repo or state.require("adapter_repo", stage="train"),
         revision=args.revision or state.require("adapter_revision", stage="train"),
         run_id=args.run_id or state.require("run_id", stage="train"),
-        dest=check_dest(Path(args.dest) if args.dest else DEFAULT_DEST),
+        dest=Path(args.dest) if args.dest else DEFAULT_DEST,  # fetch_adapter checks it first
     )
     _print(
         adapter_repo=result.repo,

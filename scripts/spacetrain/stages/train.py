@@ -53,7 +53,8 @@ from spacetrain.errors import (
 from spacetrain.hub import Hub, token_from_env
 from spacetrain.inputs import parse_json
 from spacetrain.redact import mask
-from spacetrain.stages.release import release, untouched
+from spacetrain.stages.release import release
+from spacetrain.stages.setup import trigger_from_env
 from spacetrain.stages.space_runtime import FAILED, get_runtime
 from spacetrain.stages.state import PipelineState
 from spacetrain.stages.sync import source_commit
@@ -627,7 +628,7 @@ def with_trigger(params: dict[str, Any]) -> str:
     Added only here, at the call: the trigger is never part of the options, the state or
     a log line.
     """
-    trigger = os.environ.get(contract.ENV_TRIGGER, "").strip()
+    trigger = trigger_from_env()
     return json.dumps({**params, contract.TRIGGER_KEY: trigger} if trigger else params)
 
 
@@ -778,11 +779,6 @@ def run_training(
     outcome: TrainResult | None = None
     if state.data.pop(HOLD_KEY, None) is not None:  # a hold of an earlier train is stale
         state.save()
-    try:
-        check_release_rights(hub, options.space)
-    except KeyboardInterrupt:
-        untouched(options.space, "before training started")
-        raise
     try:
         with SpaceApp(options.space, hub, deadline=deadline, say=say, clock=clock) as app:
             try:
