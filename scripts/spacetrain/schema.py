@@ -1,0 +1,458 @@
+"""The one validator of settings files: a schema is a table, and one walk checks a document.
+
+The project config (``[tool.spacetrain]``), the lint policy, the gate and evaluation
+suites each declare what they accept as data (:class:`Table` of :class:`Field`, with
+types, ranges, choices, defaults and a hint), and :meth:`Document.validate` walks the
+loaded document against it. Every problem is one :class:`InputFileError` (exit 2):
+
+    FILE:LINE: WHERE: what is wrong; what to do
+
+``WHERE`` names the entry (``thresholds.overall``, ``case 'a': checks[0]``); an unknown
+key gets a did-you-mean. Checks that are not schema-shaped (a case id used twice, a
+rule id the registry lacks) stay with their file's loader and report through
+:meth:`Document.fail`, so they read the same.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from spacetrain.errors import InputFileError
+from spacetrain.yamlfile import LineDict, LineList
+
+Path_ = tuple[Any, ...]  # keys and list indexes from the document's root
+_ABSENT: Any = object()
+
+
+class _Reject(Exception):
+    """Raised by a spec: ``problem`` (and ``hint``) for the entry at ``at``."""
+
+    def __init__(self, at: Path_, problem: str, hint: str = "", line_at: Path_ | None = None):
+        super().__init__(problem)
+        self.at, self.problem, self.hint = at, problem, hint
+        self.line_at = at if line_at is None else line_at
+
+
+def shown(value: Any) -> str:
+    """A value as an error shows it: ``'text'``, ``75``, ``true``, ``null``, ``a list``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def did_you_mean(word: Any, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for a close match, else nothing."""
+    close = difflib.get_close_matches(str(word), list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _or(words: Sequence[str]) -> str:
+    quoted = [repr(w) for w in words]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+# ------------------------------------------------------------------------ specs
+
+
+class Spec:
+    """What one value must be. ``what`` reads after "must be"; ``check`` returns the value
+    to keep (converted where the spec says so) or raises :class:`_Reject`."""
+
+    what = "a value"
+    hint = ""
+
+    def fits(self, value: Any) -> bool:
+        """Whether ``value`` has this spec's shape (for :class:`AnyOf`)."""
+        return True
+
+    def check(self, value: Any, at: Path_) -> Any:
+        return value
+
+    def reject(self, value: Any, at: Path_, what: str | None = None) -> NoReturn:
+        raise _Reject(at, f"must be {what or self.what}, not {shown(value)}", self.hint)
+
+
+@dataclass(frozen=True)
+class Anything(Spec):
+    """Any value, kept as written (free-text notes)."""
+
+    what: str = "a value"
+
+
+@dataclass(frozen=True)
+class Text(Spec):
+    """A string; non-empty (after stripping) unless ``empty``; one of ``choices``; or
+    matching ``pattern``."""
+
+    what: str = ""
+    choices: tuple[str, ...] = ()
+    pattern: str | None = None
+    empty: bool = False
+    hint: str = ""
+
+    def fits(self, value: Any) -> bool:
+        return isinstance(value, str)
+
+    def check(self, value: Any, at: Path_) -> Any:
+        what = self.what or (
+            _or(self.choices) if self.choices else "a string" if self.empty else "a non-empty string"
+        )
+        if not isinstance(value, str) or (not self.empty and not value.strip()):
+            self.reject(value, at, what)
+        if self.choices and value not in self.choices:
+            raise _Reject(
+                at,
+                f"must be {what}, not {shown(value)}{did_you_mean(value, self.choices)}",
+                self.hint,
+            )
+        if self.pattern is not None and not re.fullmatch(self.pattern, value):
+            self.reject(value, at, what)
+        return value
+
+
+def _number(value: Any, kinds: tuple[type, ...]) -> bool:
+    return isinstance(value, kinds) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Number(Spec):
+    """An int or float (never a boolean) in ``[low, high]``; ``whole`` wants an int;
+    ``also`` lists values allowed outside the range (``-1`` for "never")."""
+
+    low: float | None = None
+    high: float | None = None
+    whole: bool = False
+    also: tuple[int, ...] = ()
+    what: str = ""
+    hint: str = ""
+
+    def fits(self, value: Any) -> bool:
+        return _number(value, (int,) if self.whole else (int, float))
+
+    def check(self, value: Any, at: Path_) -> Any:
+        kind = "a whole number" if self.whole else "a number"
+        if self.low is not None and self.high is not None:
+            kind += f" from {self.low:g} to {self.high:g}"
+        elif self.low is not None:
+            kind += f" >= {self.low:g}"
+        ok = self.fits(value) and (
+            value in self.also
+            or (
+                (self.low is None or value >= self.low)
+                and (self.high is None or value <= self.high)
+            )
+        )
+        if not ok:
+            self.reject(value, at, self.what or kind)
+        return value
+
+
+@dataclass(frozen=True)
+class Flag(Spec):
+    """``true`` or ``false``."""
+
+    what: str = "true or false"
+    hint: str = ""
+
+    def fits(self, value: Any) -> bool:
+        return isinstance(value, bool)
+
+    def check(self, value: Any, at: Path_) -> Any:
+        if not isinstance(value, bool):
+            self.reject(value, at)
+        return value
+
+
+@dataclass(frozen=True)
+class Pattern(Spec):
+    """A Python regular expression that compiles (kept as its source string)."""
+
+    flags: int = 0
+    what: str = "a regular expression string"
+    hint: str = ""
+
+    def fits(self, value: Any) -> bool:
+        return isinstance(value, str)
+
+    def check(self, value: Any, at: Path_) -> Any:
+        if not isinstance(value, str) or not value:
+            self.reject(value, at)
+        try:
+            re.compile(value, self.flags)
+        except re.error as exc:
+            raise _Reject(at, f"bad regular expression {value!r}: {exc}", self.hint) from None
+        return value
+
+
+@dataclass(frozen=True)
+class Nullable(Spec):
+    """``null`` or what ``inner`` accepts."""
+
+    inner: Spec
+
+    @property
+    def what(self) -> str:  # type: ignore[override]
+        return f"{self.inner.what} or null"
+
+    def fits(self, value: Any) -> bool:
+        return value is None or self.inner.fits(value)
+
+    def check(self, value: Any, at: Path_) -> Any:
+        return None if value is None else self.inner.check(value, at)
+
+
+@dataclass(frozen=True)
+class Custom(Spec):
+    """``func(value)`` returns the value to keep or raises ``ValueError(problem)``:
+    for checks owned elsewhere (a hyper-parameter's rules, a check type's parser)."""
+
+    func: Callable[[Any], Any]
+    what: str = "a value"
+    hint: str = ""
+
+    def check(self, value: Any, at: Path_) -> Any:
+        try:
+            return self.func(value)
+        except ValueError as exc:
+            raise _Reject(at, str(exc), self.hint) from None
+
+
+@dataclass(frozen=True)
+class Items(Spec):
+    """A list of ``item``; ``nonempty`` refuses ``[]``."""
+
+    item: Spec
+    nonempty: bool = False
+    what: str = ""
+    hint: str = ""
+
+    def fits(self, value: Any) -> bool:
+        return isinstance(value, list)
+
+    def check(self, value: Any, at: Path_) -> Any:
+        what = self.what or ("a non-empty list" if self.nonempty else "a list")
+        if not isinstance(value, list) or (self.nonempty and not value):
+            self.reject(value, at, what)
+        return [self.item.check(item, (*at, n)) for n, item in enumerate(value)]
+
+
+@dataclass(frozen=True)
+class Mapping(Spec):
+    """A mapping with free keys (each checked by ``key``) and values checked by ``value``."""
+
+    value: Spec
+    key: Text = field(default_factory=Text)
+    what: str = "a mapping"
+    hint: str = ""
+
+    def fits(self, value: Any) -> bool:
+        return isinstance(value, dict)
+
+    def check(self, value: Any, at: Path_) -> Any:
+        if not isinstance(value, dict):
+            self.reject(value, at)
+        out = {}
+        for key, item in value.items():
+            try:
+                self.key.check(key, (*at, key))
+            except _Reject as exc:
+                raise _Reject((*at, key), f"the key {exc.problem}", exc.hint) from None
+            out[key] = self.value.check(item, (*at, key))
+        return out
+
+
+@dataclass(frozen=True)
+class Field:
+    """One key of a :class:`Table`: its spec, whether it must be there, its default."""
+
+    name: str
+    spec: Spec
+    required: bool = False
+    default: Any = _ABSENT
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class Table(Spec):
+    """A mapping with known keys. Unknown keys are refused with a did-you-mean; absent
+    keys take their default (or are left out); ``one_of`` groups need exactly one key."""
+
+    fields: tuple[Field, ...]
+    what: str = "a mapping"
+    hint: str = ""
+    noun: str = "key"  # "unknown check type 'x'" reads better than "unknown key 'x'"
+    one_of: tuple[tuple[str, ...], ...] = ()
+    single: bool = False  # exactly one key (a check: ``- contains: "unity"``)
+
+    def fits(self, value: Any) -> bool:
+        return isinstance(value, dict)
+
+    def check(self, value: Any, at: Path_) -> Any:
+        if not isinstance(value, dict) or (self.single and len(value) != 1):
+            self.reject(value, at)
+        known = {f.name: f for f in self.fields}
+        for key in value:
+            if key not in known:
+                names = ", ".join(sorted(known))
+                raise _Reject(
+                    (*at, key),
+                    f"unknown {self.noun} {shown(key)}{did_you_mean(key, known)}",
+                    f"expected one of {names}",
+                )
+        for group in self.one_of:
+            if sum(name in value for name in group) != 1:
+                raise _Reject(at, f"needs exactly one of {_or(group)}", self.hint)
+        out = {}
+        for name, spec in known.items():
+            if name in value:
+                out[name] = spec.spec.check(value[name], (*at, name))
+            elif spec.required:
+                hint = spec.hint or self.hint
+                raise _Reject(at, f"missing {name!r}", hint, line_at=(*at, name))
+            elif spec.default is not _ABSENT:
+                out[name] = spec.default
+        return out
+
+
+@dataclass(frozen=True)
+class AnyOf(Spec):
+    """The first of ``options`` whose shape fits the value (a list *or* a mapping)."""
+
+    options: tuple[Spec, ...]
+    what: str = "a value"
+    hint: str = ""
+
+    def fits(self, value: Any) -> bool:
+        return any(option.fits(value) for option in self.options)
+
+    def check(self, value: Any, at: Path_) -> Any:
+        for option in self.options:
+            if option.fits(value):
+                return option.check(value, at)
+        self.reject(value, at)
+
+
+# --------------------------------------------------------------------- documents
+
+
+def yaml_line(root: Any, at: Path_) -> int | None:
+    """The line of the entry at ``at`` in a document from :mod:`spacetrain.yamlfile`: a
+    key's line, a list item's line, or, for an absent entry, where its container starts."""
+    node, line = root, getattr(root, "line", None)
+    for step in at:
+        if isinstance(node, LineDict) and step in node:
+            line, node = node.lines.get(step, node.line), node[step]
+        elif isinstance(node, LineList) and isinstance(step, int) and 0 <= step < len(node):
+            line, node = node.lines[step], node[step]
+        else:
+            return getattr(node, "line", line)
+    return line
+
+
+def dotted(at: Path_) -> str:
+    """``thresholds.overall``, ``ignore[0].reason``: how an entry is named by default."""
+    out = ""
+    for step in at:
+        out += f"[{step}]" if isinstance(step, int) else (f".{step}" if out else str(step))
+    return out
+
+
+@dataclass
+class Document:
+    """A loaded settings file: where it came from, how to find lines and name entries.
+
+    Args:
+        path: the file, as errors show it.
+        data: the loaded document.
+        root: how errors name the document itself ("the suite", "[tool.spacetrain]").
+        line: ``at -> line`` (default: :func:`yaml_line` over ``data``).
+        name: ``at -> "WHERE"`` (default: :func:`dotted`).
+    """
+
+    path: str
+    data: Any
+    root: str = "the file"
+    line: Callable[[Path_], int | None] | None = None
+    name: Callable[[Path_], str] | None = None
+
+    def line_of(self, at: Path_) -> int | None:
+        """The line of the entry at ``at`` (best known)."""
+        return self.line(at) if self.line is not None else yaml_line(self.data, at) or 1
+
+    def where(self, at: Path_) -> str:
+        """How an error names the entry at ``at``."""
+        if not at:
+            return self.root
+        return self.name(at) if self.name is not None else dotted(at)
+
+    def fail(
+        self, at: Path_, problem: str, hint: str = "", *, line_at: Path_ | None = None
+    ) -> NoReturn:
+        """Raise the one-line error for the entry at ``at`` (exit 2); the line is that of
+        ``line_at`` when given (a missing key: where its table starts).
+
+        Raises:
+            InputFileError: always.
+        """
+        detail = f"{self.where(at)}: {problem}"
+        if hint:
+            detail += f"; {hint}"
+        line = self.line_of(at if line_at is None else line_at)
+        raise InputFileError(self.path, detail, line=line)
+
+    def validate(self, spec: Spec, at: Path_ = ()) -> Any:
+        """The document (or its entry at ``at``) checked against ``spec``: plain dicts and
+        lists with defaults filled in.
+
+        Raises:
+            InputFileError: the first entry that does not match, with its line (exit 2).
+        """
+        value = self.data
+        for step in at:
+            value = value[step]
+        if not at and value is None:
+            value = _EmptyFile()
+        try:
+            return spec.check(value, at)
+        except _Reject as exc:
+            self.fail(exc.at, exc.problem, exc.hint, line_at=exc.line_at)
+
+
+class _EmptyFile:
+    """An empty document, shown as such ("must be a mapping, not an empty file")."""
+
+    def __repr__(self) -> str:
+        return "an empty file"
+
+
+__all__ = [
+    "AnyOf",
+    "Anything",
+    "Custom",
+    "Document",
+    "Field",
+    "Flag",
+    "Items",
+    "Mapping",
+    "Nullable",
+    "Number",
+    "Pattern",
+    "Spec",
+    "Table",
+    "Text",
+    "did_you_mean",
+    "dotted",
+    "shown",
+    "yaml_line",
+]
