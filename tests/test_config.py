@@ -62,7 +62,7 @@ def test_defaults_and_the_only_adapter(tmp_path: Path) -> None:
         (
             "epochs = 4",
             "epoch = 4",
-            r"toml:8: \[tool.spacetrain.adapters.kwanzaa\] train.epoch: unknown key 'epoch' "
+            r"toml:8: \[tool.spacetrain.adapters.kwanzaa\] train: unknown key 'epoch' "
             r"\(did you mean 'epochs'\?\); expected one of .*epochs",
         ),
         ("epochs = 4", 'epochs = "4"', r"train.epochs: must be a number > 0 and <= 1000, got '4'"),
@@ -85,7 +85,7 @@ def test_defaults_and_the_only_adapter(tmp_path: Path) -> None:
         (
             'space = "me/trainer"',
             'space = "me/trainer"\nspace_dirr = "x"',
-            r"toml:4: \[tool.spacetrain\] space_dirr: unknown key 'space_dirr' "
+            r"toml:4: \[tool.spacetrain\]: unknown key 'space_dirr' "
             r"\(did you mean 'space_dir'\?\)",
         ),
         (

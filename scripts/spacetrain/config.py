@@ -146,7 +146,9 @@ def _adapter_schema() -> schema.Table:
     return schema.Table(
         (
             schema.Field("base_model", schema.Text(), required=True, hint='add base_model = "..."'),
-            schema.Field("dataset", schema.Text(), required=True, hint='add dataset = "owner/name"'),
+            schema.Field(
+                "dataset", schema.Text(), required=True, hint='add dataset = "owner/name"'
+            ),
             schema.Field(
                 "output_repo",
                 schema.Custom(_repo_id),

@@ -31,7 +31,9 @@ _ABSENT: Any = object()
 class _Reject(Exception):
     """Raised by a spec: ``problem`` (and ``hint``) for the entry at ``at``."""
 
-    def __init__(self, at: Path_, problem: str, hint: str = "", line_at: Path_ | None = None):
+    def __init__(
+        self, at: Path_, problem: str, hint: str = "", line_at: Path_ | None = None
+    ) -> None:
         super().__init__(problem)
         self.at, self.problem, self.hint = at, problem, hint
         self.line_at = at if line_at is None else line_at
@@ -44,9 +46,9 @@ def shown(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict):
-        return "a mapping"
+        return "a mapping" if value else "an empty mapping"
     if isinstance(value, list):
-        return "a list"
+        return "a list" if value else "an empty list"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -106,7 +108,11 @@ class Text(Spec):
 
     def check(self, value: Any, at: Path_) -> Any:
         what = self.what or (
-            _or(self.choices) if self.choices else "a string" if self.empty else "a non-empty string"
+            _or(self.choices)
+            if self.choices
+            else "a string"
+            if self.empty
+            else "a non-empty string"
         )
         if not isinstance(value, str) or (not self.empty and not value.strip()):
             self.reject(value, at, what)
@@ -200,16 +206,21 @@ class Nullable(Spec):
     """``null`` or what ``inner`` accepts."""
 
     inner: Spec
+    label: str = ""  # what errors call it, when not "<inner> or null"
 
     @property
     def what(self) -> str:  # type: ignore[override]
-        return f"{self.inner.what} or null"
+        return self.label or f"{self.inner.what} or null"
 
     def fits(self, value: Any) -> bool:
         return value is None or self.inner.fits(value)
 
     def check(self, value: Any, at: Path_) -> Any:
-        return None if value is None else self.inner.check(value, at)
+        if value is None:
+            return None
+        if not self.inner.fits(value):
+            self.reject(value, at)
+        return self.inner.check(value, at)
 
 
 @dataclass(frozen=True)
@@ -299,16 +310,18 @@ class Table(Spec):
         return isinstance(value, dict)
 
     def check(self, value: Any, at: Path_) -> Any:
-        if not isinstance(value, dict) or (self.single and len(value) != 1):
+        if not isinstance(value, dict):
             self.reject(value, at)
+        if self.single and len(value) != 1:
+            raise _Reject(at, f"must be {self.what}, not {len(value)} keys", self.hint)
         known = {f.name: f for f in self.fields}
         for key in value:
             if key not in known:
-                names = ", ".join(sorted(known))
                 raise _Reject(
-                    (*at, key),
+                    at,
                     f"unknown {self.noun} {shown(key)}{did_you_mean(key, known)}",
-                    f"expected one of {names}",
+                    f"expected one of {', '.join(sorted(known))}",
+                    line_at=(*at, key),
                 )
         for group in self.one_of:
             if sum(name in value for name in group) != 1:

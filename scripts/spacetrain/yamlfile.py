@@ -174,9 +174,7 @@ class _Loader(yaml.SafeLoader):
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _Loader.construct_mapping)
-_Loader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _Loader.construct_sequence
-)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _Loader.construct_sequence)
 
 
 def _type_name(value: Any) -> str:
@@ -217,13 +215,15 @@ def parse_yaml(text: str, *, first_line: int = 1, string_keys: bool = True) -> A
         loader.dispose()
 
 
-def load_yaml(path: str | Path) -> Any:
-    """Read and parse a YAML file; anything wrong is one :class:`InputFileError` line (exit 2).
+def load_yaml(path: str | Path, text: str | None = None) -> Any:
+    """Read (unless ``text`` is given) and parse a YAML file; anything wrong is one
+    :class:`InputFileError` line naming ``path`` (exit 2).
 
     Raises:
         InputFileError: unreadable, not UTF-8, not YAML, or refused YAML (with its line).
     """
-    text = read_text(path)  # a FIFO, a folder or a non-UTF-8 file: one line, exit 2
+    if text is None:
+        text = read_text(path)  # a FIFO, a folder or a non-UTF-8 file: one line, exit 2
     try:
         return parse_yaml(text)
     except YamlProblem as exc:
