@@ -271,7 +271,9 @@ def _brackets(text: str) -> int:
 
 
 def _toml_key(text: str) -> tuple[str, ...]:
-    return tuple(part.strip().strip("\"'") for part in text.split("."))
+    """``a."b.c".d`` -> ("a", "b.c", "d"): dots split keys except inside quotes."""
+    parts = re.findall(r"\"[^\"]*\"|'[^']*'|[^.\s]+", text)
+    return tuple(part.strip("\"'") for part in parts)
 
 
 def load_config(root: Path | None = None) -> ProjectConfig:

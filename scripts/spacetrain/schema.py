@@ -81,8 +81,12 @@ class Spec:
     def check(self, value: Any, at: Path_) -> Any:
         return value
 
+    def describe(self) -> str:
+        """What a value must be, as a phrase ("a number from 0 to 1")."""
+        return self.what
+
     def reject(self, value: Any, at: Path_, what: str | None = None) -> NoReturn:
-        raise _Reject(at, f"must be {what or self.what}, not {shown(value)}", self.hint)
+        raise _Reject(at, f"must be {what or self.describe()}, not {shown(value)}", self.hint)
 
 
 @dataclass(frozen=True)
@@ -106,14 +110,15 @@ class Text(Spec):
     def fits(self, value: Any) -> bool:
         return isinstance(value, str)
 
+    def describe(self) -> str:
+        if self.what:
+            return self.what
+        if self.choices:
+            return _or(self.choices)
+        return "a string" if self.empty else "a non-empty string"
+
     def check(self, value: Any, at: Path_) -> Any:
-        what = self.what or (
-            _or(self.choices)
-            if self.choices
-            else "a string"
-            if self.empty
-            else "a non-empty string"
-        )
+        what = self.describe()
         if not isinstance(value, str) or (not self.empty and not value.strip()):
             self.reject(value, at, what)
         if self.choices and value not in self.choices:
@@ -146,12 +151,17 @@ class Number(Spec):
     def fits(self, value: Any) -> bool:
         return _number(value, (int,) if self.whole else (int, float))
 
-    def check(self, value: Any, at: Path_) -> Any:
+    def describe(self) -> str:
+        if self.what:
+            return self.what
         kind = "a whole number" if self.whole else "a number"
         if self.low is not None and self.high is not None:
-            kind += f" from {self.low:g} to {self.high:g}"
-        elif self.low is not None:
-            kind += f" >= {self.low:g}"
+            return f"{kind} from {self.low:g} to {self.high:g}"
+        if self.low is not None:
+            return f"{kind} >= {self.low:g}"
+        return kind
+
+    def check(self, value: Any, at: Path_) -> Any:
         ok = self.fits(value) and (
             value in self.also
             or (
@@ -160,7 +170,7 @@ class Number(Spec):
             )
         )
         if not ok:
-            self.reject(value, at, self.what or kind)
+            self.reject(value, at)
         return value
 
 
@@ -208,9 +218,8 @@ class Nullable(Spec):
     inner: Spec
     label: str = ""  # what errors call it, when not "<inner> or null"
 
-    @property
-    def what(self) -> str:  # type: ignore[override]
-        return self.label or f"{self.inner.what} or null"
+    def describe(self) -> str:
+        return self.label or f"{self.inner.describe()} or null"
 
     def fits(self, value: Any) -> bool:
         return value is None or self.inner.fits(value)
@@ -251,10 +260,12 @@ class Items(Spec):
     def fits(self, value: Any) -> bool:
         return isinstance(value, list)
 
+    def describe(self) -> str:
+        return self.what or ("a non-empty list" if self.nonempty else "a list")
+
     def check(self, value: Any, at: Path_) -> Any:
-        what = self.what or ("a non-empty list" if self.nonempty else "a list")
         if not isinstance(value, list) or (self.nonempty and not value):
-            self.reject(value, at, what)
+            self.reject(value, at)
         return [self.item.check(item, (*at, n)) for n, item in enumerate(value)]
 
 
