@@ -68,38 +68,41 @@ def _or(words: Sequence[str]) -> str:
 
 
 class Spec:
-    """What one value must be. ``what`` reads after "must be"; ``check`` returns the value
-    to keep (converted where the spec says so) or raises :class:`_Reject`."""
+    """What one value must be. :meth:`fits` says whether it has the right type (and range);
+    :meth:`convert` checks the rest and returns the value to keep; :meth:`describe` reads
+    after "must be" in the error."""
 
     what = "a value"
     hint = ""
 
     def fits(self, value: Any) -> bool:
-        """Whether ``value`` has this spec's shape (for :class:`AnyOf`)."""
+        """Whether ``value`` has this spec's type (and, for scalars, range)."""
         return True
 
-    def check(self, value: Any, at: Path_) -> Any:
+    def convert(self, value: Any, at: Path_) -> Any:
+        """A fitting ``value`` checked further and converted; raises :class:`_Reject`."""
         return value
 
     def describe(self) -> str:
         """What a value must be, as a phrase ("a number from 0 to 1")."""
         return self.what
 
-    def reject(self, value: Any, at: Path_, what: str | None = None) -> NoReturn:
-        raise _Reject(at, f"must be {what or self.describe()}, not {shown(value)}", self.hint)
+    def check(self, value: Any, at: Path_) -> Any:
+        """``value`` (at ``at``) checked and converted; raises :class:`_Reject`."""
+        if not self.fits(value):
+            raise _Reject(at, f"must be {self.describe()}, not {shown(value)}", self.hint)
+        return self.convert(value, at)
 
 
 @dataclass(frozen=True)
 class Anything(Spec):
     """Any value, kept as written (free-text notes)."""
 
-    what: str = "a value"
-
 
 @dataclass(frozen=True)
 class Text(Spec):
-    """A string; non-empty (after stripping) unless ``empty``; one of ``choices``; or
-    matching ``pattern``."""
+    """A string, non-empty (after stripping) unless ``empty``; one of ``choices``, or
+    matching ``pattern``, when given."""
 
     what: str = ""
     choices: tuple[str, ...] = ()
@@ -108,7 +111,11 @@ class Text(Spec):
     hint: str = ""
 
     def fits(self, value: Any) -> bool:
-        return isinstance(value, str)
+        return (
+            isinstance(value, str)
+            and (self.empty or bool(value.strip()))
+            and (self.pattern is None or re.fullmatch(self.pattern, value) is not None)
+        )
 
     def describe(self) -> str:
         if self.what:
@@ -117,23 +124,11 @@ class Text(Spec):
             return _or(self.choices)
         return "a string" if self.empty else "a non-empty string"
 
-    def check(self, value: Any, at: Path_) -> Any:
-        what = self.describe()
-        if not isinstance(value, str) or (not self.empty and not value.strip()):
-            self.reject(value, at, what)
+    def convert(self, value: Any, at: Path_) -> Any:
         if self.choices and value not in self.choices:
-            raise _Reject(
-                at,
-                f"must be {what}, not {shown(value)}{did_you_mean(value, self.choices)}",
-                self.hint,
-            )
-        if self.pattern is not None and not re.fullmatch(self.pattern, value):
-            self.reject(value, at, what)
+            close = did_you_mean(value, self.choices)
+            raise _Reject(at, f"must be {self.describe()}, not {shown(value)}{close}", self.hint)
         return value
-
-
-def _number(value: Any, kinds: tuple[type, ...]) -> bool:
-    return isinstance(value, kinds) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -149,7 +144,11 @@ class Number(Spec):
     hint: str = ""
 
     def fits(self, value: Any) -> bool:
-        return _number(value, (int,) if self.whole else (int, float))
+        if isinstance(value, bool) or not isinstance(value, int if self.whole else int | float):
+            return False
+        return value in self.also or (
+            (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+        )
 
     def describe(self) -> str:
         if self.what:
@@ -157,21 +156,7 @@ class Number(Spec):
         kind = "a whole number" if self.whole else "a number"
         if self.low is not None and self.high is not None:
             return f"{kind} from {self.low:g} to {self.high:g}"
-        if self.low is not None:
-            return f"{kind} >= {self.low:g}"
-        return kind
-
-    def check(self, value: Any, at: Path_) -> Any:
-        ok = self.fits(value) and (
-            value in self.also
-            or (
-                (self.low is None or value >= self.low)
-                and (self.high is None or value <= self.high)
-            )
-        )
-        if not ok:
-            self.reject(value, at)
-        return value
+        return f"{kind} >= {self.low:g}" if self.low is not None else kind
 
 
 @dataclass(frozen=True)
@@ -179,15 +164,9 @@ class Flag(Spec):
     """``true`` or ``false``."""
 
     what: str = "true or false"
-    hint: str = ""
 
     def fits(self, value: Any) -> bool:
         return isinstance(value, bool)
-
-    def check(self, value: Any, at: Path_) -> Any:
-        if not isinstance(value, bool):
-            self.reject(value, at)
-        return value
 
 
 @dataclass(frozen=True)
@@ -196,40 +175,33 @@ class Pattern(Spec):
 
     flags: int = 0
     what: str = "a regular expression string"
-    hint: str = ""
 
     def fits(self, value: Any) -> bool:
-        return isinstance(value, str)
+        return isinstance(value, str) and bool(value)
 
-    def check(self, value: Any, at: Path_) -> Any:
-        if not isinstance(value, str) or not value:
-            self.reject(value, at)
+    def convert(self, value: Any, at: Path_) -> Any:
         try:
             re.compile(value, self.flags)
         except re.error as exc:
-            raise _Reject(at, f"bad regular expression {value!r}: {exc}", self.hint) from None
+            raise _Reject(at, f"bad regular expression {value!r}: {exc}") from None
         return value
 
 
 @dataclass(frozen=True)
 class Nullable(Spec):
-    """``null`` or what ``inner`` accepts."""
+    """``null`` or what ``inner`` accepts; ``label`` replaces "<inner> or null" in errors."""
 
     inner: Spec
-    label: str = ""  # what errors call it, when not "<inner> or null"
-
-    def describe(self) -> str:
-        return self.label or f"{self.inner.describe()} or null"
+    label: str = ""
 
     def fits(self, value: Any) -> bool:
         return value is None or self.inner.fits(value)
 
-    def check(self, value: Any, at: Path_) -> Any:
-        if value is None:
-            return None
-        if not self.inner.fits(value):
-            self.reject(value, at)
-        return self.inner.check(value, at)
+    def describe(self) -> str:
+        return self.label or f"{self.inner.describe()} or null"
+
+    def convert(self, value: Any, at: Path_) -> Any:
+        return None if value is None else self.inner.check(value, at)
 
 
 @dataclass(frozen=True)
@@ -238,10 +210,9 @@ class Custom(Spec):
     for checks owned elsewhere (a hyper-parameter's rules, a check type's parser)."""
 
     func: Callable[[Any], Any]
-    what: str = "a value"
     hint: str = ""
 
-    def check(self, value: Any, at: Path_) -> Any:
+    def convert(self, value: Any, at: Path_) -> Any:
         try:
             return self.func(value)
         except ValueError as exc:
@@ -255,17 +226,14 @@ class Items(Spec):
     item: Spec
     nonempty: bool = False
     what: str = ""
-    hint: str = ""
 
     def fits(self, value: Any) -> bool:
-        return isinstance(value, list)
+        return isinstance(value, list) and (bool(value) or not self.nonempty)
 
     def describe(self) -> str:
         return self.what or ("a non-empty list" if self.nonempty else "a list")
 
-    def check(self, value: Any, at: Path_) -> Any:
-        if not isinstance(value, list) or (self.nonempty and not value):
-            self.reject(value, at)
+    def convert(self, value: Any, at: Path_) -> Any:
         return [self.item.check(item, (*at, n)) for n, item in enumerate(value)]
 
 
@@ -276,14 +244,11 @@ class Mapping(Spec):
     value: Spec
     key: Text = field(default_factory=Text)
     what: str = "a mapping"
-    hint: str = ""
 
     def fits(self, value: Any) -> bool:
         return isinstance(value, dict)
 
-    def check(self, value: Any, at: Path_) -> Any:
-        if not isinstance(value, dict):
-            self.reject(value, at)
+    def convert(self, value: Any, at: Path_) -> Any:
         out = {}
         for key, item in value.items():
             try:
@@ -296,7 +261,8 @@ class Mapping(Spec):
 
 @dataclass(frozen=True)
 class Field:
-    """One key of a :class:`Table`: its spec, whether it must be there, its default."""
+    """One key of a :class:`Table`: its spec, whether it must be there, its default, and
+    the hint shown when it is missing."""
 
     name: str
     spec: Spec
@@ -308,21 +274,20 @@ class Field:
 @dataclass(frozen=True)
 class Table(Spec):
     """A mapping with known keys. Unknown keys are refused with a did-you-mean; absent
-    keys take their default (or are left out); ``one_of`` groups need exactly one key."""
+    keys take their default (or are left out); each ``one_of`` group needs exactly one
+    key; ``single`` wants exactly one key (a check: ``- contains: "unity"``)."""
 
     fields: tuple[Field, ...]
     what: str = "a mapping"
     hint: str = ""
     noun: str = "key"  # "unknown check type 'x'" reads better than "unknown key 'x'"
     one_of: tuple[tuple[str, ...], ...] = ()
-    single: bool = False  # exactly one key (a check: ``- contains: "unity"``)
+    single: bool = False
 
     def fits(self, value: Any) -> bool:
         return isinstance(value, dict)
 
-    def check(self, value: Any, at: Path_) -> Any:
-        if not isinstance(value, dict):
-            self.reject(value, at)
+    def convert(self, value: Any, at: Path_) -> Any:
         if self.single and len(value) != 1:
             raise _Reject(at, f"must be {self.what}, not {len(value)} keys", self.hint)
         known = {f.name: f for f in self.fields}
@@ -351,20 +316,16 @@ class Table(Spec):
 
 @dataclass(frozen=True)
 class AnyOf(Spec):
-    """The first of ``options`` whose shape fits the value (a list *or* a mapping)."""
+    """The first of ``options`` whose type fits the value (a list *or* a mapping)."""
 
     options: tuple[Spec, ...]
     what: str = "a value"
-    hint: str = ""
 
     def fits(self, value: Any) -> bool:
         return any(option.fits(value) for option in self.options)
 
-    def check(self, value: Any, at: Path_) -> Any:
-        for option in self.options:
-            if option.fits(value):
-                return option.check(value, at)
-        self.reject(value, at)
+    def convert(self, value: Any, at: Path_) -> Any:
+        return next(o for o in self.options if o.fits(value)).check(value, at)
 
 
 # --------------------------------------------------------------------- documents
@@ -435,20 +396,14 @@ class Document:
         line = self.line_of(at if line_at is None else line_at)
         raise InputFileError(self.path, detail, line=line)
 
-    def validate(self, spec: Spec, at: Path_ = ()) -> Any:
-        """The document (or its entry at ``at``) checked against ``spec``: plain dicts and
-        lists with defaults filled in.
+    def validate(self, spec: Spec) -> Any:
+        """The document checked against ``spec``: plain dicts and lists, defaults filled in.
 
         Raises:
             InputFileError: the first entry that does not match, with its line (exit 2).
         """
-        value = self.data
-        for step in at:
-            value = value[step]
-        if not at and value is None:
-            value = _EmptyFile()
         try:
-            return spec.check(value, at)
+            return spec.check(_EmptyFile() if self.data is None else self.data, ())
         except _Reject as exc:
             self.fail(exc.at, exc.problem, exc.hint, line_at=exc.line_at)
 
