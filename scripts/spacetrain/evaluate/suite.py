@@ -140,7 +140,8 @@ def suite_schema() -> schema.Table:
             schema.Field("category", schema.Text(), required=True, hint="add category: <name>"),
             schema.Field("prompt", schema.Text()),
             schema.Field(
-                "messages", schema.Items(_MESSAGE, nonempty=True, what="a non-empty list")
+                "messages",
+                schema.Items(_MESSAGE, nonempty=True, what="a non-empty list of {role, content}"),
             ),
             schema.Field(
                 "checks",
