@@ -805,10 +805,43 @@ class SpaceSupervisor:
         workdir: Path,
         serving: bool,
     ) -> None:
+        """Start the app, wait for it to answer, then swap it in for the serving one."""
+        proc = self._launch(repo, space, generation, sha, argv, workdir, serving)
+        if proc is None or not self._answering(repo, space, generation, sha, proc):
+            return
+        with space.lock:
+            stale = not self._current(space, generation) or space.starting is not proc
+            if not stale:
+                old, space.app, space.starting = space.app, proc, None
+                space.port = proc.port
+                space.sha = sha
+        if stale:
+            proc.stop(self.options.stop_timeout)
+            return
+        if old is not None:  # stopped before RUNNING is announced: one app per Space after
+            old.stop(self.options.stop_timeout)
+        with space.lock:
+            if self._current(space, generation) and space.app is proc:
+                space.running_since = None
+                self._set_stage(space, RUNNING, repo)
+        self._prune_checkouts(space, workdir)
+
+    def _launch(
+        self,
+        repo: Repo,
+        space: Space,
+        generation: int,
+        sha: str,
+        argv: list[str],
+        workdir: Path,
+        serving: bool,
+    ) -> AppProcess | None:
+        """The app's process, started on a free port (APP_STARTING); None when this
+        deployment was superseded or the process could not start (RUNTIME_ERROR)."""
         with space.lock:
             if not self._current(space, generation):
                 shutil.rmtree(workdir, ignore_errors=True)
-                return
+                return None
             port = _free_port(None if serving else space.port)
             if not serving:
                 space.port = port
@@ -834,43 +867,34 @@ class SpaceSupervisor:
                 space.generation += 1
                 space.sha = sha
                 self._set_stage(space, RUNTIME_ERROR, repo, f"could not start {argv}: {exc}")
-                return
+                return None
             space.run_log = run_log
             space.starting = proc
             self._set_stage(space, RUNNING_APP_STARTING if serving else APP_STARTING, repo)
+            return proc
+
+    def _answering(
+        self, repo: Repo, space: Space, generation: int, sha: str, proc: AppProcess
+    ) -> bool:
+        """Wait until the new app answers HTTP; False (and it is dealt with) when it died,
+        was superseded, or did not answer within ``startup_timeout``."""
         deadline = time.monotonic() + self.options.startup_timeout
         while True:
             if not self._current(space, generation):
                 proc.stop(self.options.stop_timeout)
-                return
+                return False
             if not proc.alive():
-                return  # _on_exit reports it
-            if _answers_http(port):
-                break
+                return False  # _on_exit reports it
+            if _answers_http(proc.port):
+                return True
             if time.monotonic() > deadline:
                 message = (
-                    f"Launch timed out: the app did not answer HTTP on port {port} within "
+                    f"Launch timed out: the app did not answer HTTP on port {proc.port} within "
                     f"{self.options.startup_timeout:g} s (does it read GRADIO_SERVER_PORT?)"
                 )
                 self._fail(repo, space, generation, sha, RUNTIME_ERROR, message)
-                return
+                return False
             time.sleep(0.05)
-        with space.lock:
-            stale = not self._current(space, generation) or space.starting is not proc
-            if not stale:
-                old, space.app, space.starting = space.app, proc, None
-                space.port = port
-                space.sha = sha
-        if stale:
-            proc.stop(self.options.stop_timeout)
-            return
-        if old is not None:  # stopped before RUNNING is announced: one app per Space after
-            old.stop(self.options.stop_timeout)
-        with space.lock:
-            if self._current(space, generation) and space.app is proc:
-                space.running_since = None
-                self._set_stage(space, RUNNING, repo)
-        self._prune_checkouts(space, workdir)
 
     @staticmethod
     def _prune_checkouts(space: Space, keep: Path) -> None:
