@@ -7,16 +7,10 @@ included. The rules themselves are :class:`spaces.SpaceSupervisor`'s.
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Iterator
-
 from spacetrain.localhub.context import Context
 from spacetrain.localhub.errors import BadRequest
 from spacetrain.localhub.store import now_iso
-from spacetrain.localhub.wire import Request, Response, json_response
-
-KEEPALIVE_S = 10.0  # SSE keep-alive: longer than the 5 s after which a no-follow reader stops
+from spacetrain.localhub.wire import Request, Response, event_stream, json_response
 
 
 def space_runtime(ctx: Context, req: Request, ns: str, name: str) -> Response:
@@ -72,26 +66,9 @@ def space_logs(ctx: Context, req: Request, ns: str, name: str, which: str) -> Re
     repo = ctx.space(req, ns, name, write=True)
     space = ctx.spaces.space(repo)
     log = space.build_log if which == "build" else space.run_log
-
-    def events() -> Iterator[bytes]:
-        last = time.monotonic()
-        for item in log.follow(ctx.stopping):
-            if item is None:
-                if time.monotonic() - last >= KEEPALIVE_S:
-                    last = time.monotonic()
-                    yield b": keep-alive\n\n"
-                continue
-            stamp, line = item
-            yield (
-                b"data: "
-                + json.dumps({"data": line, "timestamp": now_iso(stamp)}).encode()
-                + b"\n\n"
-            )
-
-    return Response(
-        200,
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
-        stream=events(),
+    return event_stream(
+        None if item is None else {"data": item[1], "timestamp": now_iso(item[0])}
+        for item in log.follow(ctx.stopping)
     )
 
 

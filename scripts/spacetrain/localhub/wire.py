@@ -1,9 +1,9 @@
 """HTTP plumbing shared by the hub and the Space gateways; knows no route and no repo.
 
-A leaf module (it imports only :mod:`errors`, itself a leaf): the parsed :class:`Request`, the
-:class:`Response` (a body or a stream), JSON answers, the body reader (``Content-Length``
-or chunked, with limits), GitHub-style pagination, byte ranges, and the threaded server
-both kinds of server run on.
+A leaf module (it imports only :mod:`errors`, itself a leaf): the parsed
+:class:`Request`, the :class:`Response` (a body or a stream), JSON answers, the body
+reader (``Content-Length`` or chunked, with limits), GitHub-style pagination, byte
+ranges, Server-Sent Events, and the threaded server both kinds of server run on.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import re
 import socket
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from spacetrain.localhub.errors import BadRequest, HubError
 if TYPE_CHECKING:
     from spacetrain.localhub.auth import Caller
 
+KEEPALIVE_S = 10.0  # SSE keep-alive: longer than the 5 s after which a no-follow reader stops
 MAX_BODY = 1 << 30  # 1 GiB: commits carry files base64 in their body; more is a runaway
 _MAX_LINE = 1024  # a chunk-size or trailer line
 
@@ -147,6 +149,28 @@ def paged(
     return json_response(render(chunk), headers=headers)
 
 
+def event_stream(items: Iterable[Any]) -> Response:
+    """Server-Sent Events: one ``data: <json>`` event per item; ``None`` items are the
+    source's idle ticks, and after :data:`KEEPALIVE_S` of them a keep-alive comment goes
+    out. The stream ends when ``items`` does."""
+
+    def events() -> Iterator[bytes]:
+        last = time.monotonic()
+        for item in items:
+            if item is None:
+                if time.monotonic() - last >= KEEPALIVE_S:
+                    last = time.monotonic()
+                    yield b": keep-alive\n\n"
+                continue
+            yield b"data: " + json.dumps(item).encode() + b"\n\n"
+
+    return Response(
+        200,
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
+        stream=events(),
+    )
+
+
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -174,6 +198,7 @@ def byte_range(wanted: str, data: bytes, headers: dict[str, str]) -> Response:
 
 
 __all__ = [
+    "KEEPALIVE_S",
     "MAX_BODY",
     "QuietHandler",
     "RangeNotSatisfiable",
@@ -182,6 +207,7 @@ __all__ = [
     "ThreadedServer",
     "byte_range",
     "error_response",
+    "event_stream",
     "json_response",
     "paged",
     "read_body",
