@@ -126,13 +126,15 @@ def test_faults_for_a_whole_run_from_the_environment(
     monkeypatch.setenv(
         FAULTS_ENV, json.dumps({"seed": 3, "error_rate": 0.5, "status_codes": [503]})
     )
+    token = {"Authorization": "Bearer hf_any"}
     with LocalHub(root=tmp_path / "hub") as hub, httpx.Client(base_url=hub.url) as http:
         rules = http.get("/_localhub/faults").json()["rules"]
         assert [(r["seed"], r["error_rate"], r["status_codes"]) for r in rules] == [(3, 0.5, [503])]
-        statuses = [http.get("/api/models").status_code for _ in range(20)]
+        statuses = [http.get("/api/whoami-v2", headers=token).status_code for _ in range(20)]
         assert set(statuses) == {200, 503}
     with LocalHub(root=tmp_path / "hub") as hub, httpx.Client(base_url=hub.url) as http:
-        assert [http.get("/api/models").status_code for _ in range(20)] == statuses  # same seed
+        again = [http.get("/api/whoami-v2", headers=token).status_code for _ in range(20)]
+        assert again == statuses  # same seed
 
 
 def test_a_bad_fault_spec_fails_start_and_leaves_nothing_running(

@@ -9,7 +9,7 @@ import pytest
 
 import spacetrain.localhub as localhub_pkg
 from spacetrain.localhub import use_endpoint
-from spacetrain.localhub.billing import BillingMeter
+from spacetrain.localhub.billing import FLAVORS, BillingMeter
 from spacetrain.localhub.card import FrontMatterError, front_matter, space_config
 from spacetrain.localhub.errors import BadRequest, EntryNotFound, PreconditionFailed
 from spacetrain.localhub.store import Operation, RepoStore, _gitignore_match, validate_path
@@ -129,6 +129,14 @@ def test_billing_meter_counts_per_flavor() -> None:
     assert snap["total"] == {"seconds": 3610.0, "usd": 1.0}
 
 
+def test_the_flavors_are_huggingface_hubs() -> None:
+    """request_space_hardware is checked against FLAVORS: the library's list, in order."""
+    from huggingface_hub import SpaceHardware
+
+    assert list(FLAVORS) == [h.value for h in SpaceHardware]
+    assert (FLAVORS["a10g-small"].gpu, FLAVORS["cpu-basic"].gpu) == ("A10G", None)
+
+
 def test_use_endpoint_repoints_and_restores() -> None:
     import huggingface_hub.constants as constants
     import huggingface_hub.hf_api as hf_api
@@ -142,3 +150,37 @@ def test_use_endpoint_repoints_and_restores() -> None:
         constants.HUGGINGFACE_CO_URL_TEMPLATE,
         hf_api.api.endpoint,
     ) == before
+
+
+def test_the_body_reader_reads_both_framings_and_stops_at_its_limit() -> None:
+    import io
+
+    from spacetrain.localhub.wire import read_body
+
+    chunked = {"Transfer-Encoding": "chunked"}
+    body = b"3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nTrailer: x\r\n\r\n"
+    assert read_body(chunked, io.BytesIO(body)) == b"abcde"
+    assert read_body({"Content-Length": "4"}, io.BytesIO(b"abcdef")) == b"abcd"
+    assert read_body({}, io.BytesIO(b"ignored")) == b""
+    with pytest.raises(ValueError, match="over 4 bytes"):
+        read_body({"Content-Length": "5"}, io.BytesIO(b"abcde"), limit=4)
+    with pytest.raises(ValueError, match="over 4 bytes"):
+        read_body(chunked, io.BytesIO(body), limit=4)
+
+
+def test_every_handler_is_in_the_url_table_and_every_route_is_a_handler() -> None:
+    """A handler is a public ``api_*`` function taking ``req``; none is left unrouted."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    from spacetrain.localhub.urls import ROUTES
+
+    routed = {r.handler for r in ROUTES}
+    handlers = set()
+    for module in pkgutil.iter_modules(localhub_pkg.__path__):
+        if module.name.startswith("api_"):
+            api = importlib.import_module(f"spacetrain.localhub.{module.name}")
+            public = [getattr(api, name) for name in api.__all__]
+            handlers |= {f for f in public if "req" in inspect.signature(f).parameters}
+    assert routed == handlers

@@ -14,10 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from spacetrain.localhub.errors import BadRequest
+
 
 @dataclass(frozen=True)
 class Flavor:
-    """One hardware flavor: what ``list_spaces_hardware`` shows and what it costs.
+    """One hardware flavor (huggingface_hub's ``SpaceHardware``): what it is and costs.
 
     ``usd_per_hour`` is the public list price as we last read it (huggingface.co/pricing,
     docs/hub/spaces-gpus); treat it as an estimate, the meter's seconds are the fact.
@@ -31,29 +33,6 @@ class Flavor:
     gpus: int = 0
     vram: str | None = None
     usd_per_hour: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        per_minute = self.usd_per_hour / 60
-        return {
-            "name": self.name,
-            "prettyName": self.pretty,
-            "cpu": self.cpu,
-            "ram": self.ram,
-            "accelerator": (
-                {
-                    "type": "gpu",
-                    "model": self.gpu,
-                    "quantity": str(self.gpus),
-                    "vram": self.vram or "",
-                    "manufacturer": "Nvidia",
-                }
-                if self.gpu
-                else None
-            ),
-            "unitCostMicroUSD": round(per_minute * 1_000_000),
-            "unitCostUSD": round(per_minute, 6),
-            "unitLabel": "minute",
-        }
 
 
 # huggingface_hub 2.4.0's SpaceHardware, in its order.
@@ -114,6 +93,15 @@ FLAVORS: dict[str, Flavor] = {
     )
 }
 DEFAULT_FLAVOR = "cpu-basic"
+
+
+def check_flavor(flavor: Any) -> str:
+    """A flavor the Hub knows (huggingface_hub's ``SpaceHardware``), else 400."""
+    if flavor not in FLAVORS:
+        raise BadRequest(f"Invalid hardware flavor {flavor!r}. Valid flavors: {', '.join(FLAVORS)}")
+    return str(flavor)
+
+
 FREE_SLEEP_SECONDS = 48 * 3600  # cpu-basic sleeps after 48 h; not configurable on the Hub
 
 
@@ -154,9 +142,20 @@ class BillingMeter:
             current = self._open.get(space_id)
             return current[0] if current else None
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, visible: Callable[[str], bool] | None = None) -> dict[str, Any]:
         """``{"spaces": {id: {"billing": flavor|None, "flavors": {flavor: {seconds, usd}},
-        "builds": n, "restarts": n}}, "total": {"seconds", "usd"}}``."""
+        "builds": n, "restarts": n}}, "total": {"seconds", "usd"}}``.
+
+        With ``visible`` (a user's look, not the admin's): only the Spaces it accepts,
+        and no ``total``: the whole hub's bill is the admin's business.
+        """
+        data = self._snapshot()
+        if visible is not None:
+            data["spaces"] = {k: v for k, v in data["spaces"].items() if visible(k)}
+            del data["total"]
+        return data
+
+    def _snapshot(self) -> dict[str, Any]:
         with self._lock:
             now = self._clock()
             spaces: dict[str, Any] = {}
@@ -192,4 +191,11 @@ class BillingMeter:
             self._starts.clear()
 
 
-__all__ = ["DEFAULT_FLAVOR", "FLAVORS", "FREE_SLEEP_SECONDS", "BillingMeter", "Flavor"]
+__all__ = [
+    "DEFAULT_FLAVOR",
+    "FLAVORS",
+    "FREE_SLEEP_SECONDS",
+    "BillingMeter",
+    "Flavor",
+    "check_flavor",
+]
