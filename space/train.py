@@ -441,7 +441,7 @@ def read_params(
         ParamError: one line naming ``where`` and what is wrong.
     """
     try:
-        given = _params_object(text, where)
+        given = json_object(text, where)
     except ParamError:
         if trigger_env is not None:
             check_trigger(None, trigger_env)
@@ -466,8 +466,12 @@ def read_params(
     }
 
 
-def _params_object(text: str, where: str) -> dict[str, Any]:
-    """``text`` as a JSON object of at most :data:`MAX_PARAMS` bytes (else ParamError)."""
+def json_object(text: str, where: str) -> dict[str, Any]:
+    """``text`` as a JSON object of at most :data:`MAX_PARAMS` bytes (else ParamError).
+
+    The one reader of a JSON object from outside: ``--params-file``, and app.py's
+    ``start_training`` params, its run requests and the form's Advanced JSON.
+    """
     if len(text.encode("utf-8", errors="replace")) > MAX_PARAMS:
         raise ParamError(f"{where} is {len(text)} characters long; at most {MAX_PARAMS} bytes")
     try:
