@@ -28,6 +28,11 @@ stopped by SIGTERM (app.py's ``stop_training``: the ``error`` event's state is
 model or dataset, rejected token), one line naming the file and line; 3 the Hub is
 unreachable.
 The token comes from the environment (``HF_TOKEN``) and is never printed or written.
+
+The file reads top to bottom: 1 the contract (the parameter table), 2 errors, signals and
+output, 3 arguments, 4 Hub calls, 5 the self-check, 6 data, 7 model, 8 loss mode and
+packing, 9 training (:func:`train`, one named step per stage), 10 saving and pushing,
+11 main.
 """
 
 from __future__ import annotations
@@ -53,13 +58,12 @@ from typing import Any, TypeVar
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INFRA = 0, 1, 2, 3
 
-# ------------------------------------------------------------------ the contract
+# ------------------------------------------------------------------ 1. the contract
 # The CLI <-> Space contract, defined ONCE, here. app.py imports it from this file; the
 # spacetrain package loads this file too (spacetrain.contract), so the config, the CLI
 # flags, the retrain form, app.py and this script share one table of parameters (names,
 # types, ranges), one event prefix, one run-id pattern, one list of dataset formats and
 # roles and one set of environment variable names. Top level: the stdlib only.
-
 EVENT_PREFIX = "@@spacetrain "
 RUN_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 RUN_ID_RE = re.compile(RUN_ID_PATTERN)
@@ -311,22 +315,7 @@ def check_trigger(given: Any, env: Mapping[str, str] | None = None) -> None:
         )
 
 
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-PACKAGES = (
-    "torch",
-    "transformers",
-    "peft",
-    "trl",
-    "bitsandbytes",
-    "accelerate",
-    "datasets",
-    "huggingface_hub",
-)
-# Files a causal LM needs; anything else in a model repo (other weight formats,
-# ONNX/GGUF exports, images) is skipped.
-MODEL_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken", "*.py"]
-
-T = TypeVar("T")
+# ------------------------------------------------------------------ 2. errors, signals and output
 
 
 class BadInput(Exception):
@@ -367,7 +356,12 @@ def stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, stop)
 
 
-# ------------------------------------------------------------------ progress output
+class PreflightFailed(Exception):
+    """A self-check failed before anything was loaded; ``exit_code`` is the worst one."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def emit(event: str, human: str | None = None, **fields: Any) -> None:
@@ -377,7 +371,29 @@ def emit(event: str, human: str | None = None, **fields: Any) -> None:
     print(EVENT_PREFIX + json.dumps({"event": event, **fields}, default=str), flush=True)
 
 
-# ------------------------------------------------------------------ arguments
+def _quiet_env() -> None:
+    """Progress bars would flood the log the Space tails; our step lines replace them.
+
+    Environment switches only, so a bad dataset line still fails before heavy imports.
+    """
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Renamed-argument notices (transformers 5 -> 6) are for this file's maintainers,
+    # not for the person watching a training log.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def _quiet_libraries() -> None:
+    import datasets
+    import transformers
+
+    datasets.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
+# ------------------------------------------------------------------ 3. arguments
 
 
 def _flag_type(name: str) -> Callable[[str], Any]:
@@ -551,7 +567,10 @@ def default_run_id() -> str:
     return f"run-{stamp}-{os.urandom(3).hex()}"
 
 
-# ------------------------------------------------------------------ Hub access
+# ------------------------------------------------------------------ 4. Hub calls
+
+
+T = TypeVar("T")
 
 
 def _hub_deadline_s() -> float:
@@ -637,208 +656,10 @@ def _check_repo_id(ref: str, kind: str) -> None:
         ) from None
 
 
-@dataclass
-class ModelRef:
-    """Where the base model came from and the folder it was read from."""
+# ------------------------------------------------------------------ 5. the self-check
 
-    ref: str
-    revision: str | None
-    path: Path
-
-
-def resolve_model(ref: str, revision: str | None, *, local_paths: bool = True) -> ModelRef:
-    """A local folder as is; a Hub id downloaded at ``revision`` (recorded as a sha)."""
-    if _is_local(ref, local_paths):
-        path = Path(ref).expanduser().resolve()
-        if not (path / "config.json").is_file():
-            raise BadInput(f"{path}: not a model folder (no config.json)")
-        return ModelRef(ref, None, path)  # a folder has no revision to pin
-    _check_repo_id(ref, "base model")
-    from huggingface_hub import HfApi, snapshot_download
-
-    info = hub_call(f"base model {ref}", lambda: HfApi().model_info(ref, revision=revision))
-    names = [s.rfilename for s in info.siblings or []]
-    if "config.json" not in names:
-        raise BadInput(f"base model {ref}: the repo has no config.json")
-    patterns = list(MODEL_FILES)
-    if not any(n.endswith(".safetensors") for n in names):
-        patterns.append("*.bin")
-    emit("download", f"downloading {ref}@{info.sha}", what="model", repo=ref, revision=info.sha)
-    local = hub_call(
-        f"base model {ref}",
-        lambda: snapshot_download(ref, revision=info.sha, allow_patterns=patterns),
-    )
-    return ModelRef(ref, info.sha, Path(local))
-
-
-# ------------------------------------------------------------------ dataset
-
-
-@dataclass
-class DatasetRows:
-    """Validated examples, all in one format, plus where they came from."""
-
-    ref: str
-    revision: str | None
-    files: list[str]
-    fmt: str  # "messages" | "prompt_completion"
-    rows: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _check_messages(value: Any, where: str, key: str) -> list[dict[str, str]]:
-    if not isinstance(value, list) or not value:
-        raise BadInput(f"{where}: '{key}' must be a non-empty list of {{role, content}} objects")
-    out = []
-    for i, msg in enumerate(value):
-        if not isinstance(msg, dict):
-            raise BadInput(f"{where}: {key}[{i}] is not an object")
-        role, content = msg.get("role"), msg.get("content")
-        if role not in ROLES:
-            raise BadInput(f"{where}: {key}[{i}] has role {role!r}; use one of {', '.join(ROLES)}")
-        if not isinstance(content, str):
-            raise BadInput(f"{where}: {key}[{i}] has no 'content' string")
-        out.append({"role": role, "content": content})
-    return out
-
-
-def validate_example(obj: Any, where: str) -> tuple[str, dict[str, Any]]:
-    """Return (format, normalised row) or raise :class:`BadInput` naming ``where``."""
-    if not isinstance(obj, dict):
-        raise BadInput(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    if "messages" in obj:
-        messages = _check_messages(obj["messages"], where, "messages")
-        if not any(m["role"] == "assistant" and m["content"] for m in messages):
-            raise BadInput(f"{where}: 'messages' has no non-empty assistant turn to learn from")
-        return "messages", {"messages": messages}
-    if "prompt" in obj and "completion" in obj:
-        prompt, completion = obj["prompt"], obj["completion"]
-        if isinstance(prompt, str) and isinstance(completion, str):
-            if not completion:
-                raise BadInput(f"{where}: 'completion' is empty")
-            return "prompt_completion", {"prompt": prompt, "completion": completion}
-        return "prompt_completion", {
-            "prompt": _check_messages(prompt, where, "prompt"),
-            "completion": _check_messages(completion, where, "completion"),
-        }
-    keys = ", ".join(sorted(map(str, obj))) or "none"
-    raise BadInput(
-        f"{where}: missing fields: need 'messages' or 'prompt'+'completion' (has {keys})"
-    )
-
-
-def read_jsonl(lines: Iterable[str], label: str, into: DatasetRows) -> None:
-    """Validate JSONL text; errors name ``label`` and the 1-based line."""
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{label}:{number}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
-        fmt, row = validate_example(obj, where)
-        if into.rows and fmt != into.fmt:
-            raise BadInput(f"{where}: this line is {fmt} but earlier lines are {into.fmt}")
-        into.fmt = fmt
-        into.rows.append(row)
-        # Conversational prompt/completion rows must agree too, or Arrow cannot hold them.
-        if fmt == "prompt_completion" and len(into.rows) > 1:
-            first, this = into.rows[0], row
-            if isinstance(first["prompt"], str) != isinstance(this["prompt"], str):
-                raise BadInput(f"{where}: mixes plain-text and chat prompt/completion rows")
-
-
-def _read_file(path: Path, label: str, into: DatasetRows) -> None:
-    try:
-        with path.open(encoding="utf-8") as handle:
-            read_jsonl(handle, label, into)
-    except UnicodeDecodeError as exc:
-        raise BadInput(f"{label}: not UTF-8 text ({exc.reason})") from None
-    except OSError as exc:
-        raise BadInput(f"{label}: cannot read ({exc.strerror})") from None
-
-
-def load_rows(ref: str, revision: str | None, *, local_paths: bool = True) -> DatasetRows:
-    """Read a local JSONL file (or folder of them) or a Hub dataset at ``revision``."""
-    if _is_local(ref, local_paths):
-        path = Path(ref).expanduser()
-        files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
-        if not files:
-            raise BadInput(f"{path}: no .jsonl files in this folder")
-        data = DatasetRows(ref, None, [str(f) for f in files], "messages")
-        for f in files:
-            _read_file(f, str(f), data)
-    else:
-        data = _load_hub_rows(ref, revision)
-    if not data.rows:
-        raise BadInput(f"{ref}: no examples (the file is empty)")
-    return data
-
-
-def _load_hub_rows(ref: str, revision: str | None) -> DatasetRows:
-    _check_repo_id(ref, "dataset")
-    from huggingface_hub import HfApi, hf_hub_download
-
-    api = HfApi()
-    info = hub_call(f"dataset {ref}", lambda: api.dataset_info(ref, revision=revision))
-    names = sorted(s.rfilename for s in info.siblings or [])
-    jsonl = [n for n in names if n.endswith(".jsonl")]
-    train = [n for n in jsonl if "train" in Path(n).name]
-    chosen = train or jsonl
-    data = DatasetRows(ref, info.sha, chosen, "messages")
-    emit("download", f"downloading {ref}@{info.sha}", what="dataset", repo=ref, revision=info.sha)
-    if chosen:
-        for name in chosen:
-            local = hub_call(
-                f"dataset {ref}",
-                lambda name=name: hf_hub_download(
-                    ref, name, repo_type="dataset", revision=info.sha
-                ),
-            )
-            _read_file(Path(local), f"{ref}@{info.sha[:12]}/{name}", data)
-        return data
-    # No JSONL (e.g. parquet written by `datasets.push_to_hub`): let `datasets` read it.
-    import datasets
-
-    try:
-        table = hub_call(
-            f"dataset {ref}",
-            lambda: datasets.load_dataset(ref, revision=info.sha, split="train"),
-        )
-    except (ValueError, FileNotFoundError) as exc:
-        raise BadInput(f"dataset {ref}: cannot read a train split ({exc})") from None
-    data.files = ["<datasets train split>"]
-    for index, obj in enumerate(table):
-        fmt, row = validate_example(dict(obj), f"{ref}@{info.sha[:12]} row {index}")
-        if data.rows and fmt != data.fmt:
-            raise BadInput(f"{ref} row {index}: this row is {fmt} but earlier rows are {data.fmt}")
-        data.fmt = fmt
-        data.rows.append(row)
-    return data
-
-
-def to_prompt_completion(row: dict[str, Any]) -> dict[str, Any]:
-    """Split a chat at its last assistant turn: loss on that turn only.
-
-    The fallback when the chat template cannot mark assistant turns: earlier turns
-    become context, and TRL's completion-only loss trains on the final answer.
-    """
-    messages = row["messages"]
-    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-    return {"prompt": messages[:last], "completion": [messages[last]]}
-
-
-# ------------------------------------------------------------------ the self-check
 
 WRITE_ROLES = ("write", "admin")
-
-
-class PreflightFailed(Exception):
-    """A self-check failed before anything was loaded; ``exit_code`` is the worst one."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 def token_role(whoami: dict[str, Any] | None) -> str | None:
@@ -1223,7 +1044,335 @@ def preflight_summary(checks: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-# ------------------------------------------------------------------ loss mode and packing
+def self_check(args: argparse.Namespace) -> None:
+    """The Space's self-check (:func:`preflight`), before any data or model is loaded.
+
+    An hour of GPU time must not end on a missing token or an unreadable repo: one line
+    per check, one ``preflight`` event, and the first failure stops the run.
+    """
+    params = {
+        "base_model": args.base_model,
+        "model_revision": args.model_revision,
+        "dataset": args.dataset,
+        "dataset_revision": args.dataset_revision,
+        "output_repo": args.output_repo,
+        "push": args.output_repo is not None,
+    }
+    summary = preflight_summary(preflight(params, local_paths=args.local_paths))
+    for check in summary["checks"]:
+        mark = "ok  " if check["ok"] else "FAIL"
+        print(f"[train] self-check {mark} {check['name']}: {check['detail']}", flush=True)
+    emit("preflight", None, **summary)
+    if not summary["ok"]:
+        raise PreflightFailed(summary["error"], summary["exit_code"])
+
+
+# ------------------------------------------------------------------ 6. data
+
+
+@dataclass
+class DatasetRows:
+    """Validated examples, all in one format, plus where they came from."""
+
+    ref: str
+    revision: str | None
+    files: list[str]
+    fmt: str  # "messages" | "prompt_completion"
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _check_messages(value: Any, where: str, key: str) -> list[dict[str, str]]:
+    if not isinstance(value, list) or not value:
+        raise BadInput(f"{where}: '{key}' must be a non-empty list of {{role, content}} objects")
+    out = []
+    for i, msg in enumerate(value):
+        if not isinstance(msg, dict):
+            raise BadInput(f"{where}: {key}[{i}] is not an object")
+        role, content = msg.get("role"), msg.get("content")
+        if role not in ROLES:
+            raise BadInput(f"{where}: {key}[{i}] has role {role!r}; use one of {', '.join(ROLES)}")
+        if not isinstance(content, str):
+            raise BadInput(f"{where}: {key}[{i}] has no 'content' string")
+        out.append({"role": role, "content": content})
+    return out
+
+
+def validate_example(obj: Any, where: str) -> tuple[str, dict[str, Any]]:
+    """Return (format, normalised row) or raise :class:`BadInput` naming ``where``."""
+    if not isinstance(obj, dict):
+        raise BadInput(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    if "messages" in obj:
+        messages = _check_messages(obj["messages"], where, "messages")
+        if not any(m["role"] == "assistant" and m["content"] for m in messages):
+            raise BadInput(f"{where}: 'messages' has no non-empty assistant turn to learn from")
+        return "messages", {"messages": messages}
+    if "prompt" in obj and "completion" in obj:
+        prompt, completion = obj["prompt"], obj["completion"]
+        if isinstance(prompt, str) and isinstance(completion, str):
+            if not completion:
+                raise BadInput(f"{where}: 'completion' is empty")
+            return "prompt_completion", {"prompt": prompt, "completion": completion}
+        return "prompt_completion", {
+            "prompt": _check_messages(prompt, where, "prompt"),
+            "completion": _check_messages(completion, where, "completion"),
+        }
+    keys = ", ".join(sorted(map(str, obj))) or "none"
+    raise BadInput(
+        f"{where}: missing fields: need 'messages' or 'prompt'+'completion' (has {keys})"
+    )
+
+
+def read_jsonl(lines: Iterable[str], label: str, into: DatasetRows) -> None:
+    """Validate JSONL text; errors name ``label`` and the 1-based line."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{label}:{number}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+        fmt, row = validate_example(obj, where)
+        if into.rows and fmt != into.fmt:
+            raise BadInput(f"{where}: this line is {fmt} but earlier lines are {into.fmt}")
+        into.fmt = fmt
+        into.rows.append(row)
+        # Conversational prompt/completion rows must agree too, or Arrow cannot hold them.
+        if fmt == "prompt_completion" and len(into.rows) > 1:
+            first, this = into.rows[0], row
+            if isinstance(first["prompt"], str) != isinstance(this["prompt"], str):
+                raise BadInput(f"{where}: mixes plain-text and chat prompt/completion rows")
+
+
+def _read_file(path: Path, label: str, into: DatasetRows) -> None:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            read_jsonl(handle, label, into)
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{label}: not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise BadInput(f"{label}: cannot read ({exc.strerror})") from None
+
+
+def load_rows(ref: str, revision: str | None, *, local_paths: bool = True) -> DatasetRows:
+    """Read a local JSONL file (or folder of them) or a Hub dataset at ``revision``."""
+    if _is_local(ref, local_paths):
+        path = Path(ref).expanduser()
+        files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
+        if not files:
+            raise BadInput(f"{path}: no .jsonl files in this folder")
+        data = DatasetRows(ref, None, [str(f) for f in files], "messages")
+        for f in files:
+            _read_file(f, str(f), data)
+    else:
+        data = _load_hub_rows(ref, revision)
+    if not data.rows:
+        raise BadInput(f"{ref}: no examples (the file is empty)")
+    return data
+
+
+def _load_hub_rows(ref: str, revision: str | None) -> DatasetRows:
+    _check_repo_id(ref, "dataset")
+    from huggingface_hub import HfApi, hf_hub_download
+
+    api = HfApi()
+    info = hub_call(f"dataset {ref}", lambda: api.dataset_info(ref, revision=revision))
+    names = sorted(s.rfilename for s in info.siblings or [])
+    jsonl = [n for n in names if n.endswith(".jsonl")]
+    train = [n for n in jsonl if "train" in Path(n).name]
+    chosen = train or jsonl
+    data = DatasetRows(ref, info.sha, chosen, "messages")
+    emit("download", f"downloading {ref}@{info.sha}", what="dataset", repo=ref, revision=info.sha)
+    if chosen:
+        for name in chosen:
+            local = hub_call(
+                f"dataset {ref}",
+                lambda name=name: hf_hub_download(
+                    ref, name, repo_type="dataset", revision=info.sha
+                ),
+            )
+            _read_file(Path(local), f"{ref}@{info.sha[:12]}/{name}", data)
+        return data
+    # No JSONL (e.g. parquet written by `datasets.push_to_hub`): let `datasets` read it.
+    import datasets
+
+    try:
+        table = hub_call(
+            f"dataset {ref}",
+            lambda: datasets.load_dataset(ref, revision=info.sha, split="train"),
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        raise BadInput(f"dataset {ref}: cannot read a train split ({exc})") from None
+    data.files = ["<datasets train split>"]
+    for index, obj in enumerate(table):
+        fmt, row = validate_example(dict(obj), f"{ref}@{info.sha[:12]} row {index}")
+        if data.rows and fmt != data.fmt:
+            raise BadInput(f"{ref} row {index}: this row is {fmt} but earlier rows are {data.fmt}")
+        data.fmt = fmt
+        data.rows.append(row)
+    return data
+
+
+def to_prompt_completion(row: dict[str, Any]) -> dict[str, Any]:
+    """Split a chat at its last assistant turn: loss on that turn only.
+
+    The fallback when the chat template cannot mark assistant turns: earlier turns
+    become context, and TRL's completion-only loss trains on the final answer.
+    """
+    messages = row["messages"]
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    return {"prompt": messages[:last], "completion": [messages[last]]}
+
+
+def load_data(args: argparse.Namespace) -> DatasetRows:
+    """Step 1: the dataset, read and checked line by line before any model loads."""
+    data = load_rows(args.dataset, args.dataset_revision, local_paths=args.local_paths)
+    emit(
+        "dataset",
+        f"dataset {args.dataset}: {len(data.rows)} examples ({data.fmt})",
+        examples=len(data.rows),
+        format=data.fmt,
+        revision=data.revision,
+    )
+    return data
+
+
+# ------------------------------------------------------------------ 7. model
+
+
+# Files a causal LM needs; anything else in a model repo (other weight formats,
+# ONNX/GGUF exports, images) is skipped.
+MODEL_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken", "*.py"]
+
+
+@dataclass
+class ModelRef:
+    """Where the base model came from and the folder it was read from."""
+
+    ref: str
+    revision: str | None
+    path: Path
+
+
+def resolve_model(ref: str, revision: str | None, *, local_paths: bool = True) -> ModelRef:
+    """A local folder as is; a Hub id downloaded at ``revision`` (recorded as a sha)."""
+    if _is_local(ref, local_paths):
+        path = Path(ref).expanduser().resolve()
+        if not (path / "config.json").is_file():
+            raise BadInput(f"{path}: not a model folder (no config.json)")
+        return ModelRef(ref, None, path)  # a folder has no revision to pin
+    _check_repo_id(ref, "base model")
+    from huggingface_hub import HfApi, snapshot_download
+
+    info = hub_call(f"base model {ref}", lambda: HfApi().model_info(ref, revision=revision))
+    names = [s.rfilename for s in info.siblings or []]
+    if "config.json" not in names:
+        raise BadInput(f"base model {ref}: the repo has no config.json")
+    patterns = list(MODEL_FILES)
+    if not any(n.endswith(".safetensors") for n in names):
+        patterns.append("*.bin")
+    emit("download", f"downloading {ref}@{info.sha}", what="model", repo=ref, revision=info.sha)
+    local = hub_call(
+        f"base model {ref}",
+        lambda: snapshot_download(ref, revision=info.sha, allow_patterns=patterns),
+    )
+    return ModelRef(ref, info.sha, Path(local))
+
+
+def _device() -> dict[str, Any]:
+    import torch
+
+    if torch.cuda.is_available():
+        return {
+            "type": "cuda",
+            "name": torch.cuda.get_device_name(0),
+            "bf16": torch.cuda.is_bf16_supported(),
+            "cuda": torch.version.cuda,
+        }
+    return {"type": "cpu", "threads": torch.get_num_threads(), "bf16": False}
+
+
+def load_base(model: ModelRef, device: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    """Tokenizer and the base model in 4-bit NF4 with double quantization."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    on_gpu = device["type"] == "cuda"
+    compute = torch.bfloat16 if on_gpu and device["bf16"] else torch.float32
+    if on_gpu and not device["bf16"]:
+        compute = torch.float16
+    bnb = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute,
+        bnb_4bit_quant_storage=torch.uint8,
+    )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model.path)
+        base = AutoModelForCausalLM.from_pretrained(
+            model.path,
+            quantization_config=bnb,
+            dtype=compute,
+            device_map={"": torch.cuda.current_device()} if on_gpu else None,
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInput(f"base model {model.ref}: cannot load it ({first})") from None
+    import bitsandbytes as bnb_lib
+
+    n4 = sum(isinstance(m, bnb_lib.nn.Linear4bit) for m in base.modules())
+    plain = [
+        n
+        for n, m in base.named_modules()
+        if isinstance(m, torch.nn.Linear) and not isinstance(m, bnb_lib.nn.Linear4bit)
+    ]
+    if n4 == 0:
+        raise TrainFailed("bitsandbytes quantized no Linear layer to 4-bit")
+    quant = {
+        "method": "bitsandbytes",
+        "load_in_4bit": True,
+        "quant_type": "nf4",
+        "double_quant": True,
+        "compute_dtype": str(compute).removeprefix("torch."),
+        "linear4bit_modules": n4,
+        "unquantized_linear_modules": plain,
+    }
+    return tokenizer, base, quant
+
+
+@dataclass
+class Base:
+    """The loaded base model: where it came from, the device it is on, its tokenizer,
+    the 4-bit model itself and the quantization facts ``run.json`` records."""
+
+    ref: ModelRef
+    device: dict[str, Any]
+    tokenizer: Any
+    model: Any
+    quant: dict[str, Any]
+
+
+def load_model(args: argparse.Namespace) -> Base:
+    """Step 2: the base model, downloaded at its revision and loaded in 4-bit NF4."""
+    model_ref = resolve_model(args.base_model, args.model_revision, local_paths=args.local_paths)
+    _quiet_libraries()
+    from transformers import set_seed
+
+    set_seed(args.seed)
+    device = _device()
+    tokenizer, model, quant = load_base(model_ref, device)
+    emit(
+        "model",
+        f"base {args.base_model}: {quant['linear4bit_modules']} Linear4bit layers (nf4, "
+        f"double quant, compute {quant['compute_dtype']}) on {device['type']}",
+        quantization=quant,
+        device=device,
+    )
+    return Base(model_ref, device, tokenizer, model, quant)
+
+
+# ------------------------------------------------------------------ 8. loss mode and packing
 
 
 def choose_loss_mode(tokenizer: Any, fmt: str) -> tuple[str, str]:
@@ -1307,81 +1456,45 @@ def plan_packing(
     return PackingPlan(True, f"padding would waste {waste:.0%}", padded, real)
 
 
-# ------------------------------------------------------------------ training
+@dataclass
+class TrainingPlan:
+    """What the trainer is given: the rows (chats split when the loss needs it), the loss
+    mode and the packing decision, each with the reason ``run.json`` records."""
+
+    rows: list[dict[str, Any]]
+    loss_mode: str
+    loss_reason: str
+    packing: PackingPlan
 
 
-def _versions() -> dict[str, str | None]:
-    from importlib import metadata
-
-    out: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def _device() -> dict[str, Any]:
-    import torch
-
-    if torch.cuda.is_available():
-        return {
-            "type": "cuda",
-            "name": torch.cuda.get_device_name(0),
-            "bf16": torch.cuda.is_bf16_supported(),
-            "cuda": torch.version.cuda,
-        }
-    return {"type": "cpu", "threads": torch.get_num_threads(), "bf16": False}
-
-
-def load_base(model: ModelRef, device: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
-    """Tokenizer and the base model in 4-bit NF4 with double quantization."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
-
-    on_gpu = device["type"] == "cuda"
-    compute = torch.bfloat16 if on_gpu and device["bf16"] else torch.float32
-    if on_gpu and not device["bf16"]:
-        compute = torch.float16
-    bnb = BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=compute,
-        bnb_4bit_quant_storage=torch.uint8,
+def plan_training(args: argparse.Namespace, tokenizer: Any, data: DatasetRows) -> TrainingPlan:
+    """Step 3: which tokens carry the loss, and whether rows are packed; one ``plan`` event."""
+    loss_mode, loss_reason = choose_loss_mode(tokenizer, data.fmt)
+    rows = data.rows
+    if data.fmt == "messages" and loss_mode == "completion_only":
+        rows = [to_prompt_completion(r) for r in rows]
+    lengths = example_lengths(tokenizer, rows, args.max_length)
+    plan = plan_packing(
+        args.packing,
+        lengths,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        max_length=args.max_length,
+        seed=args.seed,
     )
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model.path)
-        base = AutoModelForCausalLM.from_pretrained(
-            model.path,
-            quantization_config=bnb,
-            dtype=compute,
-            device_map={"": torch.cuda.current_device()} if on_gpu else None,
-        )
-    except (OSError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadInput(f"base model {model.ref}: cannot load it ({first})") from None
-    import bitsandbytes as bnb_lib
+    emit(
+        "plan",
+        f"loss on {loss_mode.replace('_', ' ')} tokens ({loss_reason}); "
+        f"packing {'on' if plan.packing else 'off'} ({plan.reason})",
+        loss_mode=loss_mode,
+        packing=plan.packing,
+        packing_reason=plan.reason,
+        tokens_per_epoch=plan.real_tokens,
+    )
+    return TrainingPlan(rows, loss_mode, loss_reason, plan)
 
-    n4 = sum(isinstance(m, bnb_lib.nn.Linear4bit) for m in base.modules())
-    plain = [
-        n
-        for n, m in base.named_modules()
-        if isinstance(m, torch.nn.Linear) and not isinstance(m, bnb_lib.nn.Linear4bit)
-    ]
-    if n4 == 0:
-        raise TrainFailed("bitsandbytes quantized no Linear layer to 4-bit")
-    quant = {
-        "method": "bitsandbytes",
-        "load_in_4bit": True,
-        "quant_type": "nf4",
-        "double_quant": True,
-        "compute_dtype": str(compute).removeprefix("torch."),
-        "linear4bit_modules": n4,
-        "unquantized_linear_modules": plain,
-    }
-    return tokenizer, base, quant
+
+# ------------------------------------------------------------------ 9. training
 
 
 def _make_trainer_class() -> type:
@@ -1458,62 +1571,12 @@ def _make_progress_callback(history: list[dict[str, Any]]) -> Any:
     return Progress()
 
 
-def train(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
-    """Everything from loading to the saved adapter; returns the run manifest."""
-    started = time.time()
-    data = load_rows(args.dataset, args.dataset_revision, local_paths=args.local_paths)
-    emit(
-        "dataset",
-        f"dataset {args.dataset}: {len(data.rows)} examples ({data.fmt})",
-        examples=len(data.rows),
-        format=data.fmt,
-        revision=data.revision,
-    )
-    model_ref = resolve_model(args.base_model, args.model_revision, local_paths=args.local_paths)
-
-    _quiet_libraries()
-    from datasets import Dataset
-    from peft import LoraConfig
-    from transformers import set_seed
+def sft_config(args: argparse.Namespace, plan: TrainingPlan, device: dict[str, Any]) -> Any:
+    """TRL's SFTConfig for this run: cosine schedule, no checkpoints, our own logging."""
     from trl import SFTConfig
 
-    set_seed(args.seed)
-    device = _device()
     on_gpu = device["type"] == "cuda"
-    tokenizer, base, quant = load_base(model_ref, device)
-    emit(
-        "model",
-        f"base {args.base_model}: {quant['linear4bit_modules']} Linear4bit layers (nf4, "
-        f"double quant, compute {quant['compute_dtype']}) on {device['type']}",
-        quantization=quant,
-        device=device,
-    )
-
-    loss_mode, loss_reason = choose_loss_mode(tokenizer, data.fmt)
-    rows = data.rows
-    if data.fmt == "messages" and loss_mode == "completion_only":
-        rows = [to_prompt_completion(r) for r in rows]
-    lengths = example_lengths(tokenizer, rows, args.max_length)
-    plan = plan_packing(
-        args.packing,
-        lengths,
-        batch_size=args.batch_size,
-        grad_accum=args.grad_accum,
-        max_length=args.max_length,
-        seed=args.seed,
-    )
-    emit(
-        "plan",
-        f"loss on {loss_mode.replace('_', ' ')} tokens ({loss_reason}); "
-        f"packing {'on' if plan.packing else 'off'} ({plan.reason})",
-        loss_mode=loss_mode,
-        packing=plan.packing,
-        packing_reason=plan.reason,
-        tokens_per_epoch=plan.real_tokens,
-    )
-
-    logging_steps = args.logging_steps or PARAMS["logging_steps"].default
-    config = SFTConfig(
+    return SFTConfig(
         output_dir=str(args.output_dir),
         num_train_epochs=args.epochs,
         learning_rate=args.learning_rate,
@@ -1522,22 +1585,28 @@ def train(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
         warmup_steps=args.warmup_ratio,
         lr_scheduler_type="cosine",
         max_length=args.max_length,
-        packing=plan.packing,
-        assistant_only_loss=loss_mode == "assistant_only",
-        completion_only_loss=True if loss_mode == "completion_only" else None,
+        packing=plan.packing.packing,
+        assistant_only_loss=plan.loss_mode == "assistant_only",
+        completion_only_loss=True if plan.loss_mode == "completion_only" else None,
         activation_checkpointing=on_gpu,
         bf16=on_gpu and bool(device["bf16"]),
         fp16=on_gpu and not device["bf16"],
         use_cpu=not on_gpu,
         seed=args.seed,
         data_seed=args.seed,
-        logging_steps=logging_steps,
+        logging_steps=args.logging_steps or PARAMS["logging_steps"].default,
         logging_first_step=True,  # a first loss point seconds after the start
         save_strategy="no",
         report_to="none",
         disable_tqdm=True,
     )
-    peft_config = LoraConfig(
+
+
+def lora_config(args: argparse.Namespace) -> Any:
+    """LoRA on every linear layer of the base (the QLoRA paper's choice)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
         r=args.lora_r,
         lora_alpha=args.lora_alpha,
         lora_dropout=args.lora_dropout,
@@ -1545,28 +1614,76 @@ def train(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
         bias="none",
         task_type="CAUSAL_LM",
     )
-    history: list[dict[str, Any]] = []
-    trainer_cls = _make_trainer_class()
-    trainer = trainer_cls(
-        model=base,
-        args=config,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[_make_progress_callback(history)],
-    )
+
+
+def build_trainer(
+    args: argparse.Namespace, base: Base, plan: TrainingPlan, history: list[dict[str, Any]]
+) -> Any:
+    """Step 4: the counting SFTTrainer, reporting through our step events into ``history``."""
+    from datasets import Dataset
     from transformers import PrinterCallback
 
+    trainer = _make_trainer_class()(
+        model=base.model,
+        args=sft_config(args, plan, base.device),
+        train_dataset=Dataset.from_list(plan.rows),
+        processing_class=base.tokenizer,
+        peft_config=lora_config(args),
+        callbacks=[_make_progress_callback(history)],
+    )
     trainer.remove_callback(PrinterCallback)  # our step lines say the same, parseably
-    if not on_gpu:
+    if base.device["type"] != "cuda":
         # TRL casts QLoRA adapters to bf16 (the paper's GPU recipe); on the CPU the
         # compute dtype is fp32, and bf16 adapter weights would round small updates away.
         for p in trainer.model.parameters():
             if p.requires_grad:
                 p.data = p.data.float()
-    result = trainer.train()
-    train_runtime = float(result.metrics.get("train_runtime", 0.0))
+    return trainer
 
+
+def train(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
+    """Everything from loading to the saved adapter, step by step; returns the manifest."""
+    started = time.time()
+    data = load_data(args)
+    base = load_model(args)
+    plan = plan_training(args, base.tokenizer, data)
+    history: list[dict[str, Any]] = []
+    trainer = build_trainer(args, base, plan, history)
+    result = trainer.train()
+    save_adapter(trainer, args, base.ref)
+    return build_manifest(args, run_id, started, data, base, plan, trainer, result, history)
+
+
+# ------------------------------------------------------------------ 10. saving and pushing
+
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+PACKAGES = (  # the versions run.json records
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "bitsandbytes",
+    "accelerate",
+    "datasets",
+    "huggingface_hub",
+)
+
+
+def _versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def save_adapter(trainer: Any, args: argparse.Namespace, model_ref: ModelRef) -> None:
+    """Step 5: the adapter files in ``--output-dir``, naming the base by its Hub id."""
     args.output_dir.mkdir(parents=True, exist_ok=True)
     adapter_cfg = trainer.model.peft_config["default"]
     # The model was loaded from a download folder: record the id and commit it came
@@ -1574,12 +1691,28 @@ def train(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
     adapter_cfg.base_model_name_or_path = args.base_model
     adapter_cfg.revision = model_ref.revision
     trainer.model.save_pretrained(str(args.output_dir))
-    final_loss = history[-1]["loss"] if history else None
-    manifest: dict[str, Any] = {
+
+
+def build_manifest(
+    args: argparse.Namespace,
+    run_id: str,
+    started: float,
+    data: DatasetRows,
+    base: Base,
+    plan: TrainingPlan,
+    trainer: Any,
+    result: Any,
+    history: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Step 6: ``run.json``, what this run was and did (DESIGN.md "train.py contract")."""
+    train_runtime = float(result.metrics.get("train_runtime", 0.0))
+    adapter_cfg = trainer.model.peft_config["default"]
+    packing = plan.packing
+    return {
         "schema_version": 1,
         "run_id": run_id,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "base_model": {"id": args.base_model, "revision": model_ref.revision},
+        "base_model": {"id": args.base_model, "revision": base.ref.revision},
         "dataset": {
             "id": args.dataset,
             "revision": data.revision,
@@ -1587,7 +1720,7 @@ def train(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
             "format": data.fmt,
             "examples": len(data.rows),
         },
-        "quantization": quant,
+        "quantization": base.quant,
         "lora": {
             "r": adapter_cfg.r,
             "alpha": adapter_cfg.lora_alpha,
@@ -1603,55 +1736,29 @@ def train(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
             "warmup_ratio": args.warmup_ratio,
             "lr_scheduler": "cosine",
             "seed": args.seed,
-            "gradient_checkpointing": on_gpu,
+            "gradient_checkpointing": base.device["type"] == "cuda",
         },
-        "loss_mode": loss_mode,
-        "loss_mode_reason": loss_reason,
-        "packing": {"enabled": plan.packing, "reason": plan.reason},
+        "loss_mode": plan.loss_mode,
+        "loss_mode_reason": plan.loss_reason,
+        "packing": {"enabled": packing.packing, "reason": packing.reason},
         "steps": int(result.global_step),
         "train_loss": float(result.training_loss),
         "first_loss": history[0]["loss"] if history else None,
-        "final_loss": final_loss,
+        "final_loss": history[-1]["loss"] if history else None,
         "loss_history": [[h["step"], h["loss"]] for h in history],
         "runtime_s": round(time.time() - started, 2),
         "train_runtime_s": round(train_runtime, 2),
         "tokens": {
             "real": trainer.real_tokens,
             "processed": trainer.processed_tokens,
-            "per_epoch": plan.real_tokens,
-            "unpacked_padded_per_epoch": plan.padded_tokens,
+            "per_epoch": packing.real_tokens,
+            "unpacked_padded_per_epoch": packing.padded_tokens,
             "real_per_s": round(trainer.real_tokens / train_runtime, 1) if train_runtime else None,
         },
-        "device": device,
+        "device": base.device,
         "versions": _versions(),
         "output_repo": args.output_repo,
     }
-    return manifest
-
-
-def _quiet_env() -> None:
-    """Progress bars would flood the log the Space tails; our step lines replace them.
-
-    Environment switches only, so a bad dataset line still fails before heavy imports.
-    """
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # Renamed-argument notices (transformers 5 -> 6) are for this file's maintainers,
-    # not for the person watching a training log.
-    warnings.filterwarnings("ignore", category=FutureWarning)
-
-
-def _quiet_libraries() -> None:
-    import datasets
-    import transformers
-
-    datasets.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-
-
-# ------------------------------------------------------------------ model card and push
 
 
 def write_model_card(out: Path, manifest: dict[str, Any]) -> None:
@@ -1716,33 +1823,31 @@ def push(out: Path, repo: str, run_id: str, private: bool) -> tuple[str, str]:
     return info.oid, info.commit_url
 
 
-# ------------------------------------------------------------------ entry point
+def publish(args: argparse.Namespace, run_id: str, manifest: dict[str, Any]) -> tuple[Any, Any]:
+    """Step 7: ``run.json`` and the model card beside the adapter, then the push (unless
+    ``--no-push``). Returns ``(repo, revision)``, both None when nothing was pushed."""
+    out: Path = args.output_dir
+    (out / "run.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_model_card(out, manifest)
+    emit("saved", f"adapter and run.json written to {out}", output_dir=str(out))
+    if not args.output_repo:
+        return None, None
+    repo = args.output_repo
+    try:
+        revision, url = push(out, repo, run_id, args.private)
+    except (BadInput, HubDown) as exc:
+        # Hours of training must not vanish with a failed push: say where it is.
+        exc.args = (f"{exc} (the trained adapter is saved in {out})",)
+        raise
+    emit("pushed", f"pushed {repo}@{revision}", repo=repo, revision=revision, url=url)
+    return repo, revision
 
 
-def self_check(args: argparse.Namespace) -> None:
-    """The Space's self-check (:func:`preflight`), before any data or model is loaded.
-
-    An hour of GPU time must not end on a missing token or an unreadable repo: one line
-    per check, one ``preflight`` event, and the first failure stops the run.
-    """
-    params = {
-        "base_model": args.base_model,
-        "model_revision": args.model_revision,
-        "dataset": args.dataset,
-        "dataset_revision": args.dataset_revision,
-        "output_repo": args.output_repo,
-        "push": args.output_repo is not None,
-    }
-    summary = preflight_summary(preflight(params, local_paths=args.local_paths))
-    for check in summary["checks"]:
-        mark = "ok  " if check["ok"] else "FAIL"
-        print(f"[train] self-check {mark} {check['name']}: {check['detail']}", flush=True)
-    emit("preflight", None, **summary)
-    if not summary["ok"]:
-        raise PreflightFailed(summary["error"], summary["exit_code"])
+# ------------------------------------------------------------------ 11. main
 
 
 def run(argv: list[str] | None = None) -> int:
+    """The run, top to bottom: arguments, self-check, training, saving and pushing."""
     args = parse_args(argv)
     _quiet_env()
     run_id = args.run_id or default_run_id()
@@ -1756,20 +1861,7 @@ def run(argv: list[str] | None = None) -> int:
     )
     self_check(args)
     manifest = train(args, run_id)
-    out: Path = args.output_dir
-    (out / "run.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    write_model_card(out, manifest)
-    emit("saved", f"adapter and run.json written to {out}", output_dir=str(out))
-    repo = revision = url = None
-    if args.output_repo:
-        repo = args.output_repo
-        try:
-            revision, url = push(out, repo, run_id, args.private)
-        except (BadInput, HubDown) as exc:
-            # Hours of training must not vanish with a failed push: say where it is.
-            exc.args = (f"{exc} (the trained adapter is saved in {out})",)
-            raise
-        emit("pushed", f"pushed {repo}@{revision}", repo=repo, revision=revision, url=url)
+    repo, revision = publish(args, run_id, manifest)
     emit(
         "done",
         f"done: run {run_id} loss {manifest['first_loss']} -> {manifest['final_loss']}"
