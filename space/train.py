@@ -41,6 +41,7 @@ import argparse
 import datetime as dt
 import hmac
 import json
+import logging
 import math
 import os
 import random
@@ -161,7 +162,11 @@ _PARAMS = (
           hyper=True, help="share of steps"),
     Param("seed", int, "SEED", "--seed", 42, 0, 2**32 - 1, hyper=True),
     Param("packing", str, "PACKING", "--packing", "auto", choices=("auto", "on", "off"),
-          hyper=True, help="auto: pack when padding would waste >20%"),
+          hyper=True, help="auto: pack only with a varlen attention kernel (flash attention "
+          "on a GPU) and when padding would waste >20%"),
+    Param("distributed", str, "DISTRIBUTED", "--distributed", "ddp", choices=("ddp", "fsdp"),
+          hyper=True, help="under torchrun with several GPUs: ddp (a 4-bit copy of the base "
+          "per GPU) or fsdp (FSDP-QLoRA: the base sharded, for a base too big for one GPU)"),
     Param("logging_steps", int, "LOGGING_STEPS", "--logging-steps", 10, 1, 100000, hyper=True,
           help="a step event every N steps"),
 )  # fmt: skip
@@ -364,8 +369,64 @@ class PreflightFailed(Exception):
         self.exit_code = exit_code
 
 
-def emit(event: str, human: str | None = None, **fields: Any) -> None:
-    """Print one human line (optional) and one ``@@spacetrain`` JSON line, flushed."""
+@dataclass(frozen=True)
+class World:
+    """This process among the processes of one run (torchrun's ``RANK``, ``LOCAL_RANK``,
+    ``WORLD_SIZE``; one process without a launcher). Rank 0 alone logs, writes
+    ``run.json`` and pushes; the others train their share of the data in silence."""
+
+    rank: int = 0
+    local_rank: int = 0
+    size: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+WORLD = World()  # this process's, set by run() from the launcher's environment
+
+
+def read_world(env: Mapping[str, str] | None = None) -> World:
+    """The :class:`World` a launcher (torchrun, ``accelerate launch``) put this process in.
+
+    A launcher that set up a rendezvous (``MASTER_ADDR``) and then started this process
+    alone, as ``accelerate launch --cpu --num_processes 2`` does, is refused: the run
+    would silently train on one process.
+
+    Raises:
+        BadInput: the launcher's variables are inconsistent; one line says what to run.
+    """
+    env = os.environ if env is None else env
+    if "WORLD_SIZE" not in env:
+        if env.get("MASTER_ADDR"):
+            raise BadInput(
+                "MASTER_ADDR is set but WORLD_SIZE is not: a launcher asked for several "
+                "processes and started only this one (`accelerate launch --cpu "
+                "--num_processes N` does); on the CPU run `torchrun --nproc_per_node N "
+                "train.py ...`, on GPUs `accelerate launch --multi_gpu` or torchrun"
+            )
+        return World()
+    try:
+        size, rank = int(env["WORLD_SIZE"]), int(env.get("RANK", "0"))
+        local = int(env.get("LOCAL_RANK", str(rank)))
+    except ValueError:
+        raise BadInput(
+            "WORLD_SIZE, RANK and LOCAL_RANK must be integers (set by torchrun)"
+        ) from None
+    if size < 1 or not 0 <= rank < size or not 0 <= local <= rank:
+        raise BadInput(f"RANK {rank} / LOCAL_RANK {local} do not fit WORLD_SIZE {size}")
+    return World(rank, local, size)
+
+
+def emit(event: str, human: str | None = None, *, every_rank: bool = False, **fields: Any) -> None:
+    """Print one human line (optional) and one ``@@spacetrain`` JSON line, flushed.
+
+    Rank 0 speaks for the run; another rank prints only what ``every_rank`` marks (its
+    error), so a run under torchrun has one set of lines.
+    """
+    if not (WORLD.main or every_rank):
+        return
     if human is not None:
         print(f"[train] {human}", flush=True)
     print(EVENT_PREFIX + json.dumps({"event": event, **fields}, default=str), flush=True)
@@ -382,6 +443,9 @@ def _quiet_env() -> None:
     # Renamed-argument notices (transformers 5 -> 6) are for this file's maintainers,
     # not for the person watching a training log.
     warnings.filterwarnings("ignore", category=FutureWarning)
+    if not WORLD.main:  # rank 0 says it once; errors still surface (print, not logging)
+        warnings.filterwarnings("ignore")
+        logging.disable(logging.WARNING)
 
 
 def _quiet_libraries() -> None:
@@ -1059,7 +1123,7 @@ def self_check(args: argparse.Namespace) -> None:
         "push": args.output_repo is not None,
     }
     summary = preflight_summary(preflight(params, local_paths=args.local_paths))
-    for check in summary["checks"]:
+    for check in summary["checks"] if WORLD.main else ():
         mark = "ok  " if check["ok"] else "FAIL"
         print(f"[train] self-check {mark} {check['name']}: {check['detail']}", flush=True)
     emit("preflight", None, **summary)
@@ -1279,42 +1343,62 @@ def resolve_model(ref: str, revision: str | None, *, local_paths: bool = True) -
     return ModelRef(ref, info.sha, Path(local))
 
 
-def _device() -> dict[str, Any]:
+def _device(world: World) -> dict[str, Any]:
+    """The device this process trains on: under torchrun, the GPU of its local rank."""
     import torch
 
     if torch.cuda.is_available():
+        torch.cuda.set_device(world.local_rank)
         return {
             "type": "cuda",
-            "name": torch.cuda.get_device_name(0),
+            "index": world.local_rank,
+            "name": torch.cuda.get_device_name(world.local_rank),
             "bf16": torch.cuda.is_bf16_supported(),
             "cuda": torch.version.cuda,
         }
     return {"type": "cpu", "threads": torch.get_num_threads(), "bf16": False}
 
 
-def load_base(model: ModelRef, device: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
-    """Tokenizer and the base model in 4-bit NF4 with double quantization."""
+def quantization(device: dict[str, Any], fsdp: bool) -> dict[str, Any]:
+    """BitsAndBytesConfig's arguments: 4-bit NF4, double quantization, and the dtypes.
+
+    Compute in bf16 on GPUs that have it (fp16 on the others, fp32 on the CPU). The
+    4-bit weights are stored packed in uint8, except under FSDP: FSDP-QLoRA shards
+    parameters of one float dtype, so the storage dtype must be the compute dtype.
+    """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
     on_gpu = device["type"] == "cuda"
     compute = torch.bfloat16 if on_gpu and device["bf16"] else torch.float32
     if on_gpu and not device["bf16"]:
         compute = torch.float16
-    bnb = BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=compute,
-        bnb_4bit_quant_storage=torch.uint8,
-    )
+    return {
+        "load_in_4bit": True,
+        "bnb_4bit_quant_type": "nf4",
+        "bnb_4bit_use_double_quant": True,
+        "bnb_4bit_compute_dtype": compute,
+        "bnb_4bit_quant_storage": compute if fsdp else torch.uint8,
+    }
+
+
+def load_base(
+    model: ModelRef, device: dict[str, Any], *, fsdp: bool = False
+) -> tuple[Any, Any, dict[str, Any]]:
+    """Tokenizer and the base model in 4-bit NF4 with double quantization."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    on_gpu = device["type"] == "cuda"
+    settings = quantization(device, fsdp)
+    compute = settings["bnb_4bit_compute_dtype"]
     try:
         tokenizer = AutoTokenizer.from_pretrained(model.path)
         base = AutoModelForCausalLM.from_pretrained(
             model.path,
-            quantization_config=bnb,
+            quantization_config=BitsAndBytesConfig(**settings),
             dtype=compute,
-            device_map={"": torch.cuda.current_device()} if on_gpu else None,
+            # DDP: the whole 4-bit base on this rank's GPU; FSDP places it itself.
+            device_map={"": device["index"]} if on_gpu and not fsdp else None,
         )
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -1335,6 +1419,7 @@ def load_base(model: ModelRef, device: dict[str, Any]) -> tuple[Any, Any, dict[s
         "quant_type": "nf4",
         "double_quant": True,
         "compute_dtype": str(compute).removeprefix("torch."),
+        "storage_dtype": str(settings["bnb_4bit_quant_storage"]).removeprefix("torch."),
         "linear4bit_modules": n4,
         "unquantized_linear_modules": plain,
     }
@@ -1351,25 +1436,50 @@ class Base:
     tokenizer: Any
     model: Any
     quant: dict[str, Any]
+    attention: str  # the attention implementation in use ("sdpa", "flash_attention_2", ...)
+    distributed: str | None  # "ddp" or "fsdp" under a launcher with several processes
+
+
+def _fsdp_loading(device: dict[str, Any]) -> None:
+    """FSDP-QLoRA's loading: the processes join before the model loads, and transformers
+    reads the checkpoint on rank 0 alone (``FSDP_QLORA``'s ``cpu_ram_efficient_loading``)
+    so a base bigger than one GPU never sits whole on any of them."""
+    import torch.distributed as dist
+
+    os.environ["ACCELERATE_USE_FSDP"] = "true"
+    os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = "true"
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device["type"] == "cuda" else "gloo")
 
 
 def load_model(args: argparse.Namespace) -> Base:
-    """Step 2: the base model, downloaded at its revision and loaded in 4-bit NF4."""
+    """Step 2: the base model, downloaded at its revision and loaded in 4-bit NF4.
+
+    Under torchrun each process loads its own copy on the GPU of its local rank (DDP),
+    or, with ``--distributed fsdp``, the 4-bit layout FSDP can shard.
+    """
     model_ref = resolve_model(args.base_model, args.model_revision, local_paths=args.local_paths)
     _quiet_libraries()
     from transformers import set_seed
 
     set_seed(args.seed)
-    device = _device()
-    tokenizer, model, quant = load_base(model_ref, device)
+    device = _device(WORLD)
+    distributed = args.distributed if WORLD.size > 1 else None
+    if distributed == "fsdp":
+        _fsdp_loading(device)
+    tokenizer, model, quant = load_base(model_ref, device, fsdp=distributed == "fsdp")
+    attention = str(getattr(model.config, "_attn_implementation", None) or "eager")
+    where = device["type"] + (f" x{WORLD.size} ({distributed})" if distributed else "")
     emit(
         "model",
         f"base {args.base_model}: {quant['linear4bit_modules']} Linear4bit layers (nf4, "
-        f"double quant, compute {quant['compute_dtype']}) on {device['type']}",
+        f"double quant, compute {quant['compute_dtype']}) on {where}, attention {attention}",
         quantization=quant,
         device=device,
+        attention=attention,
+        world_size=WORLD.size,
     )
-    return Base(model_ref, device, tokenizer, model, quant)
+    return Base(model_ref, device, tokenizer, model, quant, attention, distributed)
 
 
 # ------------------------------------------------------------------ 8. loss mode and packing
@@ -1426,15 +1536,35 @@ class PackingPlan:
     reason: str
     padded_tokens: int
     real_tokens: int
+    attention: str = "eager"
+
+
+def varlen_attention(attention: str, on_gpu: bool) -> bool:
+    """A kernel that runs packed rows as separate variable-length sequences: flash
+    attention (transformers' ``flash_attention_2``/``_3``, or a Hub kernel of it), on a GPU.
+
+    Any other kernel (sdpa, eager) runs a packed row as one dense sequence with a
+    block-diagonal mask: correct, but it spends the attention work packing was to save.
+    """
+    return on_gpu and "flash" in attention.lower()
 
 
 def plan_packing(
-    mode: str, lengths: list[int], *, batch_size: int, grad_accum: int, max_length: int, seed: int
+    mode: str,
+    lengths: list[int],
+    *,
+    batch_size: int,
+    grad_accum: int,
+    max_length: int,
+    seed: int,
+    attention: str = "eager",
+    on_gpu: bool = False,
 ) -> PackingPlan:
-    """Pack when padding would waste >20% of the work and packing leaves >=8 steps an epoch.
+    """``auto``: pack only with a varlen attention kernel (:func:`varlen_attention`), when
+    padding would waste >20% of the work and packing leaves >=8 steps an epoch.
 
     Packing fills rows up to ``max_length``, so it also cuts the optimizer steps per epoch;
-    on a tiny dataset that starves the schedule, hence the second condition.
+    on a tiny dataset that starves the schedule, hence the last condition.
     """
     real = sum(lengths)
     order = list(lengths)
@@ -1444,16 +1574,24 @@ def plan_packing(
         for chunk in (order[i : i + batch_size] for i in range(0, len(order), batch_size))
     )
     if mode in ("on", "off"):
-        return PackingPlan(mode == "on", f"--packing {mode}", padded, real)
+        return PackingPlan(mode == "on", f"--packing {mode}", padded, real, attention)
+    if not varlen_attention(attention, on_gpu):
+        where = "" if on_gpu else " on the CPU"
+        reason = (
+            f"attention {attention}{where} has no varlen kernel, so packed rows would not "
+            "save attention work (packing needs flash attention on a GPU)"
+        )
+        return PackingPlan(False, reason, padded, real, attention)
     waste = 1 - real / padded if padded else 0.0
     packed_rows = max(1, math.ceil(real / max_length))
     packed_steps = math.ceil(math.ceil(packed_rows / batch_size) / grad_accum)
     if waste <= 0.20:
-        return PackingPlan(False, f"padding wastes only {waste:.0%}", padded, real)
+        return PackingPlan(False, f"padding wastes only {waste:.0%}", padded, real, attention)
     if packed_steps < 8:
         reason = f"padding wastes {waste:.0%} but packing leaves {packed_steps} step(s) an epoch"
-        return PackingPlan(False, reason, padded, real)
-    return PackingPlan(True, f"padding would waste {waste:.0%}", padded, real)
+        return PackingPlan(False, reason, padded, real, attention)
+    reason = f"attention {attention} is varlen and padding would waste {waste:.0%}"
+    return PackingPlan(True, reason, padded, real, attention)
 
 
 @dataclass
@@ -1467,13 +1605,13 @@ class TrainingPlan:
     packing: PackingPlan
 
 
-def plan_training(args: argparse.Namespace, tokenizer: Any, data: DatasetRows) -> TrainingPlan:
+def plan_training(args: argparse.Namespace, base: Base, data: DatasetRows) -> TrainingPlan:
     """Step 3: which tokens carry the loss, and whether rows are packed; one ``plan`` event."""
-    loss_mode, loss_reason = choose_loss_mode(tokenizer, data.fmt)
+    loss_mode, loss_reason = choose_loss_mode(base.tokenizer, data.fmt)
     rows = data.rows
     if data.fmt == "messages" and loss_mode == "completion_only":
         rows = [to_prompt_completion(r) for r in rows]
-    lengths = example_lengths(tokenizer, rows, args.max_length)
+    lengths = example_lengths(base.tokenizer, rows, args.max_length)
     plan = plan_packing(
         args.packing,
         lengths,
@@ -1481,6 +1619,8 @@ def plan_training(args: argparse.Namespace, tokenizer: Any, data: DatasetRows) -
         grad_accum=args.grad_accum,
         max_length=args.max_length,
         seed=args.seed,
+        attention=base.attention,
+        on_gpu=base.device["type"] == "cuda",
     )
     emit(
         "plan",
@@ -1571,10 +1711,34 @@ def _make_progress_callback(history: list[dict[str, Any]]) -> Any:
     return Progress()
 
 
-def sft_config(args: argparse.Namespace, plan: TrainingPlan, device: dict[str, Any]) -> Any:
+# FSDP-QLoRA (bitsandbytes' and PEFT's recipe): FSDP1, whole decoder layers per unit, the
+# flat parameters of one dtype (hence the 4-bit storage dtype = compute dtype, see
+# ``quantization``), the checkpoint read on rank 0 and broadcast to the others.
+FSDP_QLORA = {
+    "version": 1,
+    "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+    "use_orig_params": False,
+    "cpu_ram_efficient_loading": True,
+    "sync_module_states": True,
+    "state_dict_type": "FULL_STATE_DICT",
+}
+
+
+def distributed_settings(distributed: str | None) -> dict[str, Any]:
+    """SFTConfig's arguments for the processes of one run: DDP (every LoRA weight takes
+    part in every step, so no search for unused ones) or FSDP-QLoRA; none alone."""
+    if distributed == "fsdp":
+        return {"fsdp": True, "fsdp_config": dict(FSDP_QLORA)}
+    if distributed == "ddp":
+        return {"ddp_find_unused_parameters": False}
+    return {}
+
+
+def sft_config(args: argparse.Namespace, plan: TrainingPlan, base: Base) -> Any:
     """TRL's SFTConfig for this run: cosine schedule, no checkpoints, our own logging."""
     from trl import SFTConfig
 
+    device = base.device
     on_gpu = device["type"] == "cuda"
     return SFTConfig(
         output_dir=str(args.output_dir),
@@ -1599,6 +1763,7 @@ def sft_config(args: argparse.Namespace, plan: TrainingPlan, device: dict[str, A
         save_strategy="no",
         report_to="none",
         disable_tqdm=True,
+        **distributed_settings(base.distributed),
     )
 
 
@@ -1625,7 +1790,7 @@ def build_trainer(
 
     trainer = _make_trainer_class()(
         model=base.model,
-        args=sft_config(args, plan, base.device),
+        args=sft_config(args, plan, base),
         train_dataset=Dataset.from_list(plan.rows),
         processing_class=base.tokenizer,
         peft_config=lora_config(args),
@@ -1646,12 +1811,27 @@ def train(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
     started = time.time()
     data = load_data(args)
     base = load_model(args)
-    plan = plan_training(args, base.tokenizer, data)
+    plan = plan_training(args, base, data)
     history: list[dict[str, Any]] = []
     trainer = build_trainer(args, base, plan, history)
     result = trainer.train()
-    save_adapter(trainer, args, base.ref)
-    return build_manifest(args, run_id, started, data, base, plan, trainer, result, history)
+    tokens = world_tokens(trainer)
+    save_adapter(trainer, args, base)
+    return build_manifest(args, run_id, started, data, base, plan, trainer, result, history, tokens)
+
+
+def world_tokens(trainer: Any) -> dict[str, int]:
+    """Real and processed tokens of the whole run: each process counted its own share,
+    and an all-reduce adds them up (every process must call this)."""
+    counts = [trainer.real_tokens, trainer.processed_tokens]
+    if WORLD.size > 1:
+        import torch
+        import torch.distributed as dist
+
+        total = torch.tensor(counts, dtype=torch.long, device=trainer.accelerator.device)
+        dist.all_reduce(total)
+        counts = [int(n) for n in total.tolist()]
+    return {"real": counts[0], "processed": counts[1]}
 
 
 # ------------------------------------------------------------------ 10. saving and pushing
@@ -1682,15 +1862,24 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-def save_adapter(trainer: Any, args: argparse.Namespace, model_ref: ModelRef) -> None:
-    """Step 5: the adapter files in ``--output-dir``, naming the base by its Hub id."""
+def save_adapter(trainer: Any, args: argparse.Namespace, base: Base) -> None:
+    """Step 5: the adapter files in ``--output-dir``, naming the base by its Hub id.
+
+    Rank 0 writes them. Under FSDP every process first takes part in gathering the
+    sharded weights; under DDP each holds the same adapter already.
+    """
+    state = None
+    if base.distributed == "fsdp":
+        state = trainer.accelerator.get_state_dict(trainer.model)  # a collective: all ranks
+    if not WORLD.main:
+        return
     args.output_dir.mkdir(parents=True, exist_ok=True)
     adapter_cfg = trainer.model.peft_config["default"]
     # The model was loaded from a download folder: record the id and commit it came
     # from instead, so adapter_config.json works on any machine (AutoPeftModel).
     adapter_cfg.base_model_name_or_path = args.base_model
-    adapter_cfg.revision = model_ref.revision
-    trainer.model.save_pretrained(str(args.output_dir))
+    adapter_cfg.revision = base.ref.revision
+    trainer.model.save_pretrained(str(args.output_dir), state_dict=state)
 
 
 def build_manifest(
@@ -1703,6 +1892,7 @@ def build_manifest(
     trainer: Any,
     result: Any,
     history: list[dict[str, Any]],
+    tokens: dict[str, int],
 ) -> dict[str, Any]:
     """Step 6: ``run.json``, what this run was and did (DESIGN.md "train.py contract")."""
     train_runtime = float(result.metrics.get("train_runtime", 0.0))
@@ -1740,7 +1930,11 @@ def build_manifest(
         },
         "loss_mode": plan.loss_mode,
         "loss_mode_reason": plan.loss_reason,
-        "packing": {"enabled": packing.packing, "reason": packing.reason},
+        "packing": {
+            "enabled": packing.packing,
+            "reason": packing.reason,
+            "attention": packing.attention,
+        },
         "steps": int(result.global_step),
         "train_loss": float(result.training_loss),
         "first_loss": history[0]["loss"] if history else None,
@@ -1749,13 +1943,15 @@ def build_manifest(
         "runtime_s": round(time.time() - started, 2),
         "train_runtime_s": round(train_runtime, 2),
         "tokens": {
-            "real": trainer.real_tokens,
-            "processed": trainer.processed_tokens,
+            "real": tokens["real"],
+            "processed": tokens["processed"],
             "per_epoch": packing.real_tokens,
             "unpacked_padded_per_epoch": packing.padded_tokens,
-            "real_per_s": round(trainer.real_tokens / train_runtime, 1) if train_runtime else None,
+            "real_per_s": round(tokens["real"] / train_runtime, 1) if train_runtime else None,
         },
         "device": base.device,
+        "world_size": WORLD.size,
+        "distributed": base.distributed,
         "versions": _versions(),
         "output_repo": args.output_repo,
     }
@@ -1848,7 +2044,9 @@ def publish(args: argparse.Namespace, run_id: str, manifest: dict[str, Any]) -> 
 
 def run(argv: list[str] | None = None) -> int:
     """The run, top to bottom: arguments, self-check, training, saving and pushing."""
+    global WORLD  # this process's place among the launcher's, fixed once, read by emit
     args = parse_args(argv)
+    WORLD = read_world()
     _quiet_env()
     run_id = args.run_id or default_run_id()
     emit(
@@ -1860,7 +2058,12 @@ def run(argv: list[str] | None = None) -> int:
         output_repo=args.output_repo,
     )
     self_check(args)
-    manifest = train(args, run_id)
+    try:
+        manifest = train(args, run_id)
+    finally:
+        _leave_world()
+    if not WORLD.main:
+        return EXIT_OK  # rank 0 writes run.json and pushes
     repo, revision = publish(args, run_id, manifest)
     emit(
         "done",
@@ -1874,6 +2077,13 @@ def run(argv: list[str] | None = None) -> int:
         steps=manifest["steps"],
     )
     return EXIT_OK
+
+
+def _leave_world() -> None:
+    """Close this process's link to the others once training is over (no more collectives)."""
+    torch = sys.modules.get("torch")
+    if WORLD.size > 1 and torch is not None and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def _oom_types() -> tuple[type[BaseException], ...]:
@@ -1903,8 +2113,12 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             message = f"training failed: {type(exc).__name__}: {exc}".splitlines()[0]
         code = EXIT_FAILED
-    print(f"train.py: error: {message}", file=sys.stderr, flush=True)
-    emit("error", None, state=state, exit_code=code, error=message)
+    if not WORLD.main and state == "cancelled":
+        return code  # the launcher stopped every rank: rank 0 says so for the run
+    where = f" (rank {WORLD.rank} of {WORLD.size})" if WORLD.size > 1 else ""
+    print(f"train.py: error{where}: {message}", file=sys.stderr, flush=True)
+    rank = {"rank": WORLD.rank} if WORLD.size > 1 else {}
+    emit("error", None, every_rank=True, state=state, exit_code=code, error=message, **rank)
     return code
 
 
