@@ -29,6 +29,10 @@ API (gradio_client, explicit api_names; every argument and result is a JSON stri
 - ``retry_push(request)``: a failed run whose adapter was saved (the push failed) pushes
   it again, without retraining; the run then reads as succeeded.
 
+On hardware with several GPUs (``a10g-largex2``, ``l40sx4``, ``h200x8``...) the supervisor
+runs train.py under PyTorch's launcher, one process per GPU (:func:`processes`,
+:func:`train_command`); ``run.json`` records the ``world_size``.
+
 Only the pinned stack and the stdlib are imported (never spacetrain); gradio is imported
 when the UI starts and torch only in a background thread, so the port answers at once.
 The HF token reaches train.py through the environment (the HF_TOKEN secret) only.
@@ -43,6 +47,7 @@ import functools
 import html
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -308,7 +313,9 @@ class LogSummary:
             self.pushed = event
         elif name == "done":
             self.done = event
-        elif name == "error":
+        elif name == "error" and (self.error is None or self.error.get("state") == "cancelled"):
+            # Under torchrun a rank that fails says so first; the launcher then stops the
+            # others, and rank 0's "cancelled" must not hide the failure that caused it.
             self.error = event
         elif name in ("plan", "model", "dataset", "start"):
             self.extra[name] = event
@@ -396,6 +403,7 @@ class Runs:
                 "run_id": run_id,
                 "created_at": now(),
                 "params": params,
+                "processes": processes(),
                 "argv": [
                     "--params-file",
                     str(run_dir / "params.json"),
@@ -701,7 +709,7 @@ def supervise(run_dir: Path) -> int:
     record = {"run_id": launch["run_id"], "supervisor_pid": os.getpid(), "started_at": now()}
     with (run_dir / "train.log").open("ab") as log:
         child = subprocess.Popen(
-            [sys.executable, "-u", str(TRAIN_PY), *launch["argv"]],
+            train_command(launch["argv"], int(launch.get("processes") or 1)),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -725,12 +733,52 @@ def supervise(run_dir: Path) -> int:
     return 0
 
 
+def train_command(argv: list[str], processes: int) -> list[str]:
+    """train.py's command line: one process, or PyTorch's launcher with one per GPU.
+
+    ``torch.distributed.run`` (torchrun) starts ``processes`` copies on this machine
+    (``--standalone``: its own rendezvous on a free port) and forwards a stop's SIGTERM
+    to each; train.py's rank 0 alone logs, writes ``run.json`` and pushes.
+    """
+    if processes > 1:
+        return [
+            sys.executable,
+            "-u",
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={processes}",
+            str(TRAIN_PY),
+            *argv,
+        ]
+    return [sys.executable, "-u", str(TRAIN_PY), *argv]
+
+
 # ------------------------------------------------------------------ diagnostics
 
 
 DIAGNOSTICS: dict[str, Any] = {"python": sys.version.split()[0], "status": "checking"}
 GPU_FACTS: dict[str, Any] = {}  # train.gpu_facts() as the start-up diagnostics found them
 DIAGNOSE_TIMEOUT = 120.0  # torch import + CUDA start + bitsandbytes on a cold Space
+
+
+ENV_ACCELERATOR = "ACCELERATOR"  # the Space's hardware flavor, set by the Hub: "a10g-largex2"
+
+
+def processes(env: dict[str, str] | None = None, facts: dict[str, Any] | None = None) -> int:
+    """How many training processes a run gets: one per GPU of this Space.
+
+    The GPUs torch sees (``torch.cuda.device_count()`` in the start-up diagnostics) once
+    they are in; before that, the hardware flavor the Hub sets in ``ACCELERATOR``
+    (``a10g-largex2``: 2, ``l40sx4``: 4, ``h200x8``: 8; any other flavor: 1).
+    """
+    env = os.environ if env is None else env
+    facts = GPU_FACTS if facts is None else facts
+    if facts:
+        return max(1, int(facts.get("devices") or 1)) if facts.get("cuda_available") else 1
+    flavor = env.get(ENV_ACCELERATOR, "").strip().lower()
+    match = re.fullmatch(r"[a-z0-9-]+x(\d+)", flavor)
+    return max(1, int(match.group(1))) if match else 1
 
 
 def diagnose() -> None:
