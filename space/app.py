@@ -29,6 +29,10 @@ API (gradio_client, explicit api_names; every argument and result is a JSON stri
 - ``retry_push(request)``: a failed run whose adapter was saved (the push failed) pushes
   it again, without retraining; the run then reads as succeeded.
 
+On hardware with several GPUs (``a10g-largex2``, ``l40sx4``, ``h200x8``...) the supervisor
+runs train.py under PyTorch's launcher, one process per GPU (:func:`processes`,
+:func:`train_command`); ``run.json`` records the ``world_size``.
+
 Only the pinned stack and the stdlib are imported (never spacetrain); gradio is imported
 when the UI starts and torch only in a background thread, so the port answers at once.
 The HF token reaches train.py through the environment (the HF_TOKEN secret) only.
@@ -43,6 +47,7 @@ import functools
 import html
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -308,13 +313,25 @@ class LogSummary:
             self.pushed = event
         elif name == "done":
             self.done = event
-        elif name == "error":
+        elif name == "error" and (self.error is None or self.error.get("state") == "cancelled"):
+            # Under torchrun a rank that fails says so first; the launcher then stops the
+            # others, and rank 0's "cancelled" must not hide the failure that caused it.
             self.error = event
         elif name in ("plan", "model", "dataset", "start"):
             self.extra[name] = event
 
 
 LOCK_NAME = ".active.json"  # no run id starts with a dot: the lock can never be a run's name
+
+
+class _Unread:
+    """The default of a ``lock`` argument: read the lock now (a /proc scan)."""
+
+
+UNREAD = _Unread()
+# The live lock as a caller already read it (``None``: no active run), or UNREAD. One UI
+# tick reads it once and hands it down, instead of one /proc scan per question.
+Seen = dict[str, Any] | None | _Unread
 
 
 def _lock_alive(lock: dict[str, Any]) -> bool:
@@ -386,6 +403,7 @@ class Runs:
                 "run_id": run_id,
                 "created_at": now(),
                 "params": params,
+                "processes": processes(),
                 "argv": [
                     "--params-file",
                     str(run_dir / "params.json"),
@@ -461,7 +479,7 @@ class Runs:
             summary.offset += len(complete)
             return summary
 
-    def state_of(self, run_id: str) -> tuple[str, dict[str, Any]]:
+    def state_of(self, run_id: str, lock: Seen = UNREAD) -> tuple[str, dict[str, Any]]:
         """(state, state.json) from the files.
 
         Running while a process of the run lives (train.py outlives a killed supervisor);
@@ -471,7 +489,8 @@ class Runs:
         run_dir = self.run_dir(run_id)
         state = read_json(run_dir / "state.json") or {}
         if "returncode" not in state:
-            lock = self.live_lock()
+            if isinstance(lock, _Unread):
+                lock = self.live_lock()
             if lock and lock["run_id"] == run_id:
                 return ("running" if state else "queued"), state
         summary = self._summary(run_id, run_dir / "train.log")
@@ -484,11 +503,11 @@ class Runs:
             return "cancelled", state
         return "failed", state
 
-    def status(self, run_id: str, *, tail: bool = True) -> dict[str, Any]:
+    def status(self, run_id: str, *, tail: bool = True, lock: Seen = UNREAD) -> dict[str, Any]:
         """The run's status as the API answers it; ``tail=False`` leaves out the log tail
         of an ended run (a 64 KiB read the table of past runs never shows)."""
         run_dir = self.run_dir(run_id)
-        state, record = self.state_of(run_id)
+        state, record = self.state_of(run_id, lock)
         launch = read_json(run_dir / "launch.json") or {}
         summary = self._summary(run_id, run_dir / "train.log")
         step = summary.last_step or {}
@@ -543,14 +562,16 @@ class Runs:
         """The parsed events of a run's log so far (the plot's points, the plan...)."""
         return self._summary(run_id, self.run_dir(run_id) / "train.log")
 
-    def history(self, limit: int = 20) -> list[dict[str, Any]]:
+    def history(self, limit: int = 20, *, lock: Seen = UNREAD) -> list[dict[str, Any]]:
         """The newest ``limit`` runs' statuses, newest first (the UI's table of past runs)."""
+        if isinstance(lock, _Unread):
+            lock = self.live_lock()
         found = [p for p in self.root.iterdir() if (p / "launch.json").is_file()]
         found.sort(key=lambda p: (p / "launch.json").stat().st_mtime, reverse=True)
         out = []
         for path in found[:limit]:
             with contextlib.suppress(UnknownRun):
-                out.append(self.status(path.name, tail=False))
+                out.append(self.status(path.name, tail=False, lock=lock))
         return out
 
     def stop(self, run_id: str, wait_s: float = STOP_WAIT) -> dict[str, Any]:
@@ -569,10 +590,11 @@ class Runs:
                 return {**self.status(run_id), "stopping": False}
             asked = read_json(run_dir / CANCEL_NAME)
             if asked is None:
-                write_json(run_dir / CANCEL_NAME, {"requested_at": now(), "t": _epoch()})
+                write_json(run_dir / CANCEL_NAME, {"requested_at": now()})
             record = read_json(run_dir / "state.json") or {}
             pgid = lock.get("pgid") or lock.get("pid")
-            hard = asked is not None and _epoch() - float(asked.get("t", 0)) > STOP_GRACE
+            since = _seconds_since((asked or {}).get("requested_at"))
+            hard = since is not None and since > STOP_GRACE
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 if hard and pgid:
                     os.killpg(pgid, signal.SIGKILL)
@@ -592,6 +614,26 @@ class Runs:
         names = (*trainer.ADAPTER_FILES, "run.json", "README.md")
         return out if all((out / n).is_file() for n in names) else None
 
+    def retry_refusal(self, run_id: str, state: str | None = None) -> str | None:
+        """Why the push of ``run_id`` cannot be retried (None: it can); ``state`` as read.
+
+        The one decision behind ``retry_push`` and the UI's "Retry push" button: a failed
+        run, started with an output repo, whose adapter was saved in full.
+        """
+        if state is None:
+            state, _ = self.state_of(run_id)
+        if state != "failed":
+            return f"run {run_id} is {state}: only a failed push can be retried"
+        params = (read_json(self.run_dir(run_id) / "launch.json") or {}).get("params", {})
+        if not params.get("output_repo") or not params.get("push", True):
+            return f"run {run_id} was started without an output repo to push to"
+        if self.saved_adapter(run_id) is None:
+            return (
+                f"run {run_id} saved no complete adapter (it failed before the end of "
+                "training): start a new run"
+            )
+        return None
+
     def retry_push(self, run_id: str) -> dict[str, Any]:
         """Push a failed run's saved adapter again (one commit, as train.py pushes it).
 
@@ -600,19 +642,12 @@ class Runs:
         """
         run_dir = self.run_dir(run_id)
         with self._mutex:
-            state, _ = self.state_of(run_id)
-            if state != "failed":
-                raise ParamsError(f"run {run_id} is {state}: only a failed push can be retried")
-            params = (read_json(run_dir / "launch.json") or {}).get("params", {})
-            repo = params.get("output_repo")
-            if not repo or not params.get("push", True):
-                raise ParamsError(f"run {run_id} was started without an output repo to push to")
-            out = self.saved_adapter(run_id)
-            if out is None:
-                raise ParamsError(
-                    f"run {run_id} saved no complete adapter (it failed before the end of "
-                    "training): start a new run"
-                )
+            refusal = self.retry_refusal(run_id)
+            if refusal is not None:
+                raise ParamsError(refusal)
+            params = (read_json(run_dir / "launch.json") or {})["params"]
+            repo, out = params["output_repo"], self.saved_adapter(run_id)
+            assert out is not None  # retry_refusal saw it
             try:
                 revision, url = trainer.push(out, repo, run_id, bool(params.get("private")))
             except (trainer.BadInput, trainer.HubDown) as exc:
@@ -674,7 +709,7 @@ def supervise(run_dir: Path) -> int:
     record = {"run_id": launch["run_id"], "supervisor_pid": os.getpid(), "started_at": now()}
     with (run_dir / "train.log").open("ab") as log:
         child = subprocess.Popen(
-            [sys.executable, "-u", str(TRAIN_PY), *launch["argv"]],
+            train_command(launch["argv"], int(launch.get("processes") or 1)),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -698,12 +733,52 @@ def supervise(run_dir: Path) -> int:
     return 0
 
 
+def train_command(argv: list[str], processes: int) -> list[str]:
+    """train.py's command line: one process, or PyTorch's launcher with one per GPU.
+
+    ``torch.distributed.run`` (torchrun) starts ``processes`` copies on this machine
+    (``--standalone``: its own rendezvous on a free port) and forwards a stop's SIGTERM
+    to each; train.py's rank 0 alone logs, writes ``run.json`` and pushes.
+    """
+    if processes > 1:
+        return [
+            sys.executable,
+            "-u",
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={processes}",
+            str(TRAIN_PY),
+            *argv,
+        ]
+    return [sys.executable, "-u", str(TRAIN_PY), *argv]
+
+
 # ------------------------------------------------------------------ diagnostics
 
 
 DIAGNOSTICS: dict[str, Any] = {"python": sys.version.split()[0], "status": "checking"}
 GPU_FACTS: dict[str, Any] = {}  # train.gpu_facts() as the start-up diagnostics found them
 DIAGNOSE_TIMEOUT = 120.0  # torch import + CUDA start + bitsandbytes on a cold Space
+
+
+ENV_ACCELERATOR = "ACCELERATOR"  # the Space's hardware flavor, set by the Hub: "a10g-largex2"
+
+
+def processes(env: dict[str, str] | None = None, facts: dict[str, Any] | None = None) -> int:
+    """How many training processes a run gets: one per GPU of this Space.
+
+    The GPUs torch sees (``torch.cuda.device_count()`` in the start-up diagnostics) once
+    they are in; before that, the hardware flavor the Hub sets in ``ACCELERATOR``
+    (``a10g-largex2``: 2, ``l40sx4``: 4, ``h200x8``: 8; any other flavor: 1).
+    """
+    env = os.environ if env is None else env
+    facts = GPU_FACTS if facts is None else facts
+    if facts:
+        return max(1, int(facts.get("devices") or 1)) if facts.get("cuda_available") else 1
+    flavor = env.get(ENV_ACCELERATOR, "").strip().lower()
+    match = re.fullmatch(r"[a-z0-9-]+x(\d+)", flavor)
+    return max(1, int(match.group(1))) if match else 1
 
 
 def diagnose() -> None:
@@ -816,28 +891,33 @@ def training_logs(run_id: str = "", offset: float = 0, limit: float = LOG_CHUNK)
 
 
 def run_request(text: str | None, env: dict[str, str] | None = None) -> tuple[str, dict[str, Any]]:
-    """The run id of a state-changing call on one run (``stop_training``, ``retry_push``).
+    """The run id of a state-changing API call on one run (``stop_training``, ``retry_push``).
 
     ``{"run_id": ..., "trigger": ...}`` (the trigger as ``start_training`` takes it), or a
-    bare run id where the Space has no trigger; empty: the active run. The trigger is
-    checked before anything else, in constant time, and never echoed. Returns the run id
-    and the request's other keys (``wait``).
+    bare run id where the Space has no trigger; empty: the active run. Returns the run id
+    (:func:`authorized_run`) and the request's other keys (``wait``).
     """
     text = (text or "").strip()
-    value: Any = None
-    if text.startswith("{"):
-        if len(text) > trainer.MAX_PARAMS:
-            raise ParamsError(f"the request is longer than {trainer.MAX_PARAMS} bytes")
-        try:
-            value = json.loads(text)
-        except (ValueError, RecursionError):
-            raise ParamsError("the request is not valid JSON") from None
-    given = value if isinstance(value, dict) else {"run_id": text}
     try:
-        trainer.check_trigger(given.get(trainer.TRIGGER_KEY), env)
+        given = trainer.json_object(text, "the request") if text.startswith("{") else None
     except trainer.ParamError as exc:
         raise ParamsError(str(exc)) from None
-    run_id = given.get("run_id") or ""
+    given = {"run_id": text} if given is None else given
+    trigger = given.pop(trainer.TRIGGER_KEY, None)
+    return authorized_run(given.get("run_id"), trigger, env), given
+
+
+def authorized_run(run_id: Any, trigger: Any, env: dict[str, str] | None = None) -> str:
+    """The run a state-changing call acts on (empty: the active run), trigger checked.
+
+    The API (through :func:`run_request`) and the UI's Stop and Retry buttons ask here.
+    The trigger is checked before anything else, in constant time, and never echoed.
+    """
+    try:
+        trainer.check_trigger(trigger, env)
+    except trainer.ParamError as exc:
+        raise ParamsError(str(exc)) from None
+    run_id = run_id or ""
     if not isinstance(run_id, str):
         raise ParamsError("run_id must be a string")
     if not run_id.strip():
@@ -845,8 +925,7 @@ def run_request(text: str | None, env: dict[str, str] | None = None) -> tuple[st
         if lock is None:
             raise ParamsError("no run is active; name the run_id")
         run_id = lock["run_id"]
-    given.pop(trainer.TRIGGER_KEY, None)
-    return run_id.strip(), given
+    return run_id.strip()
 
 
 def stop_training(request: str = "") -> str:
@@ -1278,23 +1357,19 @@ def form_params(values: dict[str, Any], advanced: str, trigger: str = "") -> str
         if PARAMS[name].type is int and isinstance(value, float) and value.is_integer():
             value = int(value)
         params[name] = value.strip() if isinstance(value, str) else value
-    text = (advanced or "").strip()
-    if text:
-        try:
-            extra = json.loads(text)
-        except (ValueError, RecursionError):
-            raise ParamsError("Advanced parameters: not valid JSON") from None
-        if not isinstance(extra, dict):
-            raise ParamsError("Advanced parameters must be a JSON object")
-        params.update(extra)
+    try:
+        params.update(trainer.json_object((advanced or "").strip(), "Advanced parameters"))
+    except trainer.ParamError as exc:
+        raise ParamsError(str(exc)) from None
     if (trigger or "").strip():
         params[trainer.TRIGGER_KEY] = trigger.strip()
     return json.dumps(params)
 
 
-def shown_run(current: str | None) -> str | None:
+def shown_run(current: str | None, lock: Seen = UNREAD) -> str | None:
     """The run the page shows: the active one, else the session's, else the latest."""
-    lock = runs().active()
+    if isinstance(lock, _Unread):
+        lock = runs().active()
     if lock:
         return lock["run_id"]
     if current:
@@ -1307,27 +1382,25 @@ def shown_run(current: str | None) -> str | None:
 
 
 def page(current: str | None) -> dict[str, Any]:
-    """Everything the page shows, rendered (the handlers send what changed)."""
-    run_id = shown_run(current)
+    """Everything the page shows, rendered (the handlers send what changed).
+
+    The lock is read once per tick (one /proc scan) and handed to every question.
+    """
+    active = runs().active()
+    run_id = shown_run(current, active)
     status = summary = saved = log_path = None
     log = ""
+    retry = False
     if run_id:
         try:
-            status = runs().status(run_id)
+            status = runs().status(run_id, lock=active)
             summary = runs().summary(run_id)
             saved = runs().saved_adapter(run_id)
             log_path = runs().run_dir(run_id) / "train.log"
             log = _readable(runs().tail(run_id, lines=LOG_LINES))
+            retry = runs().retry_refusal(run_id, status["state"]) is None
         except UnknownRun:
             status = None
-    active = runs().live_lock()
-    retry = bool(
-        status
-        and status["state"] == "failed"
-        and saved is not None
-        and (status.get("params") or {}).get("output_repo")
-        and (status.get("params") or {}).get("push", True)
-    )
     reason = (
         f"Run {active['run_id']} is active: Start is disabled until it ends or is stopped."
         if active
@@ -1339,7 +1412,7 @@ def page(current: str | None) -> dict[str, Any]:
         "plot": render_plot(summary.points if summary else []),
         "log": render_log(log, log_path),
         "result": render_result(status, summary, saved),
-        "history": render_history(runs().history()),
+        "history": render_history(runs().history(lock=active)),
         "reason": reason,
         "active": bool(active),
         "retry": retry,
@@ -1487,9 +1560,8 @@ def build_ui() -> Any:
             lock = runs().live_lock()
             if lock is None:
                 return render_message("No run is active.", ok=False)
-            request = json.dumps({"run_id": lock["run_id"], trainer.TRIGGER_KEY: secret})
             try:
-                status = runs().stop(run_request(request)[0])
+                status = runs().stop(authorized_run(lock["run_id"], secret))
             except (ParamsError, UnknownRun) as exc:
                 return render_message(str(exc), ok=False)
             if status["state"] in FINAL_STATES:
@@ -1497,10 +1569,8 @@ def build_ui() -> Any:
             return render_message(f"Stopping run {status['run_id']}…", ok=True)
 
         def ui_retry(run_id: str, secret: str) -> str:
-            shown = shown_run(run_id)
-            request = json.dumps({"run_id": shown or "", trainer.TRIGGER_KEY: secret})
             try:
-                status = runs().retry_push(run_request(request)[0])
+                status = runs().retry_push(authorized_run(shown_run(run_id), secret))
             except (ParamsError, UnknownRun) as exc:
                 return render_message(str(exc), ok=False)
             adapter = status.get("adapter") or {}

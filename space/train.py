@@ -28,6 +28,11 @@ stopped by SIGTERM (app.py's ``stop_training``: the ``error`` event's state is
 model or dataset, rejected token), one line naming the file and line; 3 the Hub is
 unreachable.
 The token comes from the environment (``HF_TOKEN``) and is never printed or written.
+
+The file reads top to bottom: 1 the contract (the parameter table), 2 errors, signals and
+output, 3 arguments, 4 Hub calls, 5 the self-check, 6 data, 7 model, 8 loss mode and
+packing, 9 training (:func:`train`, one named step per stage), 10 saving and pushing,
+11 main.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import argparse
 import datetime as dt
 import hmac
 import json
+import logging
 import math
 import os
 import random
@@ -53,13 +59,12 @@ from typing import Any, TypeVar
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INFRA = 0, 1, 2, 3
 
-# ------------------------------------------------------------------ the contract
+# ------------------------------------------------------------------ 1. the contract
 # The CLI <-> Space contract, defined ONCE, here. app.py imports it from this file; the
 # spacetrain package loads this file too (spacetrain.contract), so the config, the CLI
 # flags, the retrain form, app.py and this script share one table of parameters (names,
 # types, ranges), one event prefix, one run-id pattern, one list of dataset formats and
 # roles and one set of environment variable names. Top level: the stdlib only.
-
 EVENT_PREFIX = "@@spacetrain "
 RUN_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 RUN_ID_RE = re.compile(RUN_ID_PATTERN)
@@ -157,7 +162,11 @@ _PARAMS = (
           hyper=True, help="share of steps"),
     Param("seed", int, "SEED", "--seed", 42, 0, 2**32 - 1, hyper=True),
     Param("packing", str, "PACKING", "--packing", "auto", choices=("auto", "on", "off"),
-          hyper=True, help="auto: pack when padding would waste >20%"),
+          hyper=True, help="auto: pack only with a varlen attention kernel (flash attention "
+          "on a GPU) and when padding would waste >20%"),
+    Param("distributed", str, "DISTRIBUTED", "--distributed", "ddp", choices=("ddp", "fsdp"),
+          hyper=True, help="under torchrun with several GPUs: ddp (a 4-bit copy of the base "
+          "per GPU) or fsdp (FSDP-QLoRA: the base sharded, for a base too big for one GPU)"),
     Param("logging_steps", int, "LOGGING_STEPS", "--logging-steps", 10, 1, 100000, hyper=True,
           help="a step event every N steps"),
 )  # fmt: skip
@@ -311,22 +320,7 @@ def check_trigger(given: Any, env: Mapping[str, str] | None = None) -> None:
         )
 
 
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-PACKAGES = (
-    "torch",
-    "transformers",
-    "peft",
-    "trl",
-    "bitsandbytes",
-    "accelerate",
-    "datasets",
-    "huggingface_hub",
-)
-# Files a causal LM needs; anything else in a model repo (other weight formats,
-# ONNX/GGUF exports, images) is skipped.
-MODEL_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken", "*.py"]
-
-T = TypeVar("T")
+# ------------------------------------------------------------------ 2. errors, signals and output
 
 
 class BadInput(Exception):
@@ -367,17 +361,103 @@ def stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, stop)
 
 
-# ------------------------------------------------------------------ progress output
+class PreflightFailed(Exception):
+    """A self-check failed before anything was loaded; ``exit_code`` is the worst one."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
-def emit(event: str, human: str | None = None, **fields: Any) -> None:
-    """Print one human line (optional) and one ``@@spacetrain`` JSON line, flushed."""
+@dataclass(frozen=True)
+class World:
+    """This process among the processes of one run (torchrun's ``RANK``, ``LOCAL_RANK``,
+    ``WORLD_SIZE``; one process without a launcher). Rank 0 alone logs, writes
+    ``run.json`` and pushes; the others train their share of the data in silence."""
+
+    rank: int = 0
+    local_rank: int = 0
+    size: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+WORLD = World()  # this process's, set by run() from the launcher's environment
+
+
+def read_world(env: Mapping[str, str] | None = None) -> World:
+    """The :class:`World` a launcher (torchrun, ``accelerate launch``) put this process in.
+
+    A launcher that set up a rendezvous (``MASTER_ADDR``) and then started this process
+    alone, as ``accelerate launch --cpu --num_processes 2`` does, is refused: the run
+    would silently train on one process.
+
+    Raises:
+        BadInput: the launcher's variables are inconsistent; one line says what to run.
+    """
+    env = os.environ if env is None else env
+    if "WORLD_SIZE" not in env:
+        if env.get("MASTER_ADDR"):
+            raise BadInput(
+                "MASTER_ADDR is set but WORLD_SIZE is not: a launcher asked for several "
+                "processes and started only this one (`accelerate launch --cpu "
+                "--num_processes N` does); on the CPU run `torchrun --nproc_per_node N "
+                "train.py ...`, on GPUs `accelerate launch --multi_gpu` or torchrun"
+            )
+        return World()
+    try:
+        size, rank = int(env["WORLD_SIZE"]), int(env.get("RANK", "0"))
+        local = int(env.get("LOCAL_RANK", str(rank)))
+    except ValueError:
+        raise BadInput(
+            "WORLD_SIZE, RANK and LOCAL_RANK must be integers (set by torchrun)"
+        ) from None
+    if size < 1 or not 0 <= rank < size or not 0 <= local <= rank:
+        raise BadInput(f"RANK {rank} / LOCAL_RANK {local} do not fit WORLD_SIZE {size}")
+    return World(rank, local, size)
+
+
+def emit(event: str, human: str | None = None, *, every_rank: bool = False, **fields: Any) -> None:
+    """Print one human line (optional) and one ``@@spacetrain`` JSON line, flushed.
+
+    Rank 0 speaks for the run; another rank prints only what ``every_rank`` marks (its
+    error), so a run under torchrun has one set of lines.
+    """
+    if not (WORLD.main or every_rank):
+        return
     if human is not None:
         print(f"[train] {human}", flush=True)
     print(EVENT_PREFIX + json.dumps({"event": event, **fields}, default=str), flush=True)
 
 
-# ------------------------------------------------------------------ arguments
+def _quiet_env() -> None:
+    """Progress bars would flood the log the Space tails; our step lines replace them.
+
+    Environment switches only, so a bad dataset line still fails before heavy imports.
+    """
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Renamed-argument notices (transformers 5 -> 6) are for this file's maintainers,
+    # not for the person watching a training log.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    if not WORLD.main:  # rank 0 says it once; errors still surface (print, not logging)
+        warnings.filterwarnings("ignore")
+        logging.disable(logging.WARNING)
+
+
+def _quiet_libraries() -> None:
+    import datasets
+    import transformers
+
+    datasets.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
+# ------------------------------------------------------------------ 3. arguments
 
 
 def _flag_type(name: str) -> Callable[[str], Any]:
@@ -441,7 +521,7 @@ def read_params(
         ParamError: one line naming ``where`` and what is wrong.
     """
     try:
-        given = _params_object(text, where)
+        given = json_object(text, where)
     except ParamError:
         if trigger_env is not None:
             check_trigger(None, trigger_env)
@@ -466,8 +546,12 @@ def read_params(
     }
 
 
-def _params_object(text: str, where: str) -> dict[str, Any]:
-    """``text`` as a JSON object of at most :data:`MAX_PARAMS` bytes (else ParamError)."""
+def json_object(text: str, where: str) -> dict[str, Any]:
+    """``text`` as a JSON object of at most :data:`MAX_PARAMS` bytes (else ParamError).
+
+    The one reader of a JSON object from outside: ``--params-file``, and app.py's
+    ``start_training`` params, its run requests and the form's Advanced JSON.
+    """
     if len(text.encode("utf-8", errors="replace")) > MAX_PARAMS:
         raise ParamError(f"{where} is {len(text)} characters long; at most {MAX_PARAMS} bytes")
     try:
@@ -547,7 +631,10 @@ def default_run_id() -> str:
     return f"run-{stamp}-{os.urandom(3).hex()}"
 
 
-# ------------------------------------------------------------------ Hub access
+# ------------------------------------------------------------------ 4. Hub calls
+
+
+T = TypeVar("T")
 
 
 def _hub_deadline_s() -> float:
@@ -633,208 +720,10 @@ def _check_repo_id(ref: str, kind: str) -> None:
         ) from None
 
 
-@dataclass
-class ModelRef:
-    """Where the base model came from and the folder it was read from."""
+# ------------------------------------------------------------------ 5. the self-check
 
-    ref: str
-    revision: str | None
-    path: Path
-
-
-def resolve_model(ref: str, revision: str | None, *, local_paths: bool = True) -> ModelRef:
-    """A local folder as is; a Hub id downloaded at ``revision`` (recorded as a sha)."""
-    if _is_local(ref, local_paths):
-        path = Path(ref).expanduser().resolve()
-        if not (path / "config.json").is_file():
-            raise BadInput(f"{path}: not a model folder (no config.json)")
-        return ModelRef(ref, None, path)  # a folder has no revision to pin
-    _check_repo_id(ref, "base model")
-    from huggingface_hub import HfApi, snapshot_download
-
-    info = hub_call(f"base model {ref}", lambda: HfApi().model_info(ref, revision=revision))
-    names = [s.rfilename for s in info.siblings or []]
-    if "config.json" not in names:
-        raise BadInput(f"base model {ref}: the repo has no config.json")
-    patterns = list(MODEL_FILES)
-    if not any(n.endswith(".safetensors") for n in names):
-        patterns.append("*.bin")
-    emit("download", f"downloading {ref}@{info.sha}", what="model", repo=ref, revision=info.sha)
-    local = hub_call(
-        f"base model {ref}",
-        lambda: snapshot_download(ref, revision=info.sha, allow_patterns=patterns),
-    )
-    return ModelRef(ref, info.sha, Path(local))
-
-
-# ------------------------------------------------------------------ dataset
-
-
-@dataclass
-class DatasetRows:
-    """Validated examples, all in one format, plus where they came from."""
-
-    ref: str
-    revision: str | None
-    files: list[str]
-    fmt: str  # "messages" | "prompt_completion"
-    rows: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _check_messages(value: Any, where: str, key: str) -> list[dict[str, str]]:
-    if not isinstance(value, list) or not value:
-        raise BadInput(f"{where}: '{key}' must be a non-empty list of {{role, content}} objects")
-    out = []
-    for i, msg in enumerate(value):
-        if not isinstance(msg, dict):
-            raise BadInput(f"{where}: {key}[{i}] is not an object")
-        role, content = msg.get("role"), msg.get("content")
-        if role not in ROLES:
-            raise BadInput(f"{where}: {key}[{i}] has role {role!r}; use one of {', '.join(ROLES)}")
-        if not isinstance(content, str):
-            raise BadInput(f"{where}: {key}[{i}] has no 'content' string")
-        out.append({"role": role, "content": content})
-    return out
-
-
-def validate_example(obj: Any, where: str) -> tuple[str, dict[str, Any]]:
-    """Return (format, normalised row) or raise :class:`BadInput` naming ``where``."""
-    if not isinstance(obj, dict):
-        raise BadInput(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    if "messages" in obj:
-        messages = _check_messages(obj["messages"], where, "messages")
-        if not any(m["role"] == "assistant" and m["content"] for m in messages):
-            raise BadInput(f"{where}: 'messages' has no non-empty assistant turn to learn from")
-        return "messages", {"messages": messages}
-    if "prompt" in obj and "completion" in obj:
-        prompt, completion = obj["prompt"], obj["completion"]
-        if isinstance(prompt, str) and isinstance(completion, str):
-            if not completion:
-                raise BadInput(f"{where}: 'completion' is empty")
-            return "prompt_completion", {"prompt": prompt, "completion": completion}
-        return "prompt_completion", {
-            "prompt": _check_messages(prompt, where, "prompt"),
-            "completion": _check_messages(completion, where, "completion"),
-        }
-    keys = ", ".join(sorted(map(str, obj))) or "none"
-    raise BadInput(
-        f"{where}: missing fields: need 'messages' or 'prompt'+'completion' (has {keys})"
-    )
-
-
-def read_jsonl(lines: Iterable[str], label: str, into: DatasetRows) -> None:
-    """Validate JSONL text; errors name ``label`` and the 1-based line."""
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{label}:{number}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
-        fmt, row = validate_example(obj, where)
-        if into.rows and fmt != into.fmt:
-            raise BadInput(f"{where}: this line is {fmt} but earlier lines are {into.fmt}")
-        into.fmt = fmt
-        into.rows.append(row)
-        # Conversational prompt/completion rows must agree too, or Arrow cannot hold them.
-        if fmt == "prompt_completion" and len(into.rows) > 1:
-            first, this = into.rows[0], row
-            if isinstance(first["prompt"], str) != isinstance(this["prompt"], str):
-                raise BadInput(f"{where}: mixes plain-text and chat prompt/completion rows")
-
-
-def _read_file(path: Path, label: str, into: DatasetRows) -> None:
-    try:
-        with path.open(encoding="utf-8") as handle:
-            read_jsonl(handle, label, into)
-    except UnicodeDecodeError as exc:
-        raise BadInput(f"{label}: not UTF-8 text ({exc.reason})") from None
-    except OSError as exc:
-        raise BadInput(f"{label}: cannot read ({exc.strerror})") from None
-
-
-def load_rows(ref: str, revision: str | None, *, local_paths: bool = True) -> DatasetRows:
-    """Read a local JSONL file (or folder of them) or a Hub dataset at ``revision``."""
-    if _is_local(ref, local_paths):
-        path = Path(ref).expanduser()
-        files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
-        if not files:
-            raise BadInput(f"{path}: no .jsonl files in this folder")
-        data = DatasetRows(ref, None, [str(f) for f in files], "messages")
-        for f in files:
-            _read_file(f, str(f), data)
-    else:
-        data = _load_hub_rows(ref, revision)
-    if not data.rows:
-        raise BadInput(f"{ref}: no examples (the file is empty)")
-    return data
-
-
-def _load_hub_rows(ref: str, revision: str | None) -> DatasetRows:
-    _check_repo_id(ref, "dataset")
-    from huggingface_hub import HfApi, hf_hub_download
-
-    api = HfApi()
-    info = hub_call(f"dataset {ref}", lambda: api.dataset_info(ref, revision=revision))
-    names = sorted(s.rfilename for s in info.siblings or [])
-    jsonl = [n for n in names if n.endswith(".jsonl")]
-    train = [n for n in jsonl if "train" in Path(n).name]
-    chosen = train or jsonl
-    data = DatasetRows(ref, info.sha, chosen, "messages")
-    emit("download", f"downloading {ref}@{info.sha}", what="dataset", repo=ref, revision=info.sha)
-    if chosen:
-        for name in chosen:
-            local = hub_call(
-                f"dataset {ref}",
-                lambda name=name: hf_hub_download(
-                    ref, name, repo_type="dataset", revision=info.sha
-                ),
-            )
-            _read_file(Path(local), f"{ref}@{info.sha[:12]}/{name}", data)
-        return data
-    # No JSONL (e.g. parquet written by `datasets.push_to_hub`): let `datasets` read it.
-    import datasets
-
-    try:
-        table = hub_call(
-            f"dataset {ref}",
-            lambda: datasets.load_dataset(ref, revision=info.sha, split="train"),
-        )
-    except (ValueError, FileNotFoundError) as exc:
-        raise BadInput(f"dataset {ref}: cannot read a train split ({exc})") from None
-    data.files = ["<datasets train split>"]
-    for index, obj in enumerate(table):
-        fmt, row = validate_example(dict(obj), f"{ref}@{info.sha[:12]} row {index}")
-        if data.rows and fmt != data.fmt:
-            raise BadInput(f"{ref} row {index}: this row is {fmt} but earlier rows are {data.fmt}")
-        data.fmt = fmt
-        data.rows.append(row)
-    return data
-
-
-def to_prompt_completion(row: dict[str, Any]) -> dict[str, Any]:
-    """Split a chat at its last assistant turn: loss on that turn only.
-
-    The fallback when the chat template cannot mark assistant turns: earlier turns
-    become context, and TRL's completion-only loss trains on the final answer.
-    """
-    messages = row["messages"]
-    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-    return {"prompt": messages[:last], "completion": [messages[last]]}
-
-
-# ------------------------------------------------------------------ the self-check
 
 WRITE_ROLES = ("write", "admin")
-
-
-class PreflightFailed(Exception):
-    """A self-check failed before anything was loaded; ``exit_code`` is the worst one."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 def token_role(whoami: dict[str, Any] | None) -> str | None:
@@ -1219,7 +1108,381 @@ def preflight_summary(checks: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-# ------------------------------------------------------------------ loss mode and packing
+def self_check(args: argparse.Namespace) -> None:
+    """The Space's self-check (:func:`preflight`), before any data or model is loaded.
+
+    An hour of GPU time must not end on a missing token or an unreadable repo: one line
+    per check, one ``preflight`` event, and the first failure stops the run.
+    """
+    params = {
+        "base_model": args.base_model,
+        "model_revision": args.model_revision,
+        "dataset": args.dataset,
+        "dataset_revision": args.dataset_revision,
+        "output_repo": args.output_repo,
+        "push": args.output_repo is not None,
+    }
+    summary = preflight_summary(preflight(params, local_paths=args.local_paths))
+    for check in summary["checks"] if WORLD.main else ():
+        mark = "ok  " if check["ok"] else "FAIL"
+        print(f"[train] self-check {mark} {check['name']}: {check['detail']}", flush=True)
+    emit("preflight", None, **summary)
+    if not summary["ok"]:
+        raise PreflightFailed(summary["error"], summary["exit_code"])
+
+
+# ------------------------------------------------------------------ 6. data
+
+
+@dataclass
+class DatasetRows:
+    """Validated examples, all in one format, plus where they came from."""
+
+    ref: str
+    revision: str | None
+    files: list[str]
+    fmt: str  # "messages" | "prompt_completion"
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _check_messages(value: Any, where: str, key: str) -> list[dict[str, str]]:
+    if not isinstance(value, list) or not value:
+        raise BadInput(f"{where}: '{key}' must be a non-empty list of {{role, content}} objects")
+    out = []
+    for i, msg in enumerate(value):
+        if not isinstance(msg, dict):
+            raise BadInput(f"{where}: {key}[{i}] is not an object")
+        role, content = msg.get("role"), msg.get("content")
+        if role not in ROLES:
+            raise BadInput(f"{where}: {key}[{i}] has role {role!r}; use one of {', '.join(ROLES)}")
+        if not isinstance(content, str):
+            raise BadInput(f"{where}: {key}[{i}] has no 'content' string")
+        out.append({"role": role, "content": content})
+    return out
+
+
+def validate_example(obj: Any, where: str) -> tuple[str, dict[str, Any]]:
+    """Return (format, normalised row) or raise :class:`BadInput` naming ``where``."""
+    if not isinstance(obj, dict):
+        raise BadInput(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    if "messages" in obj:
+        messages = _check_messages(obj["messages"], where, "messages")
+        if not any(m["role"] == "assistant" and m["content"] for m in messages):
+            raise BadInput(f"{where}: 'messages' has no non-empty assistant turn to learn from")
+        return "messages", {"messages": messages}
+    if "prompt" in obj and "completion" in obj:
+        prompt, completion = obj["prompt"], obj["completion"]
+        if isinstance(prompt, str) and isinstance(completion, str):
+            if not completion:
+                raise BadInput(f"{where}: 'completion' is empty")
+            return "prompt_completion", {"prompt": prompt, "completion": completion}
+        return "prompt_completion", {
+            "prompt": _check_messages(prompt, where, "prompt"),
+            "completion": _check_messages(completion, where, "completion"),
+        }
+    keys = ", ".join(sorted(map(str, obj))) or "none"
+    raise BadInput(
+        f"{where}: missing fields: need 'messages' or 'prompt'+'completion' (has {keys})"
+    )
+
+
+def read_jsonl(lines: Iterable[str], label: str, into: DatasetRows) -> None:
+    """Validate JSONL text; errors name ``label`` and the 1-based line."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{label}:{number}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+        fmt, row = validate_example(obj, where)
+        if into.rows and fmt != into.fmt:
+            raise BadInput(f"{where}: this line is {fmt} but earlier lines are {into.fmt}")
+        into.fmt = fmt
+        into.rows.append(row)
+        # Conversational prompt/completion rows must agree too, or Arrow cannot hold them.
+        if fmt == "prompt_completion" and len(into.rows) > 1:
+            first, this = into.rows[0], row
+            if isinstance(first["prompt"], str) != isinstance(this["prompt"], str):
+                raise BadInput(f"{where}: mixes plain-text and chat prompt/completion rows")
+
+
+def _read_file(path: Path, label: str, into: DatasetRows) -> None:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            read_jsonl(handle, label, into)
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{label}: not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise BadInput(f"{label}: cannot read ({exc.strerror})") from None
+
+
+def load_rows(ref: str, revision: str | None, *, local_paths: bool = True) -> DatasetRows:
+    """Read a local JSONL file (or folder of them) or a Hub dataset at ``revision``."""
+    if _is_local(ref, local_paths):
+        path = Path(ref).expanduser()
+        files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
+        if not files:
+            raise BadInput(f"{path}: no .jsonl files in this folder")
+        data = DatasetRows(ref, None, [str(f) for f in files], "messages")
+        for f in files:
+            _read_file(f, str(f), data)
+    else:
+        data = _load_hub_rows(ref, revision)
+    if not data.rows:
+        raise BadInput(f"{ref}: no examples (the file is empty)")
+    return data
+
+
+def _load_hub_rows(ref: str, revision: str | None) -> DatasetRows:
+    _check_repo_id(ref, "dataset")
+    from huggingface_hub import HfApi, hf_hub_download
+
+    api = HfApi()
+    info = hub_call(f"dataset {ref}", lambda: api.dataset_info(ref, revision=revision))
+    names = sorted(s.rfilename for s in info.siblings or [])
+    jsonl = [n for n in names if n.endswith(".jsonl")]
+    train = [n for n in jsonl if "train" in Path(n).name]
+    chosen = train or jsonl
+    data = DatasetRows(ref, info.sha, chosen, "messages")
+    emit("download", f"downloading {ref}@{info.sha}", what="dataset", repo=ref, revision=info.sha)
+    if chosen:
+        for name in chosen:
+            local = hub_call(
+                f"dataset {ref}",
+                lambda name=name: hf_hub_download(
+                    ref, name, repo_type="dataset", revision=info.sha
+                ),
+            )
+            _read_file(Path(local), f"{ref}@{info.sha[:12]}/{name}", data)
+        return data
+    # No JSONL (e.g. parquet written by `datasets.push_to_hub`): let `datasets` read it.
+    import datasets
+
+    try:
+        table = hub_call(
+            f"dataset {ref}",
+            lambda: datasets.load_dataset(ref, revision=info.sha, split="train"),
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        raise BadInput(f"dataset {ref}: cannot read a train split ({exc})") from None
+    data.files = ["<datasets train split>"]
+    for index, obj in enumerate(table):
+        fmt, row = validate_example(dict(obj), f"{ref}@{info.sha[:12]} row {index}")
+        if data.rows and fmt != data.fmt:
+            raise BadInput(f"{ref} row {index}: this row is {fmt} but earlier rows are {data.fmt}")
+        data.fmt = fmt
+        data.rows.append(row)
+    return data
+
+
+def to_prompt_completion(row: dict[str, Any]) -> dict[str, Any]:
+    """Split a chat at its last assistant turn: loss on that turn only.
+
+    The fallback when the chat template cannot mark assistant turns: earlier turns
+    become context, and TRL's completion-only loss trains on the final answer.
+    """
+    messages = row["messages"]
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    return {"prompt": messages[:last], "completion": [messages[last]]}
+
+
+def load_data(args: argparse.Namespace) -> DatasetRows:
+    """Step 1: the dataset, read and checked line by line before any model loads."""
+    data = load_rows(args.dataset, args.dataset_revision, local_paths=args.local_paths)
+    emit(
+        "dataset",
+        f"dataset {args.dataset}: {len(data.rows)} examples ({data.fmt})",
+        examples=len(data.rows),
+        format=data.fmt,
+        revision=data.revision,
+    )
+    return data
+
+
+# ------------------------------------------------------------------ 7. model
+
+
+# Files a causal LM needs; anything else in a model repo (other weight formats,
+# ONNX/GGUF exports, images) is skipped.
+MODEL_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken", "*.py"]
+
+
+@dataclass
+class ModelRef:
+    """Where the base model came from and the folder it was read from."""
+
+    ref: str
+    revision: str | None
+    path: Path
+
+
+def resolve_model(ref: str, revision: str | None, *, local_paths: bool = True) -> ModelRef:
+    """A local folder as is; a Hub id downloaded at ``revision`` (recorded as a sha)."""
+    if _is_local(ref, local_paths):
+        path = Path(ref).expanduser().resolve()
+        if not (path / "config.json").is_file():
+            raise BadInput(f"{path}: not a model folder (no config.json)")
+        return ModelRef(ref, None, path)  # a folder has no revision to pin
+    _check_repo_id(ref, "base model")
+    from huggingface_hub import HfApi, snapshot_download
+
+    info = hub_call(f"base model {ref}", lambda: HfApi().model_info(ref, revision=revision))
+    names = [s.rfilename for s in info.siblings or []]
+    if "config.json" not in names:
+        raise BadInput(f"base model {ref}: the repo has no config.json")
+    patterns = list(MODEL_FILES)
+    if not any(n.endswith(".safetensors") for n in names):
+        patterns.append("*.bin")
+    emit("download", f"downloading {ref}@{info.sha}", what="model", repo=ref, revision=info.sha)
+    local = hub_call(
+        f"base model {ref}",
+        lambda: snapshot_download(ref, revision=info.sha, allow_patterns=patterns),
+    )
+    return ModelRef(ref, info.sha, Path(local))
+
+
+def _device(world: World) -> dict[str, Any]:
+    """The device this process trains on: under torchrun, the GPU of its local rank."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.set_device(world.local_rank)
+        return {
+            "type": "cuda",
+            "index": world.local_rank,
+            "name": torch.cuda.get_device_name(world.local_rank),
+            "bf16": torch.cuda.is_bf16_supported(),
+            "cuda": torch.version.cuda,
+        }
+    return {"type": "cpu", "threads": torch.get_num_threads(), "bf16": False}
+
+
+def quantization(device: dict[str, Any], fsdp: bool) -> dict[str, Any]:
+    """BitsAndBytesConfig's arguments: 4-bit NF4, double quantization, and the dtypes.
+
+    Compute in bf16 on GPUs that have it (fp16 on the others, fp32 on the CPU). The
+    4-bit weights are stored packed in uint8, except under FSDP: FSDP-QLoRA shards
+    parameters of one float dtype, so the storage dtype must be the compute dtype.
+    """
+    import torch
+
+    on_gpu = device["type"] == "cuda"
+    compute = torch.bfloat16 if on_gpu and device["bf16"] else torch.float32
+    if on_gpu and not device["bf16"]:
+        compute = torch.float16
+    return {
+        "load_in_4bit": True,
+        "bnb_4bit_quant_type": "nf4",
+        "bnb_4bit_use_double_quant": True,
+        "bnb_4bit_compute_dtype": compute,
+        "bnb_4bit_quant_storage": compute if fsdp else torch.uint8,
+    }
+
+
+def load_base(
+    model: ModelRef, device: dict[str, Any], *, fsdp: bool = False
+) -> tuple[Any, Any, dict[str, Any]]:
+    """Tokenizer and the base model in 4-bit NF4 with double quantization."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    on_gpu = device["type"] == "cuda"
+    settings = quantization(device, fsdp)
+    compute = settings["bnb_4bit_compute_dtype"]
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model.path)
+        base = AutoModelForCausalLM.from_pretrained(
+            model.path,
+            quantization_config=BitsAndBytesConfig(**settings),
+            dtype=compute,
+            # DDP: the whole 4-bit base on this rank's GPU; FSDP places it itself.
+            device_map={"": device["index"]} if on_gpu and not fsdp else None,
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInput(f"base model {model.ref}: cannot load it ({first})") from None
+    import bitsandbytes as bnb_lib
+
+    n4 = sum(isinstance(m, bnb_lib.nn.Linear4bit) for m in base.modules())
+    plain = [
+        n
+        for n, m in base.named_modules()
+        if isinstance(m, torch.nn.Linear) and not isinstance(m, bnb_lib.nn.Linear4bit)
+    ]
+    if n4 == 0:
+        raise TrainFailed("bitsandbytes quantized no Linear layer to 4-bit")
+    quant = {
+        "method": "bitsandbytes",
+        "load_in_4bit": True,
+        "quant_type": "nf4",
+        "double_quant": True,
+        "compute_dtype": str(compute).removeprefix("torch."),
+        "storage_dtype": str(settings["bnb_4bit_quant_storage"]).removeprefix("torch."),
+        "linear4bit_modules": n4,
+        "unquantized_linear_modules": plain,
+    }
+    return tokenizer, base, quant
+
+
+@dataclass
+class Base:
+    """The loaded base model: where it came from, the device it is on, its tokenizer,
+    the 4-bit model itself and the quantization facts ``run.json`` records."""
+
+    ref: ModelRef
+    device: dict[str, Any]
+    tokenizer: Any
+    model: Any
+    quant: dict[str, Any]
+    attention: str  # the attention implementation in use ("sdpa", "flash_attention_2", ...)
+    distributed: str | None  # "ddp" or "fsdp" under a launcher with several processes
+
+
+def _fsdp_loading(device: dict[str, Any]) -> None:
+    """FSDP-QLoRA's loading: the processes join before the model loads, and transformers
+    reads the checkpoint on rank 0 alone (``FSDP_QLORA``'s ``cpu_ram_efficient_loading``)
+    so a base bigger than one GPU never sits whole on any of them."""
+    import torch.distributed as dist
+
+    os.environ["ACCELERATE_USE_FSDP"] = "true"
+    os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = "true"
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device["type"] == "cuda" else "gloo")
+
+
+def load_model(args: argparse.Namespace) -> Base:
+    """Step 2: the base model, downloaded at its revision and loaded in 4-bit NF4.
+
+    Under torchrun each process loads its own copy on the GPU of its local rank (DDP),
+    or, with ``--distributed fsdp``, the 4-bit layout FSDP can shard.
+    """
+    model_ref = resolve_model(args.base_model, args.model_revision, local_paths=args.local_paths)
+    _quiet_libraries()
+    from transformers import set_seed
+
+    set_seed(args.seed)
+    device = _device(WORLD)
+    distributed = args.distributed if WORLD.size > 1 else None
+    if distributed == "fsdp":
+        _fsdp_loading(device)
+    tokenizer, model, quant = load_base(model_ref, device, fsdp=distributed == "fsdp")
+    attention = str(getattr(model.config, "_attn_implementation", None) or "eager")
+    where = device["type"] + (f" x{WORLD.size} ({distributed})" if distributed else "")
+    emit(
+        "model",
+        f"base {args.base_model}: {quant['linear4bit_modules']} Linear4bit layers (nf4, "
+        f"double quant, compute {quant['compute_dtype']}) on {where}, attention {attention}",
+        quantization=quant,
+        device=device,
+        attention=attention,
+        world_size=WORLD.size,
+    )
+    return Base(model_ref, device, tokenizer, model, quant, attention, distributed)
+
+
+# ------------------------------------------------------------------ 8. loss mode and packing
 
 
 def choose_loss_mode(tokenizer: Any, fmt: str) -> tuple[str, str]:
@@ -1273,15 +1536,35 @@ class PackingPlan:
     reason: str
     padded_tokens: int
     real_tokens: int
+    attention: str = "eager"
+
+
+def varlen_attention(attention: str, on_gpu: bool) -> bool:
+    """A kernel that runs packed rows as separate variable-length sequences: flash
+    attention (transformers' ``flash_attention_2``/``_3``, or a Hub kernel of it), on a GPU.
+
+    Any other kernel (sdpa, eager) runs a packed row as one dense sequence with a
+    block-diagonal mask: correct, but it spends the attention work packing was to save.
+    """
+    return on_gpu and "flash" in attention.lower()
 
 
 def plan_packing(
-    mode: str, lengths: list[int], *, batch_size: int, grad_accum: int, max_length: int, seed: int
+    mode: str,
+    lengths: list[int],
+    *,
+    batch_size: int,
+    grad_accum: int,
+    max_length: int,
+    seed: int,
+    attention: str = "eager",
+    on_gpu: bool = False,
 ) -> PackingPlan:
-    """Pack when padding would waste >20% of the work and packing leaves >=8 steps an epoch.
+    """``auto``: pack only with a varlen attention kernel (:func:`varlen_attention`), when
+    padding would waste >20% of the work and packing leaves >=8 steps an epoch.
 
     Packing fills rows up to ``max_length``, so it also cuts the optimizer steps per epoch;
-    on a tiny dataset that starves the schedule, hence the second condition.
+    on a tiny dataset that starves the schedule, hence the last condition.
     """
     real = sum(lengths)
     order = list(lengths)
@@ -1291,93 +1574,67 @@ def plan_packing(
         for chunk in (order[i : i + batch_size] for i in range(0, len(order), batch_size))
     )
     if mode in ("on", "off"):
-        return PackingPlan(mode == "on", f"--packing {mode}", padded, real)
+        return PackingPlan(mode == "on", f"--packing {mode}", padded, real, attention)
+    if not varlen_attention(attention, on_gpu):
+        where = "" if on_gpu else " on the CPU"
+        reason = (
+            f"attention {attention}{where} has no varlen kernel, so packed rows would not "
+            "save attention work (packing needs flash attention on a GPU)"
+        )
+        return PackingPlan(False, reason, padded, real, attention)
     waste = 1 - real / padded if padded else 0.0
     packed_rows = max(1, math.ceil(real / max_length))
     packed_steps = math.ceil(math.ceil(packed_rows / batch_size) / grad_accum)
     if waste <= 0.20:
-        return PackingPlan(False, f"padding wastes only {waste:.0%}", padded, real)
+        return PackingPlan(False, f"padding wastes only {waste:.0%}", padded, real, attention)
     if packed_steps < 8:
         reason = f"padding wastes {waste:.0%} but packing leaves {packed_steps} step(s) an epoch"
-        return PackingPlan(False, reason, padded, real)
-    return PackingPlan(True, f"padding would waste {waste:.0%}", padded, real)
+        return PackingPlan(False, reason, padded, real, attention)
+    reason = f"attention {attention} is varlen and padding would waste {waste:.0%}"
+    return PackingPlan(True, reason, padded, real, attention)
 
 
-# ------------------------------------------------------------------ training
+@dataclass
+class TrainingPlan:
+    """What the trainer is given: the rows (chats split when the loss needs it), the loss
+    mode and the packing decision, each with the reason ``run.json`` records."""
+
+    rows: list[dict[str, Any]]
+    loss_mode: str
+    loss_reason: str
+    packing: PackingPlan
 
 
-def _versions() -> dict[str, str | None]:
-    from importlib import metadata
-
-    out: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def _device() -> dict[str, Any]:
-    import torch
-
-    if torch.cuda.is_available():
-        return {
-            "type": "cuda",
-            "name": torch.cuda.get_device_name(0),
-            "bf16": torch.cuda.is_bf16_supported(),
-            "cuda": torch.version.cuda,
-        }
-    return {"type": "cpu", "threads": torch.get_num_threads(), "bf16": False}
-
-
-def load_base(model: ModelRef, device: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
-    """Tokenizer and the base model in 4-bit NF4 with double quantization."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
-
-    on_gpu = device["type"] == "cuda"
-    compute = torch.bfloat16 if on_gpu and device["bf16"] else torch.float32
-    if on_gpu and not device["bf16"]:
-        compute = torch.float16
-    bnb = BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=compute,
-        bnb_4bit_quant_storage=torch.uint8,
+def plan_training(args: argparse.Namespace, base: Base, data: DatasetRows) -> TrainingPlan:
+    """Step 3: which tokens carry the loss, and whether rows are packed; one ``plan`` event."""
+    loss_mode, loss_reason = choose_loss_mode(base.tokenizer, data.fmt)
+    rows = data.rows
+    if data.fmt == "messages" and loss_mode == "completion_only":
+        rows = [to_prompt_completion(r) for r in rows]
+    lengths = example_lengths(base.tokenizer, rows, args.max_length)
+    plan = plan_packing(
+        args.packing,
+        lengths,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        max_length=args.max_length,
+        seed=args.seed,
+        attention=base.attention,
+        on_gpu=base.device["type"] == "cuda",
     )
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model.path)
-        base = AutoModelForCausalLM.from_pretrained(
-            model.path,
-            quantization_config=bnb,
-            dtype=compute,
-            device_map={"": torch.cuda.current_device()} if on_gpu else None,
-        )
-    except (OSError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadInput(f"base model {model.ref}: cannot load it ({first})") from None
-    import bitsandbytes as bnb_lib
+    emit(
+        "plan",
+        f"loss on {loss_mode.replace('_', ' ')} tokens ({loss_reason}); "
+        f"packing {'on' if plan.packing else 'off'} ({plan.reason})",
+        loss_mode=loss_mode,
+        packing=plan.packing,
+        packing_reason=plan.reason,
+        tokens_per_epoch=plan.real_tokens,
+    )
+    return TrainingPlan(rows, loss_mode, loss_reason, plan)
 
-    n4 = sum(isinstance(m, bnb_lib.nn.Linear4bit) for m in base.modules())
-    plain = [
-        n
-        for n, m in base.named_modules()
-        if isinstance(m, torch.nn.Linear) and not isinstance(m, bnb_lib.nn.Linear4bit)
-    ]
-    if n4 == 0:
-        raise TrainFailed("bitsandbytes quantized no Linear layer to 4-bit")
-    quant = {
-        "method": "bitsandbytes",
-        "load_in_4bit": True,
-        "quant_type": "nf4",
-        "double_quant": True,
-        "compute_dtype": str(compute).removeprefix("torch."),
-        "linear4bit_modules": n4,
-        "unquantized_linear_modules": plain,
-    }
-    return tokenizer, base, quant
+
+# ------------------------------------------------------------------ 9. training
 
 
 def _make_trainer_class() -> type:
@@ -1454,62 +1711,36 @@ def _make_progress_callback(history: list[dict[str, Any]]) -> Any:
     return Progress()
 
 
-def train(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
-    """Everything from loading to the saved adapter; returns the run manifest."""
-    started = time.time()
-    data = load_rows(args.dataset, args.dataset_revision, local_paths=args.local_paths)
-    emit(
-        "dataset",
-        f"dataset {args.dataset}: {len(data.rows)} examples ({data.fmt})",
-        examples=len(data.rows),
-        format=data.fmt,
-        revision=data.revision,
-    )
-    model_ref = resolve_model(args.base_model, args.model_revision, local_paths=args.local_paths)
+# FSDP-QLoRA (bitsandbytes' and PEFT's recipe): FSDP1, whole decoder layers per unit, the
+# flat parameters of one dtype (hence the 4-bit storage dtype = compute dtype, see
+# ``quantization``), the checkpoint read on rank 0 and broadcast to the others.
+FSDP_QLORA = {
+    "version": 1,
+    "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+    "use_orig_params": False,
+    "cpu_ram_efficient_loading": True,
+    "sync_module_states": True,
+    "state_dict_type": "FULL_STATE_DICT",
+}
 
-    _quiet_libraries()
-    from datasets import Dataset
-    from peft import LoraConfig
-    from transformers import set_seed
+
+def distributed_settings(distributed: str | None) -> dict[str, Any]:
+    """SFTConfig's arguments for the processes of one run: DDP (every LoRA weight takes
+    part in every step, so no search for unused ones) or FSDP-QLoRA; none alone."""
+    if distributed == "fsdp":
+        return {"fsdp": True, "fsdp_config": dict(FSDP_QLORA)}
+    if distributed == "ddp":
+        return {"ddp_find_unused_parameters": False}
+    return {}
+
+
+def sft_config(args: argparse.Namespace, plan: TrainingPlan, base: Base) -> Any:
+    """TRL's SFTConfig for this run: cosine schedule, no checkpoints, our own logging."""
     from trl import SFTConfig
 
-    set_seed(args.seed)
-    device = _device()
+    device = base.device
     on_gpu = device["type"] == "cuda"
-    tokenizer, base, quant = load_base(model_ref, device)
-    emit(
-        "model",
-        f"base {args.base_model}: {quant['linear4bit_modules']} Linear4bit layers (nf4, "
-        f"double quant, compute {quant['compute_dtype']}) on {device['type']}",
-        quantization=quant,
-        device=device,
-    )
-
-    loss_mode, loss_reason = choose_loss_mode(tokenizer, data.fmt)
-    rows = data.rows
-    if data.fmt == "messages" and loss_mode == "completion_only":
-        rows = [to_prompt_completion(r) for r in rows]
-    lengths = example_lengths(tokenizer, rows, args.max_length)
-    plan = plan_packing(
-        args.packing,
-        lengths,
-        batch_size=args.batch_size,
-        grad_accum=args.grad_accum,
-        max_length=args.max_length,
-        seed=args.seed,
-    )
-    emit(
-        "plan",
-        f"loss on {loss_mode.replace('_', ' ')} tokens ({loss_reason}); "
-        f"packing {'on' if plan.packing else 'off'} ({plan.reason})",
-        loss_mode=loss_mode,
-        packing=plan.packing,
-        packing_reason=plan.reason,
-        tokens_per_epoch=plan.real_tokens,
-    )
-
-    logging_steps = args.logging_steps or PARAMS["logging_steps"].default
-    config = SFTConfig(
+    return SFTConfig(
         output_dir=str(args.output_dir),
         num_train_epochs=args.epochs,
         learning_rate=args.learning_rate,
@@ -1518,22 +1749,29 @@ def train(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
         warmup_steps=args.warmup_ratio,
         lr_scheduler_type="cosine",
         max_length=args.max_length,
-        packing=plan.packing,
-        assistant_only_loss=loss_mode == "assistant_only",
-        completion_only_loss=True if loss_mode == "completion_only" else None,
+        packing=plan.packing.packing,
+        assistant_only_loss=plan.loss_mode == "assistant_only",
+        completion_only_loss=True if plan.loss_mode == "completion_only" else None,
         activation_checkpointing=on_gpu,
         bf16=on_gpu and bool(device["bf16"]),
         fp16=on_gpu and not device["bf16"],
         use_cpu=not on_gpu,
         seed=args.seed,
         data_seed=args.seed,
-        logging_steps=logging_steps,
+        logging_steps=args.logging_steps or PARAMS["logging_steps"].default,
         logging_first_step=True,  # a first loss point seconds after the start
         save_strategy="no",
         report_to="none",
         disable_tqdm=True,
+        **distributed_settings(base.distributed),
     )
-    peft_config = LoraConfig(
+
+
+def lora_config(args: argparse.Namespace) -> Any:
+    """LoRA on every linear layer of the base (the QLoRA paper's choice)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
         r=args.lora_r,
         lora_alpha=args.lora_alpha,
         lora_dropout=args.lora_dropout,
@@ -1541,41 +1779,130 @@ def train(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
         bias="none",
         task_type="CAUSAL_LM",
     )
-    history: list[dict[str, Any]] = []
-    trainer_cls = _make_trainer_class()
-    trainer = trainer_cls(
-        model=base,
-        args=config,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[_make_progress_callback(history)],
-    )
+
+
+def build_trainer(
+    args: argparse.Namespace, base: Base, plan: TrainingPlan, history: list[dict[str, Any]]
+) -> Any:
+    """Step 4: the counting SFTTrainer, reporting through our step events into ``history``."""
+    from datasets import Dataset
     from transformers import PrinterCallback
 
+    trainer = _make_trainer_class()(
+        model=base.model,
+        args=sft_config(args, plan, base),
+        train_dataset=Dataset.from_list(plan.rows),
+        processing_class=base.tokenizer,
+        peft_config=lora_config(args),
+        callbacks=[_make_progress_callback(history)],
+    )
     trainer.remove_callback(PrinterCallback)  # our step lines say the same, parseably
-    if not on_gpu:
+    if base.device["type"] != "cuda":
         # TRL casts QLoRA adapters to bf16 (the paper's GPU recipe); on the CPU the
         # compute dtype is fp32, and bf16 adapter weights would round small updates away.
         for p in trainer.model.parameters():
             if p.requires_grad:
                 p.data = p.data.float()
-    result = trainer.train()
-    train_runtime = float(result.metrics.get("train_runtime", 0.0))
+    return trainer
 
+
+def train(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
+    """Everything from loading to the saved adapter, step by step; returns the manifest."""
+    started = time.time()
+    data = load_data(args)
+    base = load_model(args)
+    plan = plan_training(args, base, data)
+    history: list[dict[str, Any]] = []
+    trainer = build_trainer(args, base, plan, history)
+    result = trainer.train()
+    tokens = world_tokens(trainer)
+    save_adapter(trainer, args, base)
+    return build_manifest(args, run_id, started, data, base, plan, trainer, result, history, tokens)
+
+
+def world_tokens(trainer: Any) -> dict[str, int]:
+    """Real and processed tokens of the whole run: each process counted its own share,
+    and an all-reduce adds them up (every process must call this)."""
+    counts = [trainer.real_tokens, trainer.processed_tokens]
+    if WORLD.size > 1:
+        import torch
+        import torch.distributed as dist
+
+        total = torch.tensor(counts, dtype=torch.long, device=trainer.accelerator.device)
+        dist.all_reduce(total)
+        counts = [int(n) for n in total.tolist()]
+    return {"real": counts[0], "processed": counts[1]}
+
+
+# ------------------------------------------------------------------ 10. saving and pushing
+
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+PACKAGES = (  # the versions run.json records
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "bitsandbytes",
+    "accelerate",
+    "datasets",
+    "huggingface_hub",
+)
+
+
+def _versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def save_adapter(trainer: Any, args: argparse.Namespace, base: Base) -> None:
+    """Step 5: the adapter files in ``--output-dir``, naming the base by its Hub id.
+
+    Rank 0 writes them. Under FSDP every process first takes part in gathering the
+    sharded weights; under DDP each holds the same adapter already.
+    """
+    state = None
+    if base.distributed == "fsdp":
+        state = trainer.accelerator.get_state_dict(trainer.model)  # a collective: all ranks
+    if not WORLD.main:
+        return
     args.output_dir.mkdir(parents=True, exist_ok=True)
     adapter_cfg = trainer.model.peft_config["default"]
     # The model was loaded from a download folder: record the id and commit it came
     # from instead, so adapter_config.json works on any machine (AutoPeftModel).
     adapter_cfg.base_model_name_or_path = args.base_model
-    adapter_cfg.revision = model_ref.revision
-    trainer.model.save_pretrained(str(args.output_dir))
-    final_loss = history[-1]["loss"] if history else None
-    manifest: dict[str, Any] = {
+    adapter_cfg.revision = base.ref.revision
+    trainer.model.save_pretrained(str(args.output_dir), state_dict=state)
+
+
+def build_manifest(
+    args: argparse.Namespace,
+    run_id: str,
+    started: float,
+    data: DatasetRows,
+    base: Base,
+    plan: TrainingPlan,
+    trainer: Any,
+    result: Any,
+    history: list[dict[str, Any]],
+    tokens: dict[str, int],
+) -> dict[str, Any]:
+    """Step 6: ``run.json``, what this run was and did (DESIGN.md "train.py contract")."""
+    train_runtime = float(result.metrics.get("train_runtime", 0.0))
+    adapter_cfg = trainer.model.peft_config["default"]
+    packing = plan.packing
+    return {
         "schema_version": 1,
         "run_id": run_id,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "base_model": {"id": args.base_model, "revision": model_ref.revision},
+        "base_model": {"id": args.base_model, "revision": base.ref.revision},
         "dataset": {
             "id": args.dataset,
             "revision": data.revision,
@@ -1583,7 +1910,7 @@ def train(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
             "format": data.fmt,
             "examples": len(data.rows),
         },
-        "quantization": quant,
+        "quantization": base.quant,
         "lora": {
             "r": adapter_cfg.r,
             "alpha": adapter_cfg.lora_alpha,
@@ -1599,55 +1926,35 @@ def train(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
             "warmup_ratio": args.warmup_ratio,
             "lr_scheduler": "cosine",
             "seed": args.seed,
-            "gradient_checkpointing": on_gpu,
+            "gradient_checkpointing": base.device["type"] == "cuda",
         },
-        "loss_mode": loss_mode,
-        "loss_mode_reason": loss_reason,
-        "packing": {"enabled": plan.packing, "reason": plan.reason},
+        "loss_mode": plan.loss_mode,
+        "loss_mode_reason": plan.loss_reason,
+        "packing": {
+            "enabled": packing.packing,
+            "reason": packing.reason,
+            "attention": packing.attention,
+        },
         "steps": int(result.global_step),
         "train_loss": float(result.training_loss),
         "first_loss": history[0]["loss"] if history else None,
-        "final_loss": final_loss,
+        "final_loss": history[-1]["loss"] if history else None,
         "loss_history": [[h["step"], h["loss"]] for h in history],
         "runtime_s": round(time.time() - started, 2),
         "train_runtime_s": round(train_runtime, 2),
         "tokens": {
-            "real": trainer.real_tokens,
-            "processed": trainer.processed_tokens,
-            "per_epoch": plan.real_tokens,
-            "unpacked_padded_per_epoch": plan.padded_tokens,
-            "real_per_s": round(trainer.real_tokens / train_runtime, 1) if train_runtime else None,
+            "real": tokens["real"],
+            "processed": tokens["processed"],
+            "per_epoch": packing.real_tokens,
+            "unpacked_padded_per_epoch": packing.padded_tokens,
+            "real_per_s": round(tokens["real"] / train_runtime, 1) if train_runtime else None,
         },
-        "device": device,
+        "device": base.device,
+        "world_size": WORLD.size,
+        "distributed": base.distributed,
         "versions": _versions(),
         "output_repo": args.output_repo,
     }
-    return manifest
-
-
-def _quiet_env() -> None:
-    """Progress bars would flood the log the Space tails; our step lines replace them.
-
-    Environment switches only, so a bad dataset line still fails before heavy imports.
-    """
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # Renamed-argument notices (transformers 5 -> 6) are for this file's maintainers,
-    # not for the person watching a training log.
-    warnings.filterwarnings("ignore", category=FutureWarning)
-
-
-def _quiet_libraries() -> None:
-    import datasets
-    import transformers
-
-    datasets.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-
-
-# ------------------------------------------------------------------ model card and push
 
 
 def write_model_card(out: Path, manifest: dict[str, Any]) -> None:
@@ -1712,34 +2019,34 @@ def push(out: Path, repo: str, run_id: str, private: bool) -> tuple[str, str]:
     return info.oid, info.commit_url
 
 
-# ------------------------------------------------------------------ entry point
+def publish(args: argparse.Namespace, run_id: str, manifest: dict[str, Any]) -> tuple[Any, Any]:
+    """Step 7: ``run.json`` and the model card beside the adapter, then the push (unless
+    ``--no-push``). Returns ``(repo, revision)``, both None when nothing was pushed."""
+    out: Path = args.output_dir
+    (out / "run.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_model_card(out, manifest)
+    emit("saved", f"adapter and run.json written to {out}", output_dir=str(out))
+    if not args.output_repo:
+        return None, None
+    repo = args.output_repo
+    try:
+        revision, url = push(out, repo, run_id, args.private)
+    except (BadInput, HubDown) as exc:
+        # Hours of training must not vanish with a failed push: say where it is.
+        exc.args = (f"{exc} (the trained adapter is saved in {out})",)
+        raise
+    emit("pushed", f"pushed {repo}@{revision}", repo=repo, revision=revision, url=url)
+    return repo, revision
 
 
-def self_check(args: argparse.Namespace) -> None:
-    """The Space's self-check (:func:`preflight`), before any data or model is loaded.
-
-    An hour of GPU time must not end on a missing token or an unreadable repo: one line
-    per check, one ``preflight`` event, and the first failure stops the run.
-    """
-    params = {
-        "base_model": args.base_model,
-        "model_revision": args.model_revision,
-        "dataset": args.dataset,
-        "dataset_revision": args.dataset_revision,
-        "output_repo": args.output_repo,
-        "push": args.output_repo is not None,
-    }
-    summary = preflight_summary(preflight(params, local_paths=args.local_paths))
-    for check in summary["checks"]:
-        mark = "ok  " if check["ok"] else "FAIL"
-        print(f"[train] self-check {mark} {check['name']}: {check['detail']}", flush=True)
-    emit("preflight", None, **summary)
-    if not summary["ok"]:
-        raise PreflightFailed(summary["error"], summary["exit_code"])
+# ------------------------------------------------------------------ 11. main
 
 
 def run(argv: list[str] | None = None) -> int:
+    """The run, top to bottom: arguments, self-check, training, saving and pushing."""
+    global WORLD  # this process's place among the launcher's, fixed once, read by emit
     args = parse_args(argv)
+    WORLD = read_world()
     _quiet_env()
     run_id = args.run_id or default_run_id()
     emit(
@@ -1751,21 +2058,13 @@ def run(argv: list[str] | None = None) -> int:
         output_repo=args.output_repo,
     )
     self_check(args)
-    manifest = train(args, run_id)
-    out: Path = args.output_dir
-    (out / "run.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    write_model_card(out, manifest)
-    emit("saved", f"adapter and run.json written to {out}", output_dir=str(out))
-    repo = revision = url = None
-    if args.output_repo:
-        repo = args.output_repo
-        try:
-            revision, url = push(out, repo, run_id, args.private)
-        except (BadInput, HubDown) as exc:
-            # Hours of training must not vanish with a failed push: say where it is.
-            exc.args = (f"{exc} (the trained adapter is saved in {out})",)
-            raise
-        emit("pushed", f"pushed {repo}@{revision}", repo=repo, revision=revision, url=url)
+    try:
+        manifest = train(args, run_id)
+    finally:
+        _leave_world()
+    if not WORLD.main:
+        return EXIT_OK  # rank 0 writes run.json and pushes
+    repo, revision = publish(args, run_id, manifest)
     emit(
         "done",
         f"done: run {run_id} loss {manifest['first_loss']} -> {manifest['final_loss']}"
@@ -1778,6 +2077,13 @@ def run(argv: list[str] | None = None) -> int:
         steps=manifest["steps"],
     )
     return EXIT_OK
+
+
+def _leave_world() -> None:
+    """Close this process's link to the others once training is over (no more collectives)."""
+    torch = sys.modules.get("torch")
+    if WORLD.size > 1 and torch is not None and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def _oom_types() -> tuple[type[BaseException], ...]:
@@ -1807,8 +2113,12 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             message = f"training failed: {type(exc).__name__}: {exc}".splitlines()[0]
         code = EXIT_FAILED
-    print(f"train.py: error: {message}", file=sys.stderr, flush=True)
-    emit("error", None, state=state, exit_code=code, error=message)
+    if not WORLD.main and state == "cancelled":
+        return code  # the launcher stopped every rank: rank 0 says so for the run
+    where = f" (rank {WORLD.rank} of {WORLD.size})" if WORLD.size > 1 else ""
+    print(f"train.py: error{where}: {message}", file=sys.stderr, flush=True)
+    rank = {"rank": WORLD.rank} if WORLD.size > 1 else {}
+    emit("error", None, every_rank=True, state=state, exit_code=code, error=message, **rank)
     return code
 
 

@@ -85,12 +85,20 @@ class TrainResult:
         return found[-1]
 
 
+# PyTorch's own launcher, as the Space runs train.py on hardware with several GPUs.
+TORCHRUN = (sys.executable, "-m", "torch.distributed.run", "--standalone")
+
+
 def run_train(
-    *args: str | Path, env: dict[str, str] | None = None, timeout: float = 300
+    *args: str | Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+    launcher: tuple[str, ...] = (sys.executable,),
 ) -> TrainResult:
-    """Run space/train.py as the Space does: a subprocess with its own environment."""
+    """Run space/train.py as the Space does: a subprocess with its own environment
+    (``launcher``: the command before the script, e.g. torchrun's)."""
     proc = subprocess.run(
-        [sys.executable, str(TRAIN_PY), *map(str, args)],
+        [*launcher, str(TRAIN_PY), *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,

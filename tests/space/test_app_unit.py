@@ -560,6 +560,41 @@ def test_retry_push_needs_a_failed_run_with_a_saved_adapter(
         runs.retry_push("fine")
 
 
+def test_a_page_tick_reads_the_lock_once_and_offers_retry_as_retry_push_decides(
+    app: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPACETRAIN_RUNS_DIR", str(tmp_path))
+    app.runs.cache_clear()
+    scans: list[tuple] = []
+    real = app.group_alive
+    monkeypatch.setattr(app, "group_alive", lambda *a: scans.append(a) or real(*a))
+    sleeper = _sleeper()
+    try:
+        for run_id in ("a", "b", "busy"):  # no exit code yet: each one asks about the lock
+            _fake_run(tmp_path, run_id, "", {"started_at": None})
+        lock = {"run_id": "busy", "pid": sleeper.pid, "ticks": app._start_ticks(sleeper.pid)}
+        (tmp_path / app.LOCK_NAME).write_text(json.dumps(lock))
+        shown = app.page("a")
+        assert len(scans) == 1  # one /proc scan per tick, however many runs it shows
+        assert shown["active"] and "Run busy is active" in shown["reason"]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    failed = _events({"event": "error", "error": "Hub unreachable"})
+    _fake_run(tmp_path, "push-failed", failed, {"returncode": 3})
+    run = tmp_path / "push-failed"
+    (run / "launch.json").write_text(
+        json.dumps({"run_id": "push-failed", "params": {"output_repo": "o/a"}, "argv": []})
+    )
+    assert app.page("push-failed")["retry"] is False  # no saved adapter: nothing to push
+    for name in (*app.trainer.ADAPTER_FILES, "run.json", "README.md"):
+        (run / "adapter").mkdir(exist_ok=True)
+        (run / "adapter" / name).write_text("{}")
+    assert app.runs().retry_refusal("push-failed") is None
+    assert app.page("push-failed")["retry"] is True
+    app.runs.cache_clear()
+
+
 def test_stop_of_a_run_that_is_not_active_changes_nothing(app: ModuleType, tmp_path: Path) -> None:
     runs = app.Runs(tmp_path)
     _fake_run(tmp_path, "old", _events({"event": "done"}), {"returncode": 0})

@@ -177,7 +177,7 @@ def test_packing_counts_no_padding(tiny_model: Path, qa_jsonl: Path, tmp_path: P
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     run = json.loads((tmp_path / "out" / "run.json").read_text())
-    assert run["packing"] == {"enabled": True, "reason": "--packing on"}
+    assert run["packing"] == {"enabled": True, "reason": "--packing on", "attention": "sdpa"}
     # Packed rows are padding-free: every processed token is a real one.
     assert run["tokens"]["processed"] == run["tokens"]["real"] == 2 * run["tokens"]["per_epoch"]
     assert run["steps"] < 10  # 20 short examples fill a few 64-token rows
