@@ -28,7 +28,8 @@ element of a padding-free (packed) batch. Rates divide by the Trainer's own
 first step's one-off costs are excluded for every variant alike. Every step is logged
 (``--logging-steps 1`` for both), so the final loss is the last step's loss in both, and
 the mean loss is the Trainer's ``training_loss``. The table gives medians over rounds
-with min-max, and the ratio of each variant to ``train-off`` taken within each round.
+with min-max, the ratio of each variant to ``train-off`` taken within each round, and
+for a packed variant its ratio to the same runner unpacked, within each round.
 """
 
 from __future__ import annotations
@@ -173,6 +174,15 @@ def _spread(cell: dict[str, float | None]) -> str:
     return f"{cell['median']:,.0f} ({cell['min']:,.0f}-{cell['max']:,.0f})"
 
 
+def _ratios(ratios: list[float]) -> dict[str, Any]:
+    return {
+        "median": statistics.median(ratios),
+        "min": min(ratios),
+        "max": max(ratios),
+        "per_round": ratios,
+    }
+
+
 def summarize(results: dict[str, list[dict]]) -> dict[str, Any]:
     """Medians, min-max and the within-round ratio to the baseline, per variant."""
     summary: dict[str, Any] = {}
@@ -195,14 +205,22 @@ def summarize(results: dict[str, list[dict]]) -> dict[str, Any]:
                 r["real_per_s"] / b["real_per_s"]
                 for r, b in zip(runs, results[BASELINE], strict=False)
             ]
-            row["ratio_real_per_s"] = {
-                "median": statistics.median(ratios),
-                "min": min(ratios),
-                "max": max(ratios),
-                "per_round": ratios,
-            }
+            row["ratio_real_per_s"] = _ratios(ratios)
+        unpacked = variant.removesuffix("-on") + "-off"
+        if variant.endswith("-on") and unpacked in results:
+            ratios = [
+                r["real_per_s"] / b["real_per_s"]
+                for r, b in zip(runs, results[unpacked], strict=False)
+            ]
+            row["packing_ratio_real_per_s"] = _ratios(ratios)
         summary[variant] = row
     return summary
+
+
+def _ratio_text(ratio: dict[str, Any] | None) -> str:
+    if not ratio:
+        return "-"
+    return f"{ratio['median']:.2f} ({', '.join(f'{x:.2f}' for x in ratio['per_round'])})"
 
 
 def markdown(summary: dict[str, Any], args: argparse.Namespace, facts: dict[str, Any]) -> str:
@@ -213,22 +231,18 @@ def markdown(summary: dict[str, Any], args: argparse.Namespace, facts: dict[str,
         f"median (min-max) of {args.rounds} round(s)",
         "",
         "| variant | packing | adapters | steps | real tok | processed tok | real tok/s "
-        "| processed tok/s | real tok/s warm | x train-off (per round) | final loss "
+        "| processed tok/s | real tok/s warm | x train-off (per round) "
+        "| x same runner unpacked (per round) | final loss "
         "| mean loss | train s |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for variant, row in summary.items():
-        ratio = row.get("ratio_real_per_s")
-        ratio_text = (
-            f"{ratio['median']:.2f} ({', '.join(f'{x:.2f}' for x in ratio['per_round'])})"
-            if ratio
-            else "-"
-        )
         lines.append(
             f"| {variant} | {'on' if row['packing'] else 'off'} | {row['adapter_dtype']} "
             f"| {row['steps']} | {row['real']:,} | {row['processed']:,} "
             f"| {_spread(row['real_per_s'])} | {_spread(row['processed_per_s'])} "
-            f"| {_spread(row['real_per_s_warm'])} | {ratio_text} "
+            f"| {_spread(row['real_per_s_warm'])} | {_ratio_text(row.get('ratio_real_per_s'))} "
+            f"| {_ratio_text(row.get('packing_ratio_real_per_s'))} "
             f"| {statistics.median(row['final_loss']):.3f} "
             f"| {statistics.median(row['train_loss']):.3f} "
             f"| {row['train_runtime_s']['median']:.1f} |"
