@@ -15,6 +15,10 @@ rates taken minutes apart):
 
 - ``train-off`` / ``train-on``: space/train.py with ``--packing off`` / ``on`` (the baseline
   is ``train-off``);
+- ``train-on1``: packing on, but one packed row per micro-batch (``--batch-size 1
+  --grad-accum`` the batch size: the same rows per optimizer step). TRL's padding-free
+  collator joins a batch's rows into one sequence; this keeps each one ``--max-length``
+  long, so a dense block mask costs max-length squared, not (batch x max-length) squared;
 - ``sft-off`` / ``sft-on``: ``sft_baseline.py``, a plain TRL SFTTrainer with the same base,
   4-bit NF4 + LoRA r=16 alpha=32, data, epochs, lr, batch and max length;
 - ``sft32-off`` / ``sft32-on``: the same with the LoRA weights cast back to fp32 after
@@ -54,7 +58,7 @@ REPO = HERE.parents[1]
 TRAIN_PY = REPO / "space" / "train.py"
 SFT_BASELINE = HERE / "sft_baseline.py"
 EVENT_PREFIX = "@@spacetrain "
-VARIANTS = ("train-off", "train-on", "sft-off", "sft-on", "sft32-off", "sft32-on")
+VARIANTS = ("train-off", "train-on", "train-on1", "sft-off", "sft-on", "sft32-off", "sft32-on")
 BASELINE = "train-off"
 WORDS = [
     "unity", "self", "determination", "collective", "work", "responsibility", "cooperative",
@@ -96,10 +100,12 @@ def _warm_rate(log: list[list[float]]) -> float | None:
 def run_train_py(
     model: Path, data: Path, out: Path, packing: str, args: argparse.Namespace
 ) -> dict:
+    batch, accum = (1, args.batch_size) if packing == "on1" else (args.batch_size, 1)
+    packing = packing.removesuffix("1")
     cmd = [
         sys.executable, str(TRAIN_PY), "--base-model", str(model), "--dataset", str(data),
         "--output-dir", str(out), "--no-push", "--epochs", str(args.epochs),
-        "--batch-size", str(args.batch_size), "--grad-accum", "1",
+        "--batch-size", str(batch), "--grad-accum", str(accum),
         "--max-length", str(args.max_length), "--learning-rate", str(args.learning_rate),
         "--packing", packing, "--seed", "0", "--logging-steps", str(args.logging_steps),
     ]  # fmt: skip
@@ -206,8 +212,8 @@ def summarize(results: dict[str, list[dict]]) -> dict[str, Any]:
                 for r, b in zip(runs, results[BASELINE], strict=False)
             ]
             row["ratio_real_per_s"] = _ratios(ratios)
-        unpacked = variant.removesuffix("-on") + "-off"
-        if variant.endswith("-on") and unpacked in results:
+        unpacked = variant.rstrip("1").removesuffix("-on") + "-off"
+        if variant.rstrip("1").endswith("-on") and unpacked in results:
             ratios = [
                 r["real_per_s"] / b["real_per_s"]
                 for r, b in zip(runs, results[unpacked], strict=False)
