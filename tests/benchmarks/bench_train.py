@@ -34,6 +34,12 @@ first step's one-off costs are excluded for every variant alike. Every step is l
 the mean loss is the Trainer's ``training_loss``. The table gives medians over rounds
 with min-max, the ratio of each variant to ``train-off`` taken within each round, and
 for a packed variant its ratio to the same runner unpacked, within each round.
+
+Measured (2 shared CPU cores, load 12-17, defaults, 1 thread): packed/unpacked real
+tokens/s 0.59 (0.47-0.65, 5 rounds) for train.py and 0.49 (0.37-0.73) for plain TRL;
+``train-on1`` 1.98 (1.93-2.04) x ``train-off``. train.py unpacked and ``sft32-off`` end
+at the same loss to the last digit (6.381): only the adapter dtype separates train.py
+from plain TRL, and no rate difference between them stands out of the noise.
 """
 
 from __future__ import annotations
