@@ -9,9 +9,8 @@ the Space never came up, training failed or the gate said no.
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from spacetrain.config import AdapterConfig, ProjectConfig
 from spacetrain.errors import EXIT_FAILED, EXIT_OK, CheckFailed, SpacetrainError
 from spacetrain.hub import Hub
 from spacetrain.inputs import writable_dir, writable_file
+from spacetrain.stages.progress import Progress, ProgressFactory, progress_for
 from spacetrain.stages.release import untouched
 from spacetrain.stages.state import PipelineState
 
@@ -81,14 +81,10 @@ class PipelineResult:
         }
 
 
-def _say(message: str) -> None:
-    print(f"[pipeline] {message}", file=sys.stderr, flush=True)
-
-
 class _Runner:
     """Runs stages in order, timing each, stopping at the first failure."""
 
-    def __init__(self, result: PipelineResult, say: Callable[[str], None]) -> None:
+    def __init__(self, result: PipelineResult, say: Progress) -> None:
         self.result = result
         self.say = say
 
@@ -117,7 +113,7 @@ def run_pipeline(
     state: PipelineState,
     options: PipelineOptions,
     *,
-    say: Callable[[str], None] = _say,
+    progress_for: ProgressFactory = progress_for,
 ) -> PipelineResult:
     """Run every stage against ``config.space``; release the Space whatever happens.
 
@@ -138,6 +134,7 @@ def run_pipeline(
     adapter: AdapterConfig = config.adapter(options.adapter)
     check_outputs(options, adapter, state)  # not after an hour of training
     result = PipelineResult()
+    say = progress_for("pipeline")
     runner = _Runner(result, say)
     state.reset(space=config.space, adapter=adapter.name)
     synced = False
@@ -174,12 +171,19 @@ def run_pipeline(
                     setup=SetupOptions.from_config(config, adapter),
                 ),
                 state,
+                progress=progress_for("sync"),
             )
             record.detail = done.commit
 
         with runner.stage("wait") as record:
             commit = str(state.require("space_commit", stage="sync"))
-            wait(hub, config.space, commit, timeout=options.wait_timeout)
+            wait(
+                hub,
+                config.space,
+                commit,
+                timeout=options.wait_timeout,
+                progress=progress_for("wait"),
+            )
             record.detail = f"running {commit[:12]}"
 
         with runner.stage("train") as record:
@@ -200,6 +204,7 @@ def run_pipeline(
                 ),
                 hub,
                 state,
+                progress=progress_for("train"),
             )
             result.released = trained.released
             record.detail = (
@@ -214,6 +219,7 @@ def run_pipeline(
                 revision=str(state.require("adapter_revision", stage="train")),
                 run_id=str(state.require("run_id", stage="train")),
                 dest=options.work_dir / "adapter",
+                progress=progress_for("fetch"),
             )
             record.detail = str(fetched.path)
 
@@ -231,7 +237,8 @@ def run_pipeline(
                     report=result.report_path,
                     markdown=result.markdown_path,
                     compare_base=True,
-                )
+                ),
+                progress=progress_for("evaluate"),
             )
             state.update(report=str(result.report_path))
             result.report = report
@@ -244,7 +251,11 @@ def run_pipeline(
         if result.passed and options.promote:
             with runner.stage("promote") as record:
                 promoted = promote_adapter(
-                    hub, state, report_path=result.report_path, policy=load_gate(config.gate)
+                    hub,
+                    state,
+                    report_path=result.report_path,
+                    policy=load_gate(config.gate),
+                    progress=progress_for("promote"),
                 )
                 result.promoted_tag = promoted.tag
                 record.detail = f"{promoted.repo}@{promoted.revision[:12]} tagged {promoted.tag}"
@@ -254,11 +265,18 @@ def run_pipeline(
         result.exit_code = exc.exit_code
     except KeyboardInterrupt:  # SIGINT, or SIGTERM (a cancelled CI job: cli.main)
         if not synced:
-            untouched(config.space, "before sync")
+            untouched(config.space, "before sync", progress=progress_for("release"))
         raise
     finally:
         if synced:
-            _release(runner, hub, config, result, ours=state.get("run_id"))
+            _release(
+                runner,
+                hub,
+                config,
+                result,
+                ours=state.get("run_id"),
+                progress=progress_for("release"),
+            )
     return result
 
 
@@ -286,7 +304,13 @@ def check_outputs(options: PipelineOptions, adapter: AdapterConfig, state: Pipel
 
 
 def _release(
-    runner: _Runner, hub: Hub, config: ProjectConfig, result: PipelineResult, *, ours: str | None
+    runner: _Runner,
+    hub: Hub,
+    config: ProjectConfig,
+    result: PipelineResult,
+    *,
+    ours: str | None,
+    progress: Progress,
 ) -> None:
     """Stop the GPU bill, unless the Space trains a run that is not ``ours`` (the release
     stage decides and says why); a failure here is reported, never hidden."""
@@ -294,7 +318,13 @@ def _release(
 
     try:
         with runner.stage("release") as record:
-            released = release(hub, config.space, after_training=config.after_training, ours=ours)
+            released = release(
+                hub,
+                config.space,
+                after_training=config.after_training,
+                ours=ours,
+                progress=progress,
+            )
             result.released = released.action
             record.detail = f"{released.action} ({released.reason or released.stage})"
     except SpacetrainError as exc:

@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import secrets
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from spacetrain import contract
 from spacetrain.config import AdapterConfig, ProjectConfig, find_root, load_config
 from spacetrain.errors import UsageError
 from spacetrain.inputs import writable_dir, writable_file
+from spacetrain.stages.progress import progress_for
 
 if TYPE_CHECKING:
     from spacetrain.pipeline import PipelineResult
@@ -66,8 +66,7 @@ class Rehearsal:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _say(message: str) -> None:
-    print(f"[rehearse] {message}", file=sys.stderr, flush=True)
+_say = progress_for("rehearse")
 
 
 @contextlib.contextmanager
@@ -212,7 +211,6 @@ def run_rehearsal(options: RehearsalOptions, *, root: Path | None = None) -> dic
                     train_timeout=1800.0,
                     poll_interval=0.5,
                 ),
-                say=_say,
             )
         except KeyboardInterrupt:  # SIGINT or SIGTERM: the pipeline released the Space
             _interrupted(hub, server, config.space, options.report, started)

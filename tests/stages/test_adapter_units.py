@@ -32,7 +32,7 @@ from spacetrain.stages.promote import (
     update_card,
 )
 from spacetrain.stages.train import (
-    _Progress,
+    _Pace,
     build_params,
     check_run_id,
     default_run_id,
@@ -142,21 +142,21 @@ def test_progress_line_says_step_epoch_loss_and_eta() -> None:
     status = {"run_id": "r1", "state": "running", "step": 12, "total": 40, "epoch": 1.2,
               "loss": 2.34561}  # fmt: skip
     assert progress_line(status, 192) == (
-        "[spacetrain] run r1 running: step 12/40 (30%), epoch 1.20, loss 2.3456, ETA 3m12s"
+        "run r1 running: step 12/40 (30%), epoch 1.20, loss 2.3456, ETA 3m12s"
     )
-    assert progress_line({"run_id": "r1", "state": "queued"}, None) == "[spacetrain] run r1 queued"
+    assert progress_line({"run_id": "r1", "state": "queued"}, None) == "run r1 queued"
 
 
 def test_eta_comes_from_the_steps_this_follower_saw() -> None:
     now = [100.0]
     lines: list[str] = []
-    progress = _Progress(lines.append, clock=lambda: now[0])
+    progress = _Pace(lines.append, clock=lambda: now[0])
     progress.show({"run_id": "r", "state": "running", "step": 10, "total": 110})
     now[0] = 120.0  # 20 s for 10 steps: 100 steps to go take 200 s
     progress.show({"run_id": "r", "state": "running", "step": 20, "total": 110})
     assert lines == [
-        "[spacetrain] run r running: step 10/110 (9%)",
-        "[spacetrain] run r running: step 20/110 (18%), ETA 3m00s",
+        "run r running: step 10/110 (9%)",
+        "run r running: step 20/110 (18%), ETA 3m00s",
     ]
     now[0] = 121.0  # too soon for another line about the same state
     progress.show({"run_id": "r", "state": "running", "step": 21, "total": 110})

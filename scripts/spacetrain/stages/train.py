@@ -30,7 +30,6 @@ import json
 import os
 import random
 import re
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from spacetrain.errors import (
 from spacetrain.hub import Hub, token_from_env
 from spacetrain.inputs import parse_json
 from spacetrain.redact import mask
+from spacetrain.stages.progress import Progress, progress_for
 from spacetrain.stages.release import release
 from spacetrain.stages.setup import trigger_from_env
 from spacetrain.stages.space_runtime import FAILED, get_runtime
@@ -84,13 +84,6 @@ DISCONNECT_LIMIT = 600.0
 CALL_TIMEOUT = 60.0  # seconds for one API call; the app answers in milliseconds
 PROGRESS_EVERY = 10.0  # seconds between progress lines while the run's numbers change
 _BUSY = re.compile(r"run (\S+) is still active")
-
-Say = Callable[[str], None]
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
 
 # ------------------------------------------------------------------ inputs
 
@@ -335,14 +328,14 @@ class SpaceApp:
         hub: Hub,
         *,
         deadline: float,
-        say: Say = _say,
+        progress: Progress,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.space = space
         self.hub = hub
         self.deadline = deadline
-        self.say = say
+        self.progress = progress
         self._clock = clock
         self._sleep = sleep
         self._client: Any = None
@@ -401,7 +394,7 @@ class SpaceApp:
                 self.answered = True
                 if failures:
                     self.reconnects += 1
-                    self.say(f"[spacetrain] reconnected to {self.space} after {failures} try(s)")
+                    self.progress(f"reconnected to {self.space} after {failures} try(s)")
                 return _json_object(text, self.space, api_name)
             except SpacetrainError:
                 raise
@@ -440,8 +433,8 @@ class SpaceApp:
                     ) from None
                 if lost_since is not None:  # wake up in time to give up on time
                     wait = min(wait, max(0.1, self.disconnect_limit - (now - lost_since)))
-                self.say(
-                    f"[spacetrain] connection to {self.space} lost ({type(exc).__name__}: "
+                self.progress(
+                    f"connection to {self.space} lost ({type(exc).__name__}: "
                     f"{_one_line(exc)[:120]}); retrying in {wait:.1f} s"
                 )
                 self._sleep(min(wait, left))
@@ -466,10 +459,10 @@ class SpaceApp:
 
 
 @dataclass
-class _Progress:
+class _Pace:
     """ETA from the steps this follower has seen, and when to print next."""
 
-    say: Say
+    progress: Progress
     clock: Callable[[], float] = time.monotonic
     first: tuple[float, int] | None = None
     last_print: float = float("-inf")
@@ -494,7 +487,7 @@ class _Progress:
         if key == self.last_key or (not changed_state and now - self.last_print < PROGRESS_EVERY):
             return
         self.last_key, self.last_print = key, now
-        self.say(progress_line(status, eta))
+        self.progress(progress_line(status, eta))
 
 
 def progress_detail(status: dict[str, Any], eta: float | None = None) -> str:
@@ -515,11 +508,9 @@ def progress_detail(status: dict[str, Any], eta: float | None = None) -> str:
 
 
 def progress_line(status: dict[str, Any], eta: float | None) -> str:
-    """``[spacetrain] run X running: step 12/40 (30%), epoch 1.20, loss 2.3456, ETA 3m12s``."""
+    """``run X running: step 12/40 (30%), epoch 1.20, loss 2.3456, ETA 3m12s``."""
     detail = progress_detail(status, eta)
-    return f"[spacetrain] run {status.get('run_id')} {status.get('state')}" + (
-        f": {detail}" if detail else ""
-    )
+    return f"run {status.get('run_id')} {status.get('state')}" + (f": {detail}" if detail else "")
 
 
 def _duration(seconds: float) -> str:
@@ -550,7 +541,7 @@ class Follower:
         *,
         poll_interval: float,
         deadline: float,
-        say: Say = _say,
+        progress: Progress,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -558,11 +549,11 @@ class Follower:
         self.run_id = run_id
         self.poll_interval = poll_interval
         self.deadline = deadline
-        self.say = say
+        self.progress = progress
         self.offset = 0
         self._clock = clock
         self._sleep = sleep
-        self._progress = _Progress(say, clock)
+        self._pace = _Pace(progress, clock)
 
     def status(self) -> dict[str, Any]:
         try:
@@ -586,7 +577,7 @@ class Follower:
             except Exception as exc:
                 raise self._lost(exc) from None
             for line in readable(page.get("text", "")):
-                self.say(line)
+                self.progress(line)
             nxt = int(page.get("next_offset", self.offset))
             moved = nxt > self.offset
             self.offset = nxt
@@ -608,7 +599,7 @@ class Follower:
                     self._sleep(min(0.5, self.poll_interval))
                 return status
             self.drain_logs()
-            self._progress.show(status)
+            self._pace.show(status)
             if self._clock() >= self.deadline:
                 detail = progress_detail(status)
                 raise StageTimeout(
@@ -637,7 +628,9 @@ def _refused(exc: BaseException) -> UsageError:
     return UsageError(f"the Space refused the training parameters: {_one_line(exc)}")
 
 
-def start_run(app: SpaceApp, options: TrainOptions, say: Say = _say) -> tuple[dict[str, Any], bool]:
+def start_run(
+    app: SpaceApp, options: TrainOptions, *, progress: Progress
+) -> tuple[dict[str, Any], bool]:
     """Ask for our run; ``(status, created)``. A different active run is a :class:`ForeignRun`."""
     try:
         status = app.call("/start_training", with_trigger(options.params))
@@ -652,11 +645,11 @@ def start_run(app: SpaceApp, options: TrainOptions, say: Say = _say) -> tuple[di
         raise ForeignRun(str(status.get("run_id")), options.run_id)
     created = bool(status.get("created"))
     if created:
-        say(f"[spacetrain] started run {options.run_id} on {options.space}")
+        progress(f"started run {options.run_id} on {options.space}")
     else:
         since = status.get("created_at") or "earlier"
-        say(
-            f"[spacetrain] run {options.run_id} already exists on {options.space} "
+        progress(
+            f"run {options.run_id} already exists on {options.space} "
             f"(started {since}, {status.get('state')}): following it, starting nothing"
         )
     return status, created
@@ -681,7 +674,7 @@ def check_release_rights(hub: Hub, space: str) -> None:
         )
 
 
-def self_check(app: SpaceApp, options: TrainOptions, say: Say = _say) -> None:
+def self_check(app: SpaceApp, options: TrainOptions, *, progress: Progress) -> None:
     """Before a NEW run, ask the Space to check itself (``training_preflight``).
 
     A missing or rejected token, an output repo it cannot write, a model or dataset it
@@ -709,12 +702,12 @@ def self_check(app: SpaceApp, options: TrainOptions, say: Say = _say) -> None:
     checks = [c for c in report.get("checks") or [] if isinstance(c, dict)]
     if report.get("ok"):
         names = ", ".join(str(c.get("name")) for c in checks)
-        say(f"[spacetrain] the Space checked itself: {names or 'no checks'} ok")
+        progress(f"the Space checked itself: {names or 'no checks'} ok")
         return
     for check in checks:
         if not check.get("ok"):
-            line = f"[spacetrain] self-check failed: {check.get('name')}: {check.get('detail')}"
-            say(mask(line))
+            line = f"self-check failed: {check.get('name')}: {check.get('detail')}"
+            progress(mask(line))
     active = report.get("active_run")
     if active and active != options.run_id:
         raise ForeignRun(str(active), options.run_id)  # held: releasing would kill that run
@@ -726,7 +719,11 @@ def self_check(app: SpaceApp, options: TrainOptions, say: Say = _say) -> None:
 
 
 def stop_run(
-    app: SpaceApp, run_id: str, say: Say = _say, clock: Callable[[], float] = time.monotonic
+    app: SpaceApp,
+    run_id: str,
+    *,
+    progress: Progress,
+    clock: Callable[[], float] = time.monotonic,
 ) -> str | None:
     """Ask the Space to stop OUR run (``stop_training``) before the Space is released.
 
@@ -735,24 +732,26 @@ def stop_run(
     as cancelled. Best effort within seconds: the release must follow whatever happens.
     Returns the run's state as the Space answered it, or None.
     """
-    say(f"[spacetrain] stopping run {run_id} on {app.space}")
+    progress(f"stopping run {run_id} on {app.space}")
     saved, app.deadline = app.deadline, min(app.deadline, clock() + STOP_CALL_DEADLINE)
     try:
         status = app.call("/stop_training", with_trigger({"run_id": run_id, "wait": STOP_WAIT}))
     except Exception as exc:  # an older app without the endpoint, a lost Space: release anyway
-        say(f"[spacetrain] could not stop run {run_id}: {_one_line(exc)}")
+        progress(f"could not stop run {run_id}: {_one_line(exc)}")
         return None
     finally:
         app.deadline = saved
     state = str(status.get("state"))
-    say(f"[spacetrain] run {run_id} is {state}")
+    progress(f"run {run_id} is {state}")
     return state
 
 
-def release_gpu(hub: Hub, space: str, after_training: str, ours: str | None = None) -> str:
+def release_gpu(
+    hub: Hub, space: str, after_training: str, ours: str | None = None, *, progress: Progress
+) -> str:
     """Stop the GPU bill with the release stage: ``paused``, ``downgraded``, ``already-…``,
     or ``held`` when the Space trains a run that is not ``ours``."""
-    return release(hub, space, after_training=after_training, ours=ours).action
+    return release(hub, space, after_training=after_training, ours=ours, progress=progress).action
 
 
 def run_training(
@@ -760,7 +759,7 @@ def run_training(
     hub: Hub,
     state: PipelineState,
     *,
-    say: Say = _say,
+    progress: Progress | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> TrainResult:
@@ -773,6 +772,7 @@ def run_training(
         StageTimeout: the run did not end before ``options.timeout``; exit 3.
         UsageError, AuthError, HubUnreachable: bad params, token or Hub (exit 2/3).
     """
+    progress = progress or progress_for("train")
     started = clock()
     deadline = started + options.timeout
     hold: str | None = None  # why the Space must be left as it is
@@ -780,10 +780,10 @@ def run_training(
     if state.data.pop(HOLD_KEY, None) is not None:  # a hold of an earlier train is stale
         state.save()
     try:
-        with SpaceApp(options.space, hub, deadline=deadline, say=say, clock=clock) as app:
+        with SpaceApp(options.space, hub, deadline=deadline, progress=progress, clock=clock) as app:
             try:
-                self_check(app, options, say)
-                status, created = start_run(app, options, say)
+                self_check(app, options, progress=progress)
+                status, created = start_run(app, options, progress=progress)
             except ForeignRun as exc:
                 hold = f"another run is active ({exc.active}): pausing would end it"
                 state.update(**{HOLD_KEY: f"the Space is training run {exc.active}, not ours"})
@@ -799,22 +799,22 @@ def run_training(
                     options.run_id,
                     poll_interval=options.poll_interval,
                     deadline=deadline,
-                    say=say,
+                    progress=progress,
                     clock=clock,
                     sleep=sleep,
                 )
                 final = follower.run()
             except KeyboardInterrupt:
-                stopped = stop_run(app, options.run_id, say, clock)
+                stopped = stop_run(app, options.run_id, progress=progress, clock=clock)
                 if stopped in FINAL:  # the next train starts a new run, not this one
                     state.update(run_state=stopped)
                 raise
-            outcome = _finish(state, options, final, created, clock() - started, app, say)
+            outcome = _finish(state, options, final, created, clock() - started, app, progress)
     except KeyboardInterrupt:
-        say(f"[spacetrain] interrupted while following run {options.run_id}")
+        progress(f"interrupted while following run {options.run_id}")
         raise
     finally:
-        released = _release(hub, options, hold, failed=outcome is None, say=say)
+        released = _release(hub, options, hold, failed=outcome is None, progress=progress)
     assert outcome is not None  # every other way out of the block raised
     return dataclasses.replace(outcome, released=released)
 
@@ -836,17 +836,17 @@ def _finish(
     created: bool,
     seconds: float,
     app: SpaceApp,
-    say: Say,
+    progress: Progress,
 ) -> TrainResult:
     run_id = options.run_id
     if status["state"] in ("failed", "cancelled"):  # cancelled: someone pressed Stop
         state.update(run_state=status["state"], adapter_revision=None)
         tail = readable(status.get("log_tail") or "")
         if tail:
-            say(f"[spacetrain] ---- last {len(tail)} line(s) of run {run_id}'s log ----")
+            progress(f"---- last {len(tail)} line(s) of run {run_id}'s log ----")
             for line in tail:
-                say(line)
-            say("[spacetrain] ----")
+                progress(line)
+            progress("----")
         verb = "was cancelled" if status["state"] == "cancelled" else "failed"
         raise TrainingFailed(f"run {run_id} {verb}: {status.get('error') or 'no error recorded'}")
     adapter = status.get("adapter") or {}
@@ -858,10 +858,10 @@ def _finish(
         )
     expected = options.params.get("output_repo")
     if expected and repo != expected:
-        say(f"[spacetrain] note: run {run_id} pushed to {repo}, not to {expected}")
+        progress(f"note: run {run_id} pushed to {repo}, not to {expected}")
     state.update(run_state="succeeded", adapter_repo=repo, adapter_revision=revision)
-    say(
-        f"[spacetrain] run {run_id} succeeded in {_duration(seconds)}: adapter {repo}@{revision}"
+    progress(
+        f"run {run_id} succeeded in {_duration(seconds)}: adapter {repo}@{revision}"
         + (f" ({app.reconnects} reconnect(s))" if app.reconnects else "")
     )
     return TrainResult(
@@ -878,21 +878,25 @@ def _finish(
     )
 
 
-def _release(hub: Hub, options: TrainOptions, hold: str | None, *, failed: bool, say: Say) -> str:
+def _release(
+    hub: Hub, options: TrainOptions, hold: str | None, *, failed: bool, progress: Progress
+) -> str:
     if options.keep_running:
-        say(f"[spacetrain] --keep-running: {options.space} keeps its hardware (and its bill)")
+        progress(f"--keep-running: {options.space} keeps its hardware (and its bill)")
         return "kept running"
     if hold:
-        say(f"[spacetrain] {options.space} left as it is: {hold}")
+        progress(f"{options.space} left as it is: {hold}")
         return "not released"
     if options.space.startswith(("http://", "https://")):
-        say(f"[spacetrain] {options.space} is a URL, not a Space id: nothing to release")
+        progress(f"{options.space} is a URL, not a Space id: nothing to release")
         return "not a Space"
     try:
-        return release_gpu(hub, options.space, options.after_training, ours=options.run_id)
+        return release_gpu(
+            hub, options.space, options.after_training, ours=options.run_id, progress=progress
+        )
     except SpacetrainError as exc:
         if failed:  # the run's own failure is the error to report; say this one too
-            say(f"[spacetrain] warning: could not release the GPU: {exc}")
+            progress(f"warning: could not release the GPU: {exc}")
             return "release failed"
         raise
 
