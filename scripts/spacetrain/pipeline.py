@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from spacetrain.config import AdapterConfig, ProjectConfig
 from spacetrain.errors import EXIT_FAILED, EXIT_OK, CheckFailed, SpacetrainError
 from spacetrain.hub import Hub
 from spacetrain.inputs import writable_dir, writable_file
+from spacetrain.stages.params import TrainingOverrides
 from spacetrain.stages.progress import Progress, ProgressFactory, progress_for
 from spacetrain.stages.release import untouched
 from spacetrain.stages.state import PipelineState
@@ -28,14 +29,7 @@ from spacetrain.stages.state import PipelineState
 class PipelineOptions:
     """Overrides of one pipeline run (the flags of ``spacetrain pipeline``)."""
 
-    adapter: str | None = None
-    run_id: str | None = None
-    base_model: str | None = None
-    dataset: str | None = None
-    dataset_revision: str | None = None
-    output_repo: str | None = None
-    epochs: float | None = None
-    learning_rate: float | None = None
+    overrides: TrainingOverrides = field(default_factory=TrainingOverrides)
     report_dir: Path = Path("reports")
     work_dir: Path = Path(".spacetrain")  # the fetched adapter goes under it
     promote: bool = True
@@ -124,14 +118,15 @@ def run_pipeline(
     from spacetrain.evaluate.gate import load_gate
     from spacetrain.evaluate.runner import EvaluateOptions, evaluate
     from spacetrain.stages.fetch import fetch_adapter
+    from spacetrain.stages.params import build_params, train_options
     from spacetrain.stages.preflight import preflight
     from spacetrain.stages.promote import promote_adapter
     from spacetrain.stages.setup import SetupOptions
     from spacetrain.stages.sync import SyncOptions, sync
-    from spacetrain.stages.train import build_params, run_training, train_options
+    from spacetrain.stages.train import run_training
     from spacetrain.stages.wait import wait
 
-    adapter: AdapterConfig = config.adapter(options.adapter)
+    adapter: AdapterConfig = config.adapter(options.overrides.adapter)
     check_outputs(options, adapter, state)  # not after an hour of training
     result = PipelineResult()
     say = progress_for("pipeline")
@@ -142,14 +137,15 @@ def run_pipeline(
         with runner.stage("preflight") as record:
             # The training parameters first, by the contract: a value the Space would
             # refuse stops the run here (exit 2), before anything is synced or billed.
+            ov = options.overrides
             build_params(
-                run_id=options.run_id or "preflight",
+                run_id=ov.run_id or "preflight",
                 adapter=adapter,
-                base_model=options.base_model,
-                dataset=options.dataset,
-                dataset_revision=options.dataset_revision,
-                output_repo=options.output_repo,
-                overrides={"epochs": options.epochs, "learning_rate": options.learning_rate},
+                base_model=ov.base_model,
+                dataset=ov.dataset,
+                dataset_revision=ov.dataset_revision,
+                output_repo=ov.output_repo,
+                overrides=ov.hyperparameters(),
             )
             checks = preflight(hub, config, adapter, state)
             for check in checks.checks:
@@ -191,14 +187,7 @@ def run_pipeline(
                 train_options(
                     config,
                     state,
-                    adapter=adapter.name,
-                    run_id=options.run_id,
-                    base_model=options.base_model,
-                    dataset=options.dataset,
-                    dataset_revision=options.dataset_revision,
-                    output_repo=options.output_repo,
-                    epochs=options.epochs,
-                    learning_rate=options.learning_rate,
+                    replace(options.overrides, adapter=adapter.name),
                     timeout=options.train_timeout,
                     poll_interval=options.poll_interval,
                 ),
@@ -228,7 +217,7 @@ def run_pipeline(
             result.report_path, result.markdown_path = report_paths(options, adapter)
             report = evaluate(
                 EvaluateOptions(
-                    base_model=options.base_model or adapter.base_model,
+                    base_model=options.overrides.base_model or adapter.base_model,
                     base_revision=state.get("base_revision") or adapter.base_revision,
                     adapter=fetched.repo,
                     adapter_revision=fetched.revision,

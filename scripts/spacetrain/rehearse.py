@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from spacetrain import contract
 from spacetrain.config import AdapterConfig, ProjectConfig, find_root, load_config
-from spacetrain.errors import UsageError
 from spacetrain.inputs import writable_dir, writable_file
+from spacetrain.stages.params import TrainingOverrides
 from spacetrain.stages.progress import progress_for
 
 if TYPE_CHECKING:
@@ -47,8 +47,7 @@ REHEARSAL_TRAIN = {"epochs": 40, "learning_rate": 5e-3, "batch_size": 4, "grad_a
 class RehearsalOptions:
     """Flags of ``spacetrain rehearse``."""
 
-    epochs: float | None = None
-    learning_rate: float | None = None
+    overrides: TrainingOverrides = field(default_factory=TrainingOverrides)
     workdir: Path | None = None
     report: Path | None = None
     markdown: Path | None = None
@@ -105,13 +104,7 @@ def rehearsal_config(
     demo = project.adapters.get("kwanzaa")
     suite = demo.suite if demo else root / "policy" / "evals" / "kwanzaa.yaml"
     train: dict[str, Any] = dict(REHEARSAL_TRAIN)
-    for name in ("epochs", "learning_rate"):  # the contract's rules (the CLI checked them too)
-        value = getattr(options, name)
-        if value is not None:
-            try:
-                train[name] = contract.check_param(name, value, source=f"--{name}")
-            except contract.ParamError as exc:
-                raise UsageError(str(exc).replace("_", "-")) from None
+    train.update(options.overrides.checked().hyperparameters())
     adapter = AdapterConfig(
         name="kwanzaa",
         base_model=BASE_REPO,

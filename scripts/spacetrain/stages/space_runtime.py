@@ -77,7 +77,7 @@ def active_run(hub: Hub, space: str, *, patience: float = 10.0) -> str | None:
     if get_runtime(hub, space).stage not in SERVING:
         return None
     from spacetrain.stages.progress import quiet
-    from spacetrain.stages.train import SpaceApp
+    from spacetrain.stages.space_app import SpaceApp
 
     # A Space still starting gets longer. ``patience`` is generous: an app that answers
     # late under load must not be taken for idle (releasing would end its run).
