@@ -17,7 +17,7 @@ from spacetrain import contract
 from spacetrain.errors import StageTimeout
 from spacetrain.redact import mask
 from spacetrain.stages.backend import RunStatus, TrainingBackend
-from spacetrain.stages.progress import Progress
+from spacetrain.stages.progress import Progress, relay
 
 PROGRESS_EVERY = 10.0  # seconds between progress lines while the run's numbers change
 
@@ -95,7 +95,10 @@ def readable(text: str) -> list[str]:
 
 
 class Follower:
-    """Polls one run's status and streams its log, from a byte offset, until it ends."""
+    """Polls one run's status and streams its log, from a byte offset, until it ends.
+
+    Progress lines go to ``progress``; the run's own log lines, as they are, to ``log``.
+    """
 
     def __init__(
         self,
@@ -105,10 +108,12 @@ class Follower:
         poll_interval: float,
         deadline: float,
         progress: Progress,
+        log: Progress = relay,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.backend = backend
+        self.log = log
         self.run_id = run_id
         self.poll_interval = poll_interval
         self.deadline = deadline
@@ -123,7 +128,7 @@ class Follower:
         for _ in range(10_000):
             page = self.backend.logs(self.run_id, self.offset)
             for line in readable(page.text):
-                self.progress(line)
+                self.log(line)
             moved = page.next_offset > self.offset
             self.offset = page.next_offset
             if page.done:

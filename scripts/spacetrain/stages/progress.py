@@ -4,7 +4,8 @@ A stage says what it is doing through a :data:`Progress` function it is given (k
 ``progress``); it never prints. The command line gives each stage :func:`progress_for`
 its name, so every line in a CI log reads ``[stage] message`` on stderr, flushed at
 once; results go to stdout from the command modules. A runner of several stages (the
-pipeline) is given a :data:`ProgressFactory` instead and hands each stage its own.
+pipeline) is given a :data:`ProgressFactory` instead and hands each stage its own. The
+training run's own log, relayed line by line, is not ours to tag: :func:`relay`.
 Tests inject a list's ``append``.
 """
 
@@ -27,8 +28,14 @@ def progress_for(stage: str) -> Progress:
     return emit
 
 
+def relay(line: str) -> None:
+    """A line of someone else's log (the training run's, relayed by the train stage): not
+    a progress line of ours, so it goes to stderr as it is, with its own ``[tag]``."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def quiet(message: str) -> None:
     """A progress function that says nothing (a probe whose lines nobody needs)."""
 
 
-__all__ = ["Progress", "ProgressFactory", "progress_for", "quiet"]
+__all__ = ["Progress", "ProgressFactory", "progress_for", "quiet", "relay"]

@@ -6,7 +6,7 @@ space/app.py serves JSON-string-in, JSON-string-out Gradio endpoints
 resolves the app through the Hub endpoint (``HF_ENDPOINT``), so the same code reaches a
 Space on huggingface.co or on localhub. Losing the app is not an answer: the client is
 dropped, the Space's runtime is read (a crashed, paused or deleted Space ends the wait
-at once) and the call is tried again with backoff until the deadline.
+at once) and the call is tried again with the Hub's retry policy until the deadline.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from spacetrain.errors import (
     StageTimeout,
     UsageError,
 )
-from spacetrain.hub import Hub, token_from_env
+from spacetrain.hub import Hub, RetryPolicy, retry, token_from_env
 from spacetrain.inputs import parse_json
 from spacetrain.stages.progress import Progress
 from spacetrain.stages.space_runtime import FAILED, get_runtime
@@ -94,8 +94,9 @@ class SpaceApp:
     (``HF_ENDPOINT``), so the same code follows a run on huggingface.co or localhub.
     Any failure that is not the app's own answer (an ``AppError``) counts as a lost
     connection: the client is dropped, the Space's runtime is checked (a crashed,
-    paused or deleted Space ends the wait at once), and the call is tried again with
-    backoff until ``deadline``.
+    paused or deleted Space ends the wait at once), and the call is tried again by
+    :func:`spacetrain.hub.retry` (:class:`~spacetrain.hub.RetryPolicy`'s backoff) until
+    ``deadline``.
     """
 
     def __init__(
@@ -162,16 +163,12 @@ class SpaceApp:
 
         failures = 0
         lost_since: float | None = None
-        while True:
+
+        def attempt() -> Any:
             try:
                 client = self._connect()
                 job = client.submit(*args, api_name=api_name)
                 text = job.result(timeout=CALL_TIMEOUT)
-                self.answered = True
-                if failures:
-                    self.reconnects += 1
-                    self.progress(f"reconnected to {self.space} after {failures} try(s)")
-                return _json_object(text, self.space, api_name)
             except SpacetrainError:
                 raise
             except AuthenticationError as exc:
@@ -187,33 +184,55 @@ class SpaceApp:
                         f"the app of {self.space} has no {api_name} endpoint: is it running "
                         "this project's space/app.py? (spacetrain sync, then wait)"
                     ) from None
-                failures += 1
-                self.close()
-                now = self._clock()
-                if self._check_runtime() == "RUNNING":  # up, yet not answering
-                    lost_since = now if lost_since is None else lost_since
-                else:  # starting, building, waking up: give it the time it takes
-                    lost_since = None
-                wait = self._rng.uniform(0.5, min(15.0, 0.5 * 2**failures))
-                left = self.deadline - now
-                why = f"{type(exc).__name__}: {one_line(exc)}"
-                if left <= 0:
-                    raise StageTimeout(
-                        f"lost the connection to {self.space} and the deadline passed ({why})"
-                    ) from None
-                if lost_since is not None and now - lost_since >= self.disconnect_limit:
-                    raise StageTimeout(
-                        f"the app of {self.space} has not answered for {now - lost_since:.0f} s "
-                        f"while the Space is up ({why}); is it running this project's "
-                        f"space/app.py? ({DISCONNECT_ENV}={self.disconnect_limit:g})"
-                    ) from None
-                if lost_since is not None:  # wake up in time to give up on time
-                    wait = min(wait, max(0.1, self.disconnect_limit - (now - lost_since)))
-                self.progress(
-                    f"connection to {self.space} lost ({type(exc).__name__}: "
-                    f"{one_line(exc)[:120]}); retrying in {wait:.1f} s"
-                )
-                self._sleep(min(wait, left))
+                raise  # a lost connection: retried
+            self.answered = True
+            return text
+
+        def lost(exc: BaseException, _attempts: int, _elapsed: float) -> BaseException:
+            why = f"{type(exc).__name__}: {one_line(exc)}"
+            return StageTimeout(
+                f"lost the connection to {self.space} and the deadline passed ({why})"
+            )
+
+        def before_wait(exc: BaseException, attempts: int, wait: float) -> float:
+            nonlocal failures, lost_since
+            failures = attempts
+            self.close()
+            now = self._clock()
+            if self._check_runtime() == "RUNNING":  # up, yet not answering
+                lost_since = now if lost_since is None else lost_since
+            else:  # starting, building, waking up: give it the time it takes
+                lost_since = None
+            if lost_since is not None and now - lost_since >= self.disconnect_limit:
+                raise StageTimeout(
+                    f"the app of {self.space} has not answered for {now - lost_since:.0f} s "
+                    f"while the Space is up ({type(exc).__name__}: {one_line(exc)}); is it "
+                    f"running this project's space/app.py? ({DISCONNECT_ENV}="
+                    f"{self.disconnect_limit:g})"
+                ) from None
+            if lost_since is not None:  # wake up in time to give up on time
+                wait = min(wait, max(0.1, self.disconnect_limit - (now - lost_since)))
+            self.progress(
+                f"connection to {self.space} lost ({type(exc).__name__}: "
+                f"{one_line(exc)[:120]}); retrying in {wait:.1f} s"
+            )
+            return wait
+
+        text = retry(
+            attempt,
+            policy=RetryPolicy(),
+            transient=lambda exc: not isinstance(exc, SpacetrainError) and not is_app_error(exc),
+            give_up=lost,
+            before_wait=before_wait,
+            deadline=self.deadline,
+            clock=self._clock,
+            sleep=self._sleep,
+            rng=self._rng,
+        )
+        if failures:
+            self.reconnects += 1
+            self.progress(f"reconnected to {self.space} after {failures} try(s)")
+        return _json_object(text, self.space, api_name)
 
     def _check_runtime(self) -> str:
         """The Space's stage; fail at once when it cannot come back by itself."""

@@ -42,7 +42,7 @@ from spacetrain.hub import Hub, token_from_env
 from spacetrain.stages.backend import FINAL, ForeignRun, RunStatus, TrainingBackend
 from spacetrain.stages.follow import Follower, duration, readable
 from spacetrain.stages.params import TrainOptions
-from spacetrain.stages.progress import Progress, progress_for
+from spacetrain.stages.progress import Progress, progress_for, relay
 from spacetrain.stages.space_backend import SpaceBackend
 from spacetrain.stages.state import PipelineState
 
@@ -224,7 +224,7 @@ def _finish(
         if tail:
             progress(f"---- last {len(tail)} line(s) of run {run_id}'s log ----")
             for line in tail:
-                progress(line)
+                relay(line)
             progress("----")
         verb = "was cancelled" if status.state == "cancelled" else "failed"
         raise TrainingFailed(f"run {run_id} {verb}: {status.error or 'no error recorded'}")
