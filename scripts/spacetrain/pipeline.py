@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from spacetrain.config import AdapterConfig, ProjectConfig
 from spacetrain.errors import EXIT_FAILED, EXIT_OK, CheckFailed, SpacetrainError
+from spacetrain.evaluate.report import EvaluationReport
 from spacetrain.hub import Hub
 from spacetrain.inputs import writable_dir, writable_file
 from spacetrain.stages.params import TrainingOverrides
@@ -55,7 +56,7 @@ class PipelineResult:
     passed: bool = False
     exit_code: int = EXIT_FAILED
     stages: list[StageRecord] = field(default_factory=list)
-    report: dict[str, Any] | None = None
+    report: EvaluationReport | None = None
     report_path: Path | None = None
     markdown_path: Path | None = None
     promoted_tag: str | None = None
@@ -101,6 +102,191 @@ class _Runner:
             self.say(f"{name}: {record.outcome} in {record.seconds:.1f} s")
 
 
+@dataclass
+class _Run:
+    """What the stages of one pipeline run share: inputs, the state, the result so far."""
+
+    config: ProjectConfig
+    hub: Hub
+    state: PipelineState
+    options: PipelineOptions
+    adapter: AdapterConfig
+    result: PipelineResult
+    progress_for: ProgressFactory
+    say: Progress
+    fetched: Any = None  # FetchResult: the adapter evaluate judges
+
+    def progress(self, stage: str) -> Progress:
+        return self.progress_for(stage)
+
+
+def _preflight(run: _Run, record: StageRecord) -> None:
+    from spacetrain.stages.params import build_params
+    from spacetrain.stages.preflight import preflight
+
+    # The training parameters first, by the contract: a value the Space would refuse
+    # stops the run here (exit 2), before anything is synced or billed.
+    ov = run.options.overrides
+    build_params(
+        run_id=ov.run_id or "preflight",
+        adapter=run.adapter,
+        base_model=ov.base_model,
+        dataset=ov.dataset,
+        dataset_revision=ov.dataset_revision,
+        output_repo=ov.output_repo,
+        overrides=ov.hyperparameters(),
+    )
+    checks = preflight(run.hub, run.config, run.adapter, run.state)
+    for check in checks.checks:
+        run.say(check.line())
+    if checks.failed:
+        names = ", ".join(c.name for c in checks.failed)
+        record.detail = f"failed: {names}"
+        raise _preflight_error(checks.exit_code, names)
+
+
+def _sync(run: _Run, record: StageRecord) -> None:
+    from spacetrain.stages.setup import SetupOptions
+    from spacetrain.stages.sync import SyncOptions, sync
+
+    config = run.config
+    options = SyncOptions.from_checkout(
+        config.root,
+        space=config.space,
+        space_dir=config.space_dir,
+        policy=config.lint_policy,
+        setup=SetupOptions.from_config(config, run.adapter),
+    )
+    record.detail = sync(run.hub, options, run.state, progress=run.progress("sync")).commit
+
+
+def _wait(run: _Run, record: StageRecord) -> None:
+    from spacetrain.stages.wait import wait
+
+    commit = str(run.state.require("space_commit", stage="sync"))
+    wait(
+        run.hub,
+        run.config.space,
+        commit,
+        timeout=run.options.wait_timeout,
+        progress=run.progress("wait"),
+    )
+    record.detail = f"running {commit[:12]}"
+
+
+def _train(run: _Run, record: StageRecord) -> None:
+    from spacetrain.stages.params import train_options
+    from spacetrain.stages.train import run_training
+
+    options = train_options(
+        run.config,
+        run.state,
+        replace(run.options.overrides, adapter=run.adapter.name),
+        timeout=run.options.train_timeout,
+        poll_interval=run.options.poll_interval,
+    )
+    trained = run_training(run.hub, options, run.state, progress=run.progress("train"))
+    run.result.released = trained.released
+    record.detail = f"run {trained.run_id}: {trained.adapter_repo}@{trained.adapter_revision}"
+
+
+def _fetch(run: _Run, record: StageRecord) -> None:
+    from spacetrain.stages.fetch import fetch_adapter
+
+    state = run.state
+    run.fetched = fetch_adapter(
+        run.hub,
+        state,
+        repo=str(state.require("adapter_repo", stage="train")),
+        revision=str(state.require("adapter_revision", stage="train")),
+        run_id=str(state.require("run_id", stage="train")),
+        dest=run.options.work_dir / "adapter",
+        progress=run.progress("fetch"),
+    )
+    record.detail = str(run.fetched.path)
+
+
+def _evaluate(run: _Run, record: StageRecord) -> None:
+    from spacetrain.evaluate.runner import EvaluateOptions, evaluate
+
+    options, adapter, result = run.options, run.adapter, run.result
+    options.report_dir.mkdir(parents=True, exist_ok=True)
+    result.report_path, result.markdown_path = report_paths(options, adapter)
+    report = evaluate(
+        run.hub,
+        EvaluateOptions(
+            base_model=options.overrides.base_model or adapter.base_model,
+            base_revision=run.state.get("base_revision") or adapter.base_revision,
+            adapter=run.fetched.repo,
+            adapter_revision=run.fetched.revision,
+            suite=adapter.suite,
+            gate=run.config.gate,
+            report=result.report_path,
+            markdown=result.markdown_path,
+            compare_base=True,
+        ),
+        progress=run.progress("evaluate"),
+    )
+    run.state.update(report=str(result.report_path))
+    result.report, result.passed = report, report.passed
+    record.detail = _scores(report)
+    if not result.passed:
+        record.outcome = "failed"
+        run.say("the gate said no: " + "; ".join(report.failures))
+
+
+def _promote(run: _Run, record: StageRecord) -> None:
+    from spacetrain.evaluate.gate import load_gate
+    from spacetrain.stages.promote import promote_adapter
+
+    assert run.result.report_path is not None  # evaluate wrote it
+    promoted = promote_adapter(
+        run.hub,
+        run.state,
+        report_path=run.result.report_path,
+        policy=load_gate(run.config.gate),
+        progress=run.progress("promote"),
+    )
+    run.result.promoted_tag = promoted.tag
+    record.detail = f"{promoted.repo}@{promoted.revision[:12]} tagged {promoted.tag}"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One row of the pipeline: a stage, what it needs of the earlier ones, when it runs.
+
+    Attributes:
+        name: the stage's name (its progress tag and its row in the summary).
+        run: does the stage; records what the next ones need in the state (or the run).
+        needs: the earlier stages whose results it reads (documentation for people; the
+            state says which key is missing when one did not record it).
+        bills: from this stage on the Space may run (and bill): release on every way out.
+        when: whether it runs at all (promotion only after a passing gate).
+    """
+
+    name: str
+    run: Callable[[_Run, StageRecord], None]
+    needs: tuple[str, ...] = ()
+    bills: bool = False
+    when: Callable[[_Run], bool] = lambda _run: True
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("preflight", _preflight),
+    Stage("sync", _sync, needs=("preflight",), bills=True),
+    Stage("wait", _wait, needs=("sync",)),
+    Stage("train", _train, needs=("preflight", "wait")),
+    Stage("fetch", _fetch, needs=("train",)),
+    Stage("evaluate", _evaluate, needs=("preflight", "fetch")),
+    Stage(
+        "promote",
+        _promote,
+        needs=("train", "evaluate"),
+        when=lambda run: run.result.passed and run.options.promote,
+    ),
+)
+
+
 def run_pipeline(
     config: ProjectConfig,
     hub: Hub,
@@ -109,145 +295,26 @@ def run_pipeline(
     *,
     progress_for: ProgressFactory = progress_for,
 ) -> PipelineResult:
-    """Run every stage against ``config.space``; release the Space whatever happens.
+    """Run :data:`STAGES` against ``config.space``; release the Space whatever happens.
 
     A stage that fails stops the run: its message is ``result.error`` and its exit
     code (DESIGN.md) is ``result.exit_code``. The gate saying no is exit 1 and skips
     promotion. Only bugs and interrupts propagate, and the Space is released even then.
     """
-    from spacetrain.evaluate.gate import load_gate
-    from spacetrain.evaluate.runner import EvaluateOptions, evaluate
-    from spacetrain.stages.fetch import fetch_adapter
-    from spacetrain.stages.params import build_params, train_options
-    from spacetrain.stages.preflight import preflight
-    from spacetrain.stages.promote import promote_adapter
-    from spacetrain.stages.setup import SetupOptions
-    from spacetrain.stages.sync import SyncOptions, sync
-    from spacetrain.stages.train import run_training
-    from spacetrain.stages.wait import wait
-
     adapter: AdapterConfig = config.adapter(options.overrides.adapter)
     check_outputs(options, adapter, state)  # not after an hour of training
     result = PipelineResult()
-    say = progress_for("pipeline")
-    runner = _Runner(result, say)
+    run = _Run(config, hub, state, options, adapter, result, progress_for, progress_for("pipeline"))
+    runner = _Runner(result, run.say)
     state.reset(space=config.space, adapter=adapter.name)
     synced = False
     try:
-        with runner.stage("preflight") as record:
-            # The training parameters first, by the contract: a value the Space would
-            # refuse stops the run here (exit 2), before anything is synced or billed.
-            ov = options.overrides
-            build_params(
-                run_id=ov.run_id or "preflight",
-                adapter=adapter,
-                base_model=ov.base_model,
-                dataset=ov.dataset,
-                dataset_revision=ov.dataset_revision,
-                output_repo=ov.output_repo,
-                overrides=ov.hyperparameters(),
-            )
-            checks = preflight(hub, config, adapter, state)
-            for check in checks.checks:
-                say(check.line())
-            if checks.failed:
-                names = ", ".join(c.name for c in checks.failed)
-                record.detail = f"failed: {names}"
-                raise _preflight_error(checks.exit_code, names)
-
-        with runner.stage("sync") as record:
-            synced = True  # from here on the Space may start (and bill): always release
-            done = sync(
-                hub,
-                SyncOptions.from_checkout(
-                    config.root,
-                    space=config.space,
-                    space_dir=config.space_dir,
-                    policy=config.lint_policy,
-                    setup=SetupOptions.from_config(config, adapter),
-                ),
-                state,
-                progress=progress_for("sync"),
-            )
-            record.detail = done.commit
-
-        with runner.stage("wait") as record:
-            commit = str(state.require("space_commit", stage="sync"))
-            wait(
-                hub,
-                config.space,
-                commit,
-                timeout=options.wait_timeout,
-                progress=progress_for("wait"),
-            )
-            record.detail = f"running {commit[:12]}"
-
-        with runner.stage("train") as record:
-            trained = run_training(
-                train_options(
-                    config,
-                    state,
-                    replace(options.overrides, adapter=adapter.name),
-                    timeout=options.train_timeout,
-                    poll_interval=options.poll_interval,
-                ),
-                hub,
-                state,
-                progress=progress_for("train"),
-            )
-            result.released = trained.released
-            record.detail = (
-                f"run {trained.run_id}: {trained.adapter_repo}@{trained.adapter_revision}"
-            )
-
-        with runner.stage("fetch") as record:
-            fetched = fetch_adapter(
-                hub,
-                state,
-                repo=str(state.require("adapter_repo", stage="train")),
-                revision=str(state.require("adapter_revision", stage="train")),
-                run_id=str(state.require("run_id", stage="train")),
-                dest=options.work_dir / "adapter",
-                progress=progress_for("fetch"),
-            )
-            record.detail = str(fetched.path)
-
-        with runner.stage("evaluate") as record:
-            options.report_dir.mkdir(parents=True, exist_ok=True)
-            result.report_path, result.markdown_path = report_paths(options, adapter)
-            report = evaluate(
-                EvaluateOptions(
-                    base_model=options.overrides.base_model or adapter.base_model,
-                    base_revision=state.get("base_revision") or adapter.base_revision,
-                    adapter=fetched.repo,
-                    adapter_revision=fetched.revision,
-                    suite=adapter.suite,
-                    gate=config.gate,
-                    report=result.report_path,
-                    markdown=result.markdown_path,
-                    compare_base=True,
-                ),
-                progress=progress_for("evaluate"),
-            )
-            state.update(report=str(result.report_path))
-            result.report = report
-            result.passed = bool(report["passed"])
-            record.detail = _scores(report)
-            if not result.passed:
-                record.outcome = "failed"
-                say("the gate said no: " + "; ".join(report.get("failures") or []))
-
-        if result.passed and options.promote:
-            with runner.stage("promote") as record:
-                promoted = promote_adapter(
-                    hub,
-                    state,
-                    report_path=result.report_path,
-                    policy=load_gate(config.gate),
-                    progress=progress_for("promote"),
-                )
-                result.promoted_tag = promoted.tag
-                record.detail = f"{promoted.repo}@{promoted.revision[:12]} tagged {promoted.tag}"
+        for stage in STAGES:
+            if not stage.when(run):
+                continue
+            synced = synced or stage.bills  # from here on: always release
+            with runner.stage(stage.name) as record:
+                stage.run(run, record)
         result.exit_code = EXIT_OK if result.passed else EXIT_FAILED
     except SpacetrainError as exc:
         result.error = str(exc)
@@ -334,10 +401,10 @@ def _preflight_error(exit_code: int, names: str) -> SpacetrainError:
     return error
 
 
-def _scores(report: dict[str, Any]) -> str:
-    categories = ", ".join(f"{k} {v:.2f}" for k, v in sorted(report["categories"].items()))
-    clean = report["attribution_clean"]
-    return f"overall {report['overall']:.2f} ({categories}), attribution clean {clean:.2f}"
+def _scores(report: EvaluationReport) -> str:
+    categories = ", ".join(f"{k} {v:.2f}" for k, v in sorted((report.categories or {}).items()))
+    clean, overall = report.attribution_clean or 0.0, report.overall or 0.0
+    return f"overall {overall:.2f} ({categories}), attribution clean {clean:.2f}"
 
 
 def render_summary(result: PipelineResult) -> str:
@@ -353,9 +420,11 @@ def render_summary(result: PipelineResult) -> str:
 
 
 __all__ = [
+    "STAGES",
     "PipelineOptions",
     "PipelineResult",
     "PreflightFailed",
+    "Stage",
     "StageRecord",
     "check_outputs",
     "render_summary",

@@ -265,7 +265,7 @@ def _rehearsal_report(
     }:
         problems.append(f"the Space was left {stage}: it would still be billing")
         exit_code = exit_code or 1
-    evaluation = result.report or {}
+    evaluation = result.report.to_json() if result.report else {}
     return {
         **result.to_json(),
         "exit_code": exit_code,

@@ -52,7 +52,7 @@ def train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         untouched(space, "before training started")
         raise
-    result = run_training(options, hub, state)
+    result = run_training(hub, options, state)
     _print(
         run_id=result.run_id,
         adapter_repo=result.adapter_repo,

@@ -16,6 +16,7 @@ from typing import Any
 from spacetrain.errors import CheckFailed, SpacetrainError, UsageError
 from spacetrain.evaluate.gate import GatePolicy, load_gate
 from spacetrain.evaluate.report import (
+    EvaluationReport,
     build_report,
     crash_report,
     load_report,
@@ -24,6 +25,7 @@ from spacetrain.evaluate.report import (
 )
 from spacetrain.evaluate.scoring import Scores, aggregate, score_case
 from spacetrain.evaluate.suite import Suite, load_suite
+from spacetrain.hub import Hub
 from spacetrain.inputs import writable_file
 from spacetrain.stages.progress import Progress, progress_for
 
@@ -99,11 +101,14 @@ def _quiet_libraries() -> None:
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
 
 
-def evaluate(options: EvaluateOptions, *, progress: Progress | None = None) -> dict[str, Any]:
+def evaluate(
+    hub: Hub, options: EvaluateOptions, *, progress: Progress | None = None
+) -> EvaluationReport:
     """Generate answers to the suite with base (+ adapter), score them, apply the gate.
 
-    Writes the JSON report and the Markdown page when the options name them, and
-    returns the report; ``report["passed"]`` is the gate's verdict.
+    Models and adapters named by Hub id are read through ``hub``. Writes the JSON report
+    and the Markdown page when the options name them, and returns the report;
+    ``report.passed`` is the gate's verdict.
 
     Raises:
         EvaluationCrashed: generation raised (a failed report is still written).
@@ -130,9 +135,9 @@ def evaluate(options: EvaluateOptions, *, progress: Progress | None = None) -> d
     )
 
     device = pick_device(options.device)
-    base = resolve(options.base_model, options.base_revision)
+    base = resolve(options.base_model, options.base_revision, hub=hub)
     adapter = (
-        resolve(options.adapter, options.adapter_revision, adapter=True)
+        resolve(options.adapter, options.adapter_revision, adapter=True, hub=hub)
         if options.adapter
         else None
     )
@@ -215,7 +220,7 @@ def evaluate(options: EvaluateOptions, *, progress: Progress | None = None) -> d
         adapter_present=adapter is not None,
     )
     _write_outputs(options, report, progress)
-    return report
+    return EvaluationReport.from_json(report)
 
 
 def _answers(conversations: list) -> str:

@@ -85,14 +85,14 @@ def passing_report(report_path: Path, policy: GatePolicy) -> tuple[dict[str, Any
     """
     saved = load_report(report_path, policy)
     verdict = regate(saved, policy)
-    if not verdict["passed"]:
+    if not verdict.passed:
         raise GateFailed(
-            f"{report_path} does not pass the gate: {'; '.join(verdict['failures'])}; not promoting"
+            f"{report_path} does not pass the gate: {'; '.join(verdict.failures)}; not promoting"
         )
-    if saved.raw.get("passed") is not True:
-        stored = "; ".join(str(f) for f in saved.raw.get("failures") or []) or "passed is false"
+    if not saved.report.passed:
+        stored = "; ".join(str(f) for f in saved.report.failures) or "passed is false"
         raise GateFailed(f"{report_path} records a failed gate ({stored}); not promoting")
-    return verdict, report_path.read_bytes()
+    return verdict.to_json(), report_path.read_bytes()
 
 
 def check_same_adapter(

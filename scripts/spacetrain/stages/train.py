@@ -124,8 +124,8 @@ def _say_start(status: RunStatus, backend: TrainingBackend, progress: Progress) 
 
 
 def run_training(
-    options: TrainOptions,
     hub: Hub,
+    options: TrainOptions,
     state: PipelineState,
     *,
     progress: Progress | None = None,
