@@ -53,6 +53,10 @@ class FetchResult:
     files: tuple[str, ...]
     requested: str  # the revision as given (a sha, branch or tag)
 
+    def to_json(self) -> dict[str, Any]:
+        """The result as a JSON object."""
+        return {**self.__dict__, "path": str(self.path), "files": list(self.files)}
+
 
 def resolve_sha(hub: Hub, repo: str, revision: str) -> str:
     """``revision`` as a commit sha; a branch or tag name is asked of the Hub."""

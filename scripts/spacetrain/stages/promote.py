@@ -67,6 +67,10 @@ class PromoteResult:
     card_commit: str | None  # None: main holds another run's adapter now; card left alone
     overall: float
 
+    def to_json(self) -> dict[str, Any]:
+        """The result as a JSON object."""
+        return dict(self.__dict__)
+
 
 def default_tag(run_id: str) -> str:
     """``promoted-<run_id>``."""
