@@ -9,10 +9,9 @@ GitHub Actions, in ``$GITHUB_OUTPUT``.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from spacetrain.config import load_config
-from spacetrain.errors import EXIT_OK, UsageError
+from spacetrain.errors import EXIT_OK
 from spacetrain.stages.state import PipelineState
 
 
@@ -21,33 +20,14 @@ def _print(**values: object) -> None:
         print(f"{key}={'' if value is None else value}")
 
 
-def check_flags(args: argparse.Namespace) -> None:
-    """The training flags checked by the contract (``space/train.py`` PARAMS), first thing:
-    a bad value is exit 2 with one line before anything is synced, started or billed.
-
-    Raises:
-        UsageError: the first flag outside the contract, named as typed.
-    """
-    from spacetrain import contract
-
-    for name in ("epochs", "learning_rate", "run_id"):
-        value = getattr(args, name, None)
-        if value is None:
-            continue
-        flag = "run id" if name == "run_id" else "--" + name.replace("_", "-")
-        try:
-            contract.check_param(name, value, text=True, source=flag)
-        except contract.ParamError as exc:
-            raise UsageError(str(exc)) from None
-
-
 def train(args: argparse.Namespace) -> int:
     """Start training through the Space's API, follow it, record the adapter revision."""
     from spacetrain.hub import Hub
+    from spacetrain.stages.params import TrainingOverrides, train_options
     from spacetrain.stages.release import untouched
-    from spacetrain.stages.train import check_release_rights, run_training, train_options
+    from spacetrain.stages.train import check_release_rights, run_training
 
-    check_flags(args)
+    overrides = TrainingOverrides.from_args(args)  # exit 2 before anything is touched
     state = PipelineState.load(args.state)
     state.check_writable()  # the stage records its result at the end
     # SIGTERM (a cancelled CI job) is an interrupt here (cli.main): from run_training on
@@ -58,15 +38,8 @@ def train(args: argparse.Namespace) -> int:
         options = train_options(
             config,
             state,
-            adapter=args.adapter,
+            overrides,
             space=args.space,
-            run_id=args.run_id,
-            base_model=args.base_model,
-            dataset=args.dataset,
-            dataset_revision=args.dataset_revision,
-            output_repo=args.output_repo,
-            epochs=args.epochs,
-            learning_rate=args.learning_rate,
             timeout=args.timeout,
             poll_interval=args.poll_interval,
             keep_running=args.keep_running,
@@ -78,7 +51,7 @@ def train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         untouched(space, "before training started")
         raise
-    result = run_training(options, hub, state)
+    result = run_training(hub, options, state)
     _print(
         run_id=result.run_id,
         adapter_repo=result.adapter_repo,
@@ -91,18 +64,14 @@ def train(args: argparse.Namespace) -> int:
 def fetch(args: argparse.Namespace) -> int:
     """Download the adapter at the recorded revision and check its run.json."""
     from spacetrain.hub import Hub
-    from spacetrain.stages.fetch import DEFAULT_DEST, fetch_adapter
+    from spacetrain.stages.fetch import FetchOptions, fetch_adapter
 
     state = PipelineState.load(args.state)
     state.check_writable()  # the stage records its result at the end
-    result = fetch_adapter(
-        Hub.from_env(),
-        state,
-        repo=args.repo or state.require("adapter_repo", stage="train"),
-        revision=args.revision or state.require("adapter_revision", stage="train"),
-        run_id=args.run_id or state.require("run_id", stage="train"),
-        dest=Path(args.dest) if args.dest else DEFAULT_DEST,  # fetch_adapter checks it first
+    options = FetchOptions.build(  # fetch_adapter checks dest first
+        state, repo=args.repo, revision=args.revision, run_id=args.run_id, dest=args.dest
     )
+    result = fetch_adapter(Hub.from_env(), options, state)
     _print(
         adapter_repo=result.repo,
         adapter_revision=result.revision,
@@ -113,17 +82,16 @@ def fetch(args: argparse.Namespace) -> int:
 
 def promote(args: argparse.Namespace) -> int:
     """Tag the adapter revision a passing report judged, and publish the evaluation."""
-    from spacetrain.evaluate.gate import load_gate
     from spacetrain.hub import Hub
-    from spacetrain.stages.promote import promote_adapter
+    from spacetrain.stages.promote import PromoteOptions, promote_adapter
 
     state = PipelineState.load(args.state)
     state.check_writable()  # the stage records its result at the end
     report = args.report or state.require("report", stage="evaluate")
-    policy = load_gate(args.gate or load_config().gate)
-    result = promote_adapter(
-        Hub.from_env(), state, report_path=Path(report), policy=policy, tag=args.tag
+    options = PromoteOptions.build(
+        state, report=report, gate=args.gate or load_config().gate, tag=args.tag
     )
+    result = promote_adapter(Hub.from_env(), options, state)
     _print(
         promoted_tag=result.tag,
         adapter_repo=result.repo,

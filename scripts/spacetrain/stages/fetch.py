@@ -21,8 +21,6 @@ import json
 import os
 import re
 import shutil
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from typing import Any
 from spacetrain.errors import CheckFailed, UsageError
 from spacetrain.hub import Hub
 from spacetrain.inputs import parse_json, writable_dir
+from spacetrain.stages.progress import Progress, progress_for
 from spacetrain.stages.state import PipelineState
 
 DEFAULT_DEST = Path(".spacetrain") / "adapter"
@@ -37,12 +36,6 @@ MARKER = ".spacetrain-fetch.json"  # says "spacetrain wrote this folder": it may
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 SHA = re.compile(r"^[0-9a-f]{40}$")
-
-Say = Callable[[str], None]
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 class StaleAdapter(CheckFailed):
@@ -59,6 +52,10 @@ class FetchResult:
     path: Path
     files: tuple[str, ...]
     requested: str  # the revision as given (a sha, branch or tag)
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as a JSON object."""
+        return {**self.__dict__, "path": str(self.path), "files": list(self.files)}
 
 
 def resolve_sha(hub: Hub, repo: str, revision: str) -> str:
@@ -125,15 +122,44 @@ def check_dest(dest: Path) -> Path:
     return dest
 
 
+@dataclass(frozen=True)
+class FetchOptions:
+    """Which adapter to download, and where (``spacetrain fetch``'s flags over the state)."""
+
+    repo: str
+    revision: str  # a sha, branch or tag
+    run_id: str  # the run its run.json must name
+    dest: Path = DEFAULT_DEST
+
+    @classmethod
+    def build(
+        cls,
+        state: PipelineState,
+        *,
+        repo: str | None = None,
+        revision: str | None = None,
+        run_id: str | None = None,
+        dest: str | Path | None = None,
+    ) -> FetchOptions:
+        """Each value given here, else what `train` recorded in ``state``.
+
+        Raises:
+            UsageError: a value neither given nor recorded (run `train` first) (exit 2).
+        """
+        return cls(
+            repo=str(repo or state.require("adapter_repo", stage="train")),
+            revision=str(revision or state.require("adapter_revision", stage="train")),
+            run_id=str(run_id or state.require("run_id", stage="train")),
+            dest=Path(dest) if dest else DEFAULT_DEST,
+        )
+
+
 def fetch_adapter(
     hub: Hub,
+    options: FetchOptions,
     state: PipelineState,
     *,
-    repo: str,
-    revision: str,
-    run_id: str,
-    dest: Path = DEFAULT_DEST,
-    say: Say = _say,
+    progress: Progress | None = None,
 ) -> FetchResult:
     """Download ``repo@revision`` into ``dest``, check it belongs to ``run_id``, record it.
 
@@ -143,17 +169,19 @@ def fetch_adapter(
             revision (exit 2).
         HubUnreachable: the Hub kept failing (exit 3).
     """
-    dest = check_dest(Path(dest))
+    progress = progress or progress_for("fetch")
+    repo, revision, run_id = options.repo, options.revision, options.run_id
+    dest = check_dest(Path(options.dest))
     sha = resolve_sha(hub, repo, revision)
     if sha != revision:
-        say(f"[fetch] {repo}@{revision} is commit {sha}")
+        progress(f"{repo}@{revision} is commit {sha}")
     # Whatever happens next, an older download must not pass for this run's adapter.
     state.update(adapter_dir=None)
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        say(f"[fetch] downloading {repo}@{sha} ...")
+        progress(f"downloading {repo}@{sha} ...")
         hub.call(
             f"download {repo}@{sha}",
             hub.api.snapshot_download,
@@ -173,7 +201,7 @@ def fetch_adapter(
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     state.update(adapter_repo=repo, adapter_revision=sha, adapter_dir=str(dest.resolve()))
-    say(f"[fetch] {repo}@{sha} (run {run_id}): {len(files)} file(s) in {dest}")
+    progress(f"{repo}@{sha} (run {run_id}): {len(files)} file(s) in {dest}")
     return FetchResult(repo, sha, run_id, dest, files, revision)
 
 
@@ -184,6 +212,7 @@ def _files(folder: Path) -> list[Path]:
 __all__ = [
     "DEFAULT_DEST",
     "MARKER",
+    "FetchOptions",
     "FetchResult",
     "StaleAdapter",
     "check_adapter",
