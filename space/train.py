@@ -1,4 +1,4 @@
-"""QLoRA fine-tuning of one adapter: the Space's trainer (DESIGN.md "train.py contract").
+"""QLoRA fine-tuning of one adapter: the Space's trainer (docs/architecture.md, "train.py").
 
     python train.py --base-model PATH_OR_ID --dataset PATH_OR_ID --output-dir DIR
         [--output-repo ID | --no-push] [--run-id ID] [--epochs 4] [--learning-rate 2e-4]
@@ -1918,7 +1918,7 @@ def build_manifest(
     history: list[dict[str, Any]],
     tokens: dict[str, int],
 ) -> dict[str, Any]:
-    """Step 6: ``run.json``, what this run was and did (DESIGN.md "train.py contract")."""
+    """Step 6: ``run.json``, what this run was and did (docs/architecture.md, "train.py")."""
     train_runtime = float(result.metrics.get("train_runtime", 0.0))
     adapter_cfg = trainer.model.peft_config["default"]
     packing = plan.packing

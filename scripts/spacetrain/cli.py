@@ -296,7 +296,7 @@ def _add_stages(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The whole CLI contract of DESIGN.md, in one place."""
+    """The whole CLI contract of docs/architecture.md, in one place."""
     parser = argparse.ArgumentParser(
         prog="spacetrain",
         description="CI/CD for QLoRA adapters trained on Hugging Face Docker Spaces.",

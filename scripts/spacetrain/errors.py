@@ -1,7 +1,7 @@
 """Every error spacetrain raises on purpose, and the exit code each one means.
 
 One root, :class:`SpacetrainError`, so the CLI has a single boundary that turns an
-expected failure into one line on stderr and the exit code of DESIGN.md's contract.
+expected failure into one line on stderr and the exit code of the architecture's contract.
 Subclasses mix in the stdlib base that fits (``ValueError``, ``TimeoutError``) so
 plain ``except`` clauses keep working for library users.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# Exit codes (contract): see DESIGN.md "CLI" and README "Exit codes".
+# Exit codes (contract): docs/architecture.md "Exit codes".
 EXIT_OK = 0
 EXIT_FAILED = 1  # the check ran and said no: lint errors, gate failed, build/training failed
 EXIT_USAGE = 2  # bad input or usage: unreadable or malformed file, bad argument, rejected token

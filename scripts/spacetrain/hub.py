@@ -5,7 +5,7 @@ Every stage reaches the Hub through :class:`Hub`: the endpoint comes from
 ``HF_TOKEN`` only (never a token file, never logged). :meth:`Hub.call` retries
 what a retry can fix (429, 5xx, dropped connections, timeouts) with exponential
 backoff, full jitter and a deadline, never what it cannot (401, 403, 404), and
-turns every huggingface_hub failure into one sentence with DESIGN.md's exit code:
+turns every huggingface_hub failure into one sentence with the architecture's exit code:
 
 - a rejected token                        -> :class:`AuthError` (exit 2)
 - no such repo, revision or file, no access -> :class:`UsageError` (exit 2)

@@ -51,7 +51,7 @@ class StageRecord:
 
 @dataclass
 class PipelineResult:
-    """What the run did: ``exit_code`` is DESIGN.md's (0 only when the gate passed)."""
+    """What the run did: ``exit_code`` is the architecture's (0 only when the gate passed)."""
 
     passed: bool = False
     exit_code: int = EXIT_FAILED
@@ -283,7 +283,7 @@ def run_pipeline(
     """Run :data:`STAGES` against ``config.space``; release the Space whatever happens.
 
     A stage that fails stops the run: its message is ``result.error`` and its exit
-    code (DESIGN.md) is ``result.exit_code``. The gate saying no is exit 1 and skips
+    code (docs/architecture.md) is ``result.exit_code``. The gate saying no is exit 1 and skips
     promotion. Only bugs and interrupts propagate, and the Space is released even then.
     """
     adapter: AdapterConfig = config.adapter(options.overrides.adapter)

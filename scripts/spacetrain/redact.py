@@ -1,6 +1,6 @@
 """Masking tokens in text that reaches a log, a terminal or a report.
 
-Tokens come from the environment only and must never be printed (DESIGN.md). Logs
+Tokens come from the environment only and must never be printed (docs/architecture.md). Logs
 we relay (the Space's training log, its run and build logs) and error messages can
 still carry one, so everything we print from elsewhere goes through :func:`mask`:
 

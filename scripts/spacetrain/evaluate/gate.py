@@ -77,7 +77,7 @@ def default_policy() -> GatePolicy:
 
 _FRACTION = schema.Number(low=0, high=1)
 
-# DESIGN.md's gate file contract, as a table.
+# The gate file contract (docs/architecture.md), as a table.
 GATE_SCHEMA = schema.Table(
     (
         schema.Field(
@@ -106,7 +106,7 @@ GATE_SCHEMA = schema.Table(
         ),
     ),
     what="a mapping with 'thresholds'",
-    hint="see DESIGN.md 'Evaluation suite and gate files'",
+    hint="see docs/architecture.md 'Suite and gate files'",
 )
 
 

@@ -1,4 +1,4 @@
-"""The evaluation report: JSON (DESIGN.md contract), reading it back, and Markdown.
+"""The evaluation report: JSON (docs/architecture.md contract), reading it back, and Markdown.
 
 The JSON carries every case's output, so ``spacetrain gate`` can re-derive the
 scores from the cases (and re-scan the outputs with today's attribution
@@ -34,7 +34,7 @@ class ReportHasNoCases(CheckFailed):
     """A report without cases proves nothing, so the gate fails (exit 1)."""
 
 
-# DESIGN.md's report contract: these keys, this meaning (the rest of a report is context).
+# The report contract (docs/architecture.md): these keys, this meaning (the rest is context).
 CONTRACT_KEYS = (
     "passed",
     "overall",
@@ -53,7 +53,7 @@ CONTRACT_KEYS = (
 class EvaluationReport:
     """The evaluation report, typed: what ``evaluate`` returns and ``gate`` reads back.
 
-    ``to_json()`` is the report file: DESIGN.md's contract keys (``passed``, ``overall``,
+    ``to_json()`` is the report file: the architecture's contract keys (``passed``, ``overall``,
     ``categories``, ``attribution_clean``, ``thresholds``, ``failures``, ``base_model``,
     ``adapter``, ``base``, ``cases``) plus the context in ``extra`` (``schema_version``,
     ``counts``, ``suite``, ``generation``, ``device``, ``versions``, ``timings`` ...), in
@@ -103,11 +103,11 @@ class EvaluationReport:
 
     @property
     def exit_code(self) -> int:
-        """DESIGN.md's: 0 when the gate passed, 1 when it said no."""
+        """The contract's: 0 when the gate passed, 1 when it said no."""
         return EXIT_OK if self.passed else EXIT_FAILED
 
     def to_json(self) -> dict[str, Any]:
-        """The report file's JSON object (DESIGN.md's contract)."""
+        """The report file's JSON object (the architecture's contract)."""
         own: dict[str, Any] = {
             "passed": self.passed,
             "overall": self.overall,

@@ -55,7 +55,7 @@ class CaseResult:
     attribution: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
-        """The report's ``cases[]`` entry (DESIGN.md contract plus ``checks``, ``attribution``)."""
+        """The report's ``cases[]`` entry (the contract plus ``checks``, ``attribution``)."""
         return {
             "id": self.id,
             "category": self.category,

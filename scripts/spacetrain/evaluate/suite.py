@@ -1,6 +1,6 @@
 """Evaluation suites (``policy/evals/<adapter>.yaml``): load, validate, describe.
 
-The format is DESIGN.md's contract. Validation is strict because a typo in a
+The format is the architecture's contract. Validation is strict because a typo in a
 suite silently weakens the gate: an unknown key, a case without checks, a bad
 regex or a duplicate id is exit 2 with one line naming the file, the line, the
 case and the field. A suite with no cases loads as an error of its own that
@@ -131,7 +131,7 @@ _MESSAGE = schema.Table(
 
 
 def suite_schema() -> schema.Table:
-    """DESIGN.md's suite contract, as a table (check types come from the registry)."""
+    """The suite contract (docs/architecture.md); check types come from the registry."""
     case = schema.Table(
         (
             schema.Field(
@@ -182,7 +182,7 @@ def suite_schema() -> schema.Table:
             ),
         ),
         what="a mapping with 'cases'",
-        hint="see DESIGN.md 'Evaluation suite and gate files'",
+        hint="see docs/architecture.md 'Suite and gate files'",
     )
 
 

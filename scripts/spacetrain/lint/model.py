@@ -26,7 +26,7 @@ class Hit:
 
 @dataclass(frozen=True)
 class Finding:
-    """One policy violation, as the JSON contract of DESIGN.md spells it."""
+    """One policy violation, as the JSON contract of docs/architecture.md spells it."""
 
     rule: str
     severity: Severity
@@ -96,7 +96,7 @@ class LintReport:
 
 
 def exit_code(report: LintReport, *, exit_zero: bool = False) -> int:
-    """0 clean or warnings only; 1 any error-severity finding (DESIGN.md's contract)."""
+    """0 clean or warnings only; 1 any error-severity finding (the architecture's contract)."""
     if exit_zero:
         return 0
     return 1 if report.errors else 0

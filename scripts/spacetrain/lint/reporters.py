@@ -1,6 +1,6 @@
 """Reporters: pure functions from a LintReport to text. One model, four formats.
 
-``text`` for people, ``json`` (DESIGN.md's contract plus ``schema_version``), ``sarif``
+``text`` for people, ``json`` (the architecture's contract plus ``schema_version``), ``sarif``
 2.1.0 with a ``rules`` array from the registry (so code scanning shows each rule's help),
 and ``github`` workflow commands. Nothing here prints or touches the environment; the
 command decides where the text goes.
@@ -39,7 +39,7 @@ def render_text(report: LintReport) -> str:
 
 
 def render_json(report: LintReport) -> str:
-    """The findings contract of DESIGN.md, versioned, with counts and the suppressed list."""
+    """The findings contract (docs/architecture.md), versioned, with counts and suppressions."""
     document = {
         "schema_version": SCHEMA_VERSION,
         "path": report.root,

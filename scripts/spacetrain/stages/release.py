@@ -1,6 +1,6 @@
 """Stop the GPU bill once training is over, whether it succeeded or not.
 
-DESIGN.md's reliability rule: after training the Space stops billing GPU time. With
+The reliability rule (docs/architecture.md): after training the Space stops billing GPU time. With
 ``after_training = "pause"`` the Space is paused (nothing runs, nothing is billed, only
 ``restart_space`` brings it back: the next `sync` + `wait` does that). With a CPU flavor
 (``"cpu-basic"``) the Space is moved to it: it keeps serving its UI on free hardware.
