@@ -11,6 +11,9 @@ offline rehearsal never disagree. Command-line flags override these values.
     private = true                          # a Space that set-up creates is private
     # sleep_time = 3600                     # optional: idle seconds before the Space sleeps
     # variables = {HF_HUB_ENABLE_HF_TRANSFER = "1"}   # optional: more Space variables
+    backend = "space"                       # "space" (the Space's API) or "job" (HF Jobs)
+    job_flavor = "a10g-small"               # the job backend's hardware (a Jobs flavor)
+    job_timeout = 21600                     # seconds a job may run before the Hub ends it
     gate = "policy/gate.yaml"
     lint_policy = "policy/space.yaml"
 
@@ -20,7 +23,8 @@ offline rehearsal never disagree. Command-line flags override these values.
     output_repo = "owner/kwanzaa-adapter"
     suite = "policy/evals/kwanzaa.yaml"
     # optional: base_revision, dataset_revision, and train = {epochs = 4, learning_rate = 2e-4}
-    # (train takes the hyper-parameters of space/train.py's PARAMS, checked by its rules)
+    # (train takes the hyper-parameters of space/train.py's PARAMS, checked by its rules);
+    # backend, job_flavor and job_timeout override the project's for this adapter
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import SpaceHardware
+from huggingface_hub import JobHardware, SpaceHardware
 
 from spacetrain.errors import InputFileError, UsageError
 from spacetrain.inputs import read_text
@@ -40,6 +44,11 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The Hub's own list (huggingface_hub's SpaceHardware), so a new flavor needs no release here.
 SPACE_FLAVORS: tuple[str, ...] = tuple(flavor.value for flavor in SpaceHardware)
+JOB_FLAVORS: tuple[str, ...] = tuple(flavor.value for flavor in JobHardware)
+# Where training runs: the Space's own Gradio API, or an HF Job in the Space's image.
+BACKENDS = ("space", "job")
+DEFAULT_JOB_FLAVOR = "a10g-small"
+DEFAULT_JOB_TIMEOUT = 6 * 3600  # seconds; the train stage's own default deadline
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,9 @@ class AdapterConfig:
     base_revision: str | None = None
     dataset_revision: str | None = None
     train: dict[str, Any] = field(default_factory=dict)
+    backend: str = "space"  # the adapter's own, else the project's
+    job_flavor: str = DEFAULT_JOB_FLAVOR
+    job_timeout: int = DEFAULT_JOB_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,9 @@ class ProjectConfig:
     private: bool = True
     sleep_time: int | None = None
     variables: dict[str, str] = field(default_factory=dict)
+    backend: str = "space"
+    job_flavor: str = DEFAULT_JOB_FLAVOR
+    job_timeout: int = DEFAULT_JOB_TIMEOUT
 
     def adapter(self, name: str | None) -> AdapterConfig:
         """The adapter called ``name``; without a name, the only one there is."""
@@ -136,7 +151,10 @@ def load_config(root: Path | None = None) -> ProjectConfig:
     adapters_raw = section.get("adapters", {})
     if not isinstance(adapters_raw, dict):
         raise InputFileError(path, f"{where} adapters must be a table of tables")
-    adapters = {name: _adapter(name, raw, root, path) for name, raw in sorted(adapters_raw.items())}
+    job = _job_settings(section, path, where, BackendSettings())
+    adapters = {
+        name: _adapter(name, raw, root, path, job) for name, raw in sorted(adapters_raw.items())
+    }
     private = section.get("private", True)
     if not isinstance(private, bool):
         raise InputFileError(path, f"{where} private must be true or false")
@@ -167,13 +185,42 @@ def load_config(root: Path | None = None) -> ProjectConfig:
         private=private,
         sleep_time=sleep_time,
         variables=dict(variables),
+        backend=job.backend,
+        job_flavor=job.job_flavor,
+        job_timeout=job.job_timeout,
     )
 
 
-def _adapter(name: str, raw: Any, root: Path, path: Path) -> AdapterConfig:
+@dataclass(frozen=True)
+class BackendSettings:
+    """Where an adapter trains: ``backend``, and the job backend's flavor and timeout."""
+
+    backend: str = "space"
+    job_flavor: str = DEFAULT_JOB_FLAVOR
+    job_timeout: int = DEFAULT_JOB_TIMEOUT
+
+
+def _job_settings(table: dict, path: Path, where: str, inherit: BackendSettings) -> BackendSettings:
+    """``backend``, ``job_flavor`` and ``job_timeout`` of ``table``, else ``inherit``'s."""
+    backend = table.get("backend", inherit.backend)
+    if backend not in BACKENDS:
+        raise InputFileError(path, f"{where} backend {backend!r} must be 'space' or 'job'")
+    flavor = table.get("job_flavor", inherit.job_flavor)
+    if flavor not in JOB_FLAVORS:
+        raise InputFileError(
+            path, f"{where} job_flavor {flavor!r} is not a Jobs flavor (e.g. a10g-small, l4x1)"
+        )
+    timeout = table.get("job_timeout", inherit.job_timeout)
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
+        raise InputFileError(path, f"{where} job_timeout must be whole seconds (>= 1)")
+    return BackendSettings(backend=backend, job_flavor=flavor, job_timeout=timeout)
+
+
+def _adapter(name: str, raw: Any, root: Path, path: Path, job: BackendSettings) -> AdapterConfig:
     where = f"[tool.spacetrain.adapters.{name}]"
     if not isinstance(raw, dict):
         raise InputFileError(path, f"{where} must be a table")
+    job = _job_settings(raw, path, where, job)
     train = raw.get("train", {})
     if not isinstance(train, dict):
         raise InputFileError(path, f"{where} train must be a table")
@@ -197,6 +244,9 @@ def _adapter(name: str, raw: Any, root: Path, path: Path) -> AdapterConfig:
         base_revision=_optional(raw, "base_revision", path, where),
         dataset_revision=_optional(raw, "dataset_revision", path, where),
         train=checked,
+        backend=job.backend,
+        job_flavor=job.job_flavor,
+        job_timeout=job.job_timeout,
     )
 
 
@@ -221,6 +271,8 @@ def _repo_id(table: dict, key: str, path: Path, where: str) -> str:
 
 
 __all__ = [
+    "BACKENDS",
+    "JOB_FLAVORS",
     "SPACE_FLAVORS",
     "AdapterConfig",
     "ProjectConfig",

@@ -42,6 +42,7 @@ class PipelineOptions:
     wait_timeout: float = 3600.0
     train_timeout: float = 6 * 3600.0
     poll_interval: float = 5.0
+    backend: str | None = None  # "space" | "job"; default: the adapter's
 
 
 @dataclass
@@ -128,6 +129,7 @@ def run_pipeline(
     from spacetrain.evaluate.gate import load_gate
     from spacetrain.evaluate.runner import EvaluateOptions, evaluate
     from spacetrain.stages.fetch import fetch_adapter
+    from spacetrain.stages.job_backend import preflight_job, run_job_training, settings_for
     from spacetrain.stages.preflight import preflight
     from spacetrain.stages.promote import promote_adapter
     from spacetrain.stages.setup import SetupOptions
@@ -136,6 +138,7 @@ def run_pipeline(
     from spacetrain.stages.wait import wait
 
     adapter: AdapterConfig = config.adapter(options.adapter)
+    backend = options.backend or adapter.backend
     check_outputs(options, adapter, state)  # not after an hour of training
     result = PipelineResult()
     runner = _Runner(result, say)
@@ -145,7 +148,7 @@ def run_pipeline(
         with runner.stage("preflight") as record:
             # The training parameters first, by the contract: a value the Space would
             # refuse stops the run here (exit 2), before anything is synced or billed.
-            build_params(
+            params = build_params(
                 run_id=options.run_id or "preflight",
                 adapter=adapter,
                 base_model=options.base_model,
@@ -154,6 +157,8 @@ def run_pipeline(
                 output_repo=options.output_repo,
                 overrides={"epochs": options.epochs, "learning_rate": options.learning_rate},
             )
+            if backend == "job":  # the job's token, image and command, before any sync
+                preflight_job(config.space, params)
             checks = preflight(hub, config, adapter, state)
             for check in checks.checks:
                 say(check.line())
@@ -183,24 +188,25 @@ def run_pipeline(
             record.detail = f"running {commit[:12]}"
 
         with runner.stage("train") as record:
-            trained = run_training(
-                train_options(
-                    config,
-                    state,
-                    adapter=adapter.name,
-                    run_id=options.run_id,
-                    base_model=options.base_model,
-                    dataset=options.dataset,
-                    dataset_revision=options.dataset_revision,
-                    output_repo=options.output_repo,
-                    epochs=options.epochs,
-                    learning_rate=options.learning_rate,
-                    timeout=options.train_timeout,
-                    poll_interval=options.poll_interval,
-                ),
-                hub,
+            chosen = train_options(
+                config,
                 state,
+                adapter=adapter.name,
+                run_id=options.run_id,
+                base_model=options.base_model,
+                dataset=options.dataset,
+                dataset_revision=options.dataset_revision,
+                output_repo=options.output_repo,
+                epochs=options.epochs,
+                learning_rate=options.learning_rate,
+                timeout=options.train_timeout,
+                poll_interval=options.poll_interval,
             )
+            if backend == "job":  # an HF Job in the image `wait` saw running this commit
+                settings = settings_for(config, adapter, state)
+                trained = run_job_training(chosen, settings, hub, state)
+            else:
+                trained = run_training(chosen, hub, state)
             result.released = trained.released
             record.detail = (
                 f"run {trained.run_id}: {trained.adapter_repo}@{trained.adapter_revision}"

@@ -52,6 +52,7 @@ class RehearsalOptions:
     workdir: Path | None = None
     report: Path | None = None
     markdown: Path | None = None
+    backend: str = "space"  # "job": train as an HF Job on localhub's Jobs API
 
 
 @dataclass
@@ -120,6 +121,9 @@ def rehearsal_config(
         output_repo=ADAPTER_REPO,
         suite=suite,
         train=train,
+        backend=options.backend,
+        job_flavor="cpu-basic",  # localhub runs the job on this CPU
+        job_timeout=1800,
     )
     return ProjectConfig(
         root=root,
@@ -136,6 +140,9 @@ def rehearsal_config(
             "OMP_NUM_THREADS": "1",
             contract.ENV_EXPECT_GPU: "0",
         },
+        backend=options.backend,
+        job_flavor="cpu-basic",
+        job_timeout=1800,
     )
 
 
@@ -211,6 +218,7 @@ def run_rehearsal(options: RehearsalOptions, *, root: Path | None = None) -> dic
                     wait_timeout=600.0,
                     train_timeout=1800.0,
                     poll_interval=0.5,
+                    backend=options.backend,
                 ),
                 say=_say,
             )

@@ -42,8 +42,9 @@ def check_flags(args: argparse.Namespace) -> None:
 
 
 def train(args: argparse.Namespace) -> int:
-    """Start training through the Space's API, follow it, record the adapter revision."""
+    """Start training (the Space's API, or an HF Job), follow it, record the adapter revision."""
     from spacetrain.hub import Hub
+    from spacetrain.stages.job_backend import choose_backend, run_job_training, settings_for
     from spacetrain.stages.release import untouched
     from spacetrain.stages.train import check_release_rights, run_training, train_options
 
@@ -73,12 +74,19 @@ def train(args: argparse.Namespace) -> int:
         )
         space = options.space
         hub = Hub.from_env()
-        # The pipeline's preflight asks this; `train` alone asks it here, before the Space.
-        check_release_rights(hub, space)
+        backend = choose_backend(config, args.adapter, args.backend)
+        if backend == "space":
+            # The pipeline's preflight asks this; `train` alone asks it here, before the Space.
+            check_release_rights(hub, space)
     except KeyboardInterrupt:
         untouched(space, "before training started")
         raise
-    result = run_training(options, hub, state)
+    if backend == "job":  # an HF Job in the Space's image; cancelled on every way out
+        chosen = config.adapter(args.adapter) if config.adapters or args.adapter else None
+        settings = settings_for(config, chosen, state)
+        result = run_job_training(options, settings, hub, state)
+    else:
+        result = run_training(options, hub, state)
     _print(
         run_id=result.run_id,
         adapter_repo=result.adapter_repo,
