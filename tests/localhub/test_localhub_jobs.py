@@ -270,6 +270,7 @@ def test_secrets_reach_the_process_and_nothing_else(
         f"{strict.url}/api/jobs/alice/{job.id}", headers={"authorization": f"Bearer {ALICE}"}
     )
     assert raw.status_code == 200 and SECRET not in raw.text
+    assert raw.json()["timeoutSeconds"] == 30 * 60  # none sent: the Hub's default applies
     for listed in alice.list_jobs(namespace="alice"):
         assert SECRET not in json.dumps(listed.secrets)
     assert SECRET not in "".join(alice.fetch_job_logs(job_id=job.id, namespace="alice"))

@@ -14,7 +14,8 @@ Rules, as strict as the Hub where safety or cost depend on them:
   need write rights on the namespace, inspecting, listing and logs read rights; the
   Space whose image is used must be visible to the caller;
 - a Job is SCHEDULING until its process starts, RUNNING while it runs, then COMPLETED
-  (exit 0), ERROR (another exit, a kill, a start failure, its timeout) or CANCELED;
+  (exit 0), ERROR (another exit, a kill, a start failure, its timeout: 30 minutes
+  unless it says otherwise, as on the Hub) or CANCELED;
 - the meter (:class:`billing.BillingMeter`, group "jobs") runs from the start of the
   process to the end of its whole tree: cancel and timeout end the tree first
   (SIGTERM, then SIGKILL to every tagged process), then stop the meter;
@@ -124,6 +125,9 @@ def _job_flavors() -> dict[str, Flavor]:
 
 JOB_FLAVORS = _job_flavors()
 DEFAULT_JOB_FLAVOR = "cpu-basic"
+# A Job sent without ``timeoutSeconds`` is stopped after 30 minutes on the Hub (the
+# huggingface_hub maintainers, PRs #3281 and #3665): a training Job must send its own.
+DEFAULT_TIMEOUT_S = 30 * 60
 
 
 class _JobLog(LogBuffer):
@@ -153,7 +157,7 @@ class Job:
     environment: dict[str, str]
     secrets: dict[str, str] = field(repr=False)
     flavor: str = DEFAULT_JOB_FLAVOR
-    timeout: int | None = None
+    timeout: int = DEFAULT_TIMEOUT_S
     labels: dict[str, str] = field(default_factory=dict)
     home: Path = Path()
     log: _JobLog = field(default_factory=_JobLog)
@@ -328,7 +332,7 @@ class JobSupervisor:
             environment=_mapping(spec.get("environment"), "environment"),
             secrets=_mapping(spec.get("secrets"), "secrets"),
             flavor=flavor,
-            timeout=_timeout(spec.get("timeoutSeconds")),
+            timeout=_timeout(spec.get("timeoutSeconds")) or DEFAULT_TIMEOUT_S,
             labels=labels,
             home=home,
             log=_JobLog(home / "job.log"),
@@ -577,7 +581,6 @@ class JobSupervisor:
                     due = (
                         job.stage == RUNNING
                         and job.ending is None
-                        and job.timeout is not None
                         and job.started_mono is not None
                         and now - job.started_mono >= job.timeout
                     )
@@ -596,6 +599,7 @@ __all__ = [
     "CANCELED",
     "COMPLETED",
     "DEFAULT_JOB_FLAVOR",
+    "DEFAULT_TIMEOUT_S",
     "ERROR",
     "JOB_FLAVORS",
     "RUNNING",
