@@ -31,6 +31,7 @@ class Flavor:
     gpus: int = 0
     vram: str | None = None
     usd_per_hour: float = 0.0
+    storage: str | None = None  # a Job's ephemeral storage (Spaces do not list one)
 
     def to_json(self) -> dict[str, Any]:
         per_minute = self.usd_per_hour / 60
@@ -39,6 +40,7 @@ class Flavor:
             "prettyName": self.pretty,
             "cpu": self.cpu,
             "ram": self.ram,
+            **({"ephemeralStorage": self.storage} if self.storage else {}),
             "accelerator": (
                 {
                     "type": "gpu",
@@ -119,10 +121,22 @@ FREE_SLEEP_SECONDS = 48 * 3600  # cpu-basic sleeps after 48 h; not configurable 
 
 class BillingMeter:
     """Seconds billed per Space and flavor (at most one open segment per Space), and how
-    often each Space was built or restarted: every restart of a GPU Space costs minutes."""
+    often each Space was built or restarted: every restart of a GPU Space costs minutes.
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    ``jobs.py`` keeps a second meter, one entry per Job, priced from its own table
+    (``flavors``) and listed under ``group`` ("jobs") instead of "spaces".
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        flavors: dict[str, Flavor] | None = None,
+        group: str = "spaces",
+    ) -> None:
         self._clock = clock
+        self._flavors = FLAVORS if flavors is None else flavors
+        self.group = group
         self._lock = threading.Lock()
         self._done: dict[str, dict[str, float]] = {}
         self._open: dict[str, tuple[str, float]] = {}
@@ -155,7 +169,7 @@ class BillingMeter:
             return current[0] if current else None
 
     def snapshot(self) -> dict[str, Any]:
-        """``{"spaces": {id: {"billing": flavor|None, "flavors": {flavor: {seconds, usd}},
+        """``{group: {id: {"billing": flavor|None, "flavors": {flavor: {seconds, usd}},
         "builds": n, "restarts": n}}, "total": {"seconds", "usd"}}``."""
         with self._lock:
             now = self._clock()
@@ -168,7 +182,8 @@ class BillingMeter:
                     per[flavor] = per.get(flavor, 0.0) + now - since
                 flavors = {}
                 for flavor, seconds in sorted(per.items()):
-                    rate = FLAVORS[flavor].usd_per_hour if flavor in FLAVORS else 0.0
+                    known = self._flavors.get(flavor)
+                    rate = known.usd_per_hour if known is not None else 0.0
                     usd = seconds / 3600 * rate
                     flavors[flavor] = {"seconds": round(seconds, 3), "usd": round(usd, 6)}
                     total_s += seconds
@@ -181,7 +196,7 @@ class BillingMeter:
                     **starts,
                 }
             return {
-                "spaces": spaces,
+                self.group: spaces,
                 "total": {"seconds": round(total_s, 3), "usd": round(total_usd, 6)},
             }
 
@@ -192,4 +207,18 @@ class BillingMeter:
             self._starts.clear()
 
 
-__all__ = ["DEFAULT_FLAVOR", "FLAVORS", "FREE_SLEEP_SECONDS", "BillingMeter", "Flavor"]
+def merge(*snapshots: dict[str, Any]) -> dict[str, Any]:
+    """Several meters' snapshots as one: each meter's group, and one total."""
+    out: dict[str, Any] = {}
+    seconds = usd = 0.0
+    for snap in snapshots:
+        for key, value in snap.items():
+            if key != "total":
+                out[key] = value
+        seconds += snap["total"]["seconds"]
+        usd += snap["total"]["usd"]
+    out["total"] = {"seconds": round(seconds, 3), "usd": round(usd, 6)}
+    return out
+
+
+__all__ = ["DEFAULT_FLAVOR", "FLAVORS", "FREE_SLEEP_SECONDS", "BillingMeter", "Flavor", "merge"]

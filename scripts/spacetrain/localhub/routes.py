@@ -25,8 +25,8 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode
 
-from spacetrain.localhub.auth import Auth, Caller
-from spacetrain.localhub.billing import FLAVORS, BillingMeter
+from spacetrain.localhub.auth import Auth, Caller, user_id
+from spacetrain.localhub.billing import FLAVORS, BillingMeter, merge
 from spacetrain.localhub.card import FrontMatterError, front_matter
 from spacetrain.localhub.errors import (
     BadRequest,
@@ -39,6 +39,7 @@ from spacetrain.localhub.errors import (
     Unprocessable,
 )
 from spacetrain.localhub.faults import FaultPlan, parse_faults
+from spacetrain.localhub.jobs import JobSupervisor
 from spacetrain.localhub.spaces import SpaceSupervisor, check_sleep
 from spacetrain.localhub.store import (
     REPO_TYPES,
@@ -66,6 +67,7 @@ class Context:
     faults: FaultPlan
     meter: BillingMeter
     auth: Auth
+    jobs: JobSupervisor
     base_url: Callable[[], str]
     reset: Callable[[], None]
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -257,7 +259,7 @@ def whoami(ctx: Context, req: Request) -> Response:
     return json_response(
         {
             "type": "user",
-            "id": uuid.uuid5(uuid.NAMESPACE_URL, f"localhub:{name}").hex[:24],
+            "id": user_id(name),
             "name": name,
             "fullname": name,
             "email": f"{name}@users.noreply.localhub",
@@ -818,8 +820,9 @@ def lh_reset(ctx: Context, req: Request) -> Response:
 
 
 def lh_billing(ctx: Context, req: Request) -> Response:
-    """Every meter for the admin; a user's token sees the Spaces it can see."""
-    data = ctx.meter.snapshot()
+    """Every meter for the admin; a user's token sees the Spaces it can see and the Jobs
+    of the namespaces it may read."""
+    data = merge(ctx.meter.snapshot(), ctx.jobs.billing())
     if not req.admin:
         visible = {}
         for space_id, meter in data["spaces"].items():
@@ -827,6 +830,11 @@ def lh_billing(ctx: Context, req: Request) -> Response:
             if repo is not None and ctx.auth.can_see(req.caller, repo.private, "space", space_id):
                 visible[space_id] = meter
         data["spaces"] = visible
+        data["jobs"] = {
+            job_id: meter
+            for job_id, meter in data["jobs"].items()
+            if ctx.auth.can_see(req.caller, True, "user", f"{meter['namespace']}/*")
+        }
         data.pop("total", None)  # the whole hub's bill is the admin's business
     return json_response(data)
 
@@ -850,7 +858,9 @@ def apply_faults(ctx: Context, payload: Any) -> None:
     """Add fault rules and carry out Space actions (also used for LOCALHUB_FAULTS)."""
     rules, actions = parse_faults(payload)
     for action in actions:
-        if "kill_space" in action:
+        if "kill_job" in action or "job_start_error" in action:
+            ctx.jobs.apply_fault(action)
+        elif "kill_space" in action:
             ctx.spaces.kill(_find_space(ctx, action["kill_space"]))
         elif "app_outage" in action:
             spec = action["app_outage"]
