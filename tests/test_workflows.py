@@ -642,6 +642,10 @@ def test_conditions_release_the_gpu_on_every_path() -> None:
     assert _ran(simulate(wf, outputs=job)) == everything  # a retrain as a job: it synced
     space = {"plan": {"backend": "space"}}
     assert "release" in _ran(simulate(wf, sync=False, outputs=space, cancel_during="train"))
+    early = "Release the Space before the job trains"
+    assert simulate(wf, outputs=job)[early] == "success"  # its GPU stops before the job's
+    assert simulate(wf, sync=False, outputs=job)[early] == "skipped"
+    assert simulate(wf, outputs=space)[early] == "skipped"
 
 
 def test_condition_evaluator_follows_github_defaults() -> None:

@@ -203,6 +203,10 @@ def run_pipeline(
                 poll_interval=options.poll_interval,
             )
             if backend == "job":  # an HF Job in the image `wait` saw running this commit
+                # The job needs the Space's image, not its hardware: stop that bill first.
+                from spacetrain.stages.release import release
+
+                release(hub, config.space, after_training=config.after_training)
                 settings = settings_for(config, adapter, state)
                 trained = run_job_training(chosen, settings, hub, state)
             else:

@@ -252,7 +252,7 @@ def _interrupted(hub: Any, server: Any, space: str, report: Path | None, started
         stage = "none"  # interrupted before the Space existed: nothing to release
     billing = server.billing()
     metered = (billing.get("spaces") or {}).get(space) or {}
-    still = metered.get("billing") is not None
+    still = metered.get("billing") is not None or bool(billing_jobs(billing))
     _say(
         f"interrupted: the Space is {stage}; "
         + ("it would still be billing" if still else "nothing is billed any more")
@@ -262,7 +262,7 @@ def _interrupted(hub: Any, server: Any, space: str, report: Path | None, started
         data = {
             "exit_code": 130,
             "error": "interrupted (SIGINT or SIGTERM)",
-            "problems": ["the Space was left billing"] if still else [],
+            "problems": ["the Space or a job was left billing"] if still else [],
             "space": {"id": space, "stage_after": stage},
             "billing": billing,
             "seconds": round(time.perf_counter() - started, 1),
@@ -282,6 +282,9 @@ def _rehearsal_report(
     }:
         problems.append(f"the Space was left {stage}: it would still be billing")
         exit_code = exit_code or 1
+    for job in billing_jobs(billing):
+        problems.append(f"job {job} was left running: it would still be billing")
+        exit_code = exit_code or 1
     evaluation = result.report or {}
     return {
         **result.to_json(),
@@ -297,6 +300,12 @@ def _rehearsal_report(
         "base_scores": evaluation.get("base"),
         "billing": billing,
     }
+
+
+def billing_jobs(billing: dict[str, Any]) -> list[str]:
+    """The jobs localhub's meter still bills (none, once every job has ended)."""
+    jobs = billing.get("jobs") or {}
+    return sorted(job for job, meter in jobs.items() if (meter or {}).get("billing") is not None)
 
 
 @contextlib.contextmanager
@@ -355,6 +364,7 @@ __all__ = [
     "REHEARSAL_TRAIN",
     "Rehearsal",
     "RehearsalOptions",
+    "billing_jobs",
     "check_outputs",
     "demo_corpus",
     "localhub_session",

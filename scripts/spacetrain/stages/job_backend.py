@@ -404,14 +404,17 @@ class JobBackend:
             out["log_tail"] = "\n".join(log.lines[-40:])
             if state == "failed" and self._timed_out(info, log):
                 out["timed_out"] = True
+                out["error"] = info.status.message or out["error"]  # not train.py's SIGTERM
         return out
 
     def _timed_out(self, info: Any, log: JobLog) -> bool:
-        """The Hub ended the job at its timeout (no error event of train.py's own)."""
-        if log.error is not None:
-            return False
+        """The Hub ended the job at its timeout: its message says so, or the job ran its
+        whole timeout and train.py recorded no failure of its own (a SIGTERM from the Hub
+        makes train.py record a "cancelled" error event)."""
         if _TIMED_OUT.search(str(info.status.message or "")):
             return True
+        if log.error is not None and log.error.get("state") != "cancelled":
+            return False
         running = getattr(info.durations, "running_secs", None) if info.durations else None
         return running is not None and running >= self.settings.timeout
 
