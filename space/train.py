@@ -550,12 +550,33 @@ def default_run_id() -> str:
 # ------------------------------------------------------------------ Hub access
 
 
+# The retry policy of spacetrain.hub.RetryPolicy, copied because space/ is standalone
+# (tests/test_hub.py keeps the two equal): exponential backoff with full jitter, a
+# server's Retry-After honoured, the same statuses retried, a deadline.
+HUB_RETRY_DEADLINE = 120.0  # seconds; SPACETRAIN_HUB_DEADLINE overrides it
+HUB_RETRY_BASE = 0.5
+HUB_RETRY_CAP = 15.0
+HUB_RETRY_AFTER_CAP = 60.0
+HUB_RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
 def _hub_deadline_s() -> float:
     """``SPACETRAIN_HUB_DEADLINE`` seconds (as the spacetrain CLI reads it), default 120."""
     try:
-        return max(0.0, float(os.environ.get(ENV_HUB_DEADLINE, "120")))
+        return max(0.0, float(os.environ.get(ENV_HUB_DEADLINE, str(HUB_RETRY_DEADLINE))))
     except ValueError:
-        return 120.0
+        return HUB_RETRY_DEADLINE
+
+
+def _hub_wait(attempt: int, exc: BaseException) -> float:
+    """Seconds before retry ``attempt`` (1-based): jittered backoff, or Retry-After."""
+    backoff = random.uniform(0, min(HUB_RETRY_CAP, HUB_RETRY_BASE * 2 ** (attempt - 1)))  # noqa: S311
+    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+    try:
+        later = min(HUB_RETRY_AFTER_CAP, max(0.0, float(headers.get("Retry-After", 0))))
+    except (TypeError, ValueError):
+        later = 0.0
+    return max(backoff, later)
 
 
 def hub_call(what: str, fn: Callable[[], T], deadline_s: float | None = None) -> T:
@@ -579,8 +600,9 @@ def hub_call(what: str, fn: Callable[[], T], deadline_s: float | None = None) ->
 
     patience = _hub_deadline_s() if deadline_s is None else min(deadline_s, _hub_deadline_s())
     deadline = time.monotonic() + patience
-    delay = 1.0
+    attempt = 0
     while True:
+        attempt += 1
         try:
             return fn()
         except GatedRepoError as exc:
@@ -601,19 +623,21 @@ def hub_call(what: str, fn: Callable[[], T], deadline_s: float | None = None) ->
             status = exc.response.status_code if exc.response is not None else None
             if status in (401, 403):
                 raise BadInput(f"{what}: the Hub rejected the token (HTTP {status})") from exc
-            if status is not None and status != 429 and status < 500:
+            if status is not None and status < 500 and status not in HUB_RETRY_STATUS:
                 raise BadInput(f"{what}: HTTP {status}") from exc
-            last = f"HTTP {status}"
+            if status is not None and status not in HUB_RETRY_STATUS:
+                raise HubDown(f"{what}: the Hub answered HTTP {status}") from exc
+            last, failure = f"HTTP {status}", exc
         except (HTTPError, ConnectionError, TimeoutError) as exc:
-            last = type(exc).__name__
-        except LocalEntryNotFoundError:  # a download lost the Hub half-way, nothing cached
-            last = "connection lost"
+            last, failure = type(exc).__name__, exc
+        except LocalEntryNotFoundError as exc:  # a download lost the Hub half-way
+            last, failure = "connection lost", exc
+        delay = _hub_wait(attempt, failure)
         if time.monotonic() + delay > deadline:
             endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
             raise HubDown(f"{what}: Hub unreachable at {endpoint} ({last})")
-        print(f"[train] {what}: {last}, retrying in {delay:.0f}s", flush=True)
+        print(f"[train] {what}: {last}, retrying in {delay:.1f}s", flush=True)
         time.sleep(delay)
-        delay = min(delay * 2, 30.0)
 
 
 def _is_local(ref: str, local_paths: bool = True) -> bool:

@@ -210,3 +210,49 @@ def test_deadline_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SPACETRAIN_HUB_DEADLINE", "soon")
     with pytest.raises(UsageError, match="SPACETRAIN_HUB_DEADLINE"):
         Hub.from_env()
+
+
+def test_space_train_py_retries_the_hub_by_the_same_policy() -> None:
+    """space/ is standalone, so train.py keeps a copy of the retry numbers: they must agree."""
+    from spacetrain import contract
+    from spacetrain.hub import RETRY_STATUS
+
+    trainer, policy = contract.trainer, RetryPolicy()
+    copied = (trainer.HUB_RETRY_DEADLINE, trainer.HUB_RETRY_BASE, trainer.HUB_RETRY_CAP,
+              trainer.HUB_RETRY_AFTER_CAP)  # fmt: skip
+    assert copied == (policy.deadline, policy.base, policy.cap, policy.retry_after_cap)
+    assert trainer.HUB_RETRY_STATUS == RETRY_STATUS
+
+
+def test_the_retry_loop_hooks_can_shorten_a_wait_or_stop_and_the_deadline_ends_it() -> None:
+    """hub.retry is the loop SpaceApp.call runs on: before_wait shapes each wait."""
+    import random
+
+    from spacetrain.hub import retry
+
+    t, calls = FakeTime(), []
+
+    def flaky() -> str:
+        calls.append(t.now)
+        raise ConnectionError("dropped")
+
+    def shorter(exc: BaseException, attempt: int, wait: float) -> float:
+        return min(wait, 0.25)
+
+    with pytest.raises(TimeoutError, match="gave up after"):
+        retry(flaky, policy=RetryPolicy(deadline=5.0), transient=lambda e: True,
+              give_up=lambda e, n, s: TimeoutError(f"gave up after {n}"),
+              before_wait=shorter, clock=t.clock, sleep=t.sleep, rng=random.Random(0))  # fmt: skip
+    assert len(calls) > 3 and all(s <= 0.25 for s in t.sleeps) and t.now <= 5.0
+
+    def stop(exc: BaseException, attempt: int, wait: float) -> float:
+        raise KeyError("stop")
+
+    calls.clear()
+    with pytest.raises(KeyError):
+        retry(flaky, policy=RetryPolicy(), transient=lambda e: True,
+              give_up=lambda e, n, s: TimeoutError(), before_wait=stop)  # fmt: skip
+    assert len(calls) == 1
+    with pytest.raises(ValueError):  # not transient: raised as it is, no retry
+        retry(lambda: int("x"), policy=RetryPolicy(), transient=lambda e: False,
+              give_up=lambda e, n, s: TimeoutError())  # fmt: skip

@@ -10,7 +10,7 @@ import pytest
 from spacetrain import cli
 from spacetrain.errors import UsageError
 from spacetrain.redact import mask
-from spacetrain.stages.train import readable
+from spacetrain.stages.follow import readable
 
 
 @pytest.mark.parametrize(

@@ -63,15 +63,81 @@ def token_from_env() -> str | None:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter, bounded by a total deadline (seconds)."""
+    """Exponential backoff with full jitter, bounded by a total deadline (seconds).
+
+    The one policy for every retry spacetrain makes: the Hub (:meth:`Hub.call`) and the
+    Space's app (:class:`spacetrain.stages.space_app.SpaceApp`). space/train.py keeps a
+    copy of these numbers (``HUB_RETRY_*``; space/ imports nothing from spacetrain) and
+    tests/test_hub.py keeps the two equal.
+
+    Attributes:
+        deadline: seconds from the first try until giving up (``SPACETRAIN_HUB_DEADLINE``).
+        base, cap: retry ``n`` waits ``uniform(0, min(cap, base * 2 ** (n - 1)))``.
+        retry_after_cap: the most a server's ``Retry-After`` may make us wait.
+    """
 
     deadline: float = 120.0
     base: float = 0.5
     cap: float = 15.0
+    retry_after_cap: float = 60.0
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Seconds to wait before retry ``attempt`` (1-based)."""
         return rng.uniform(0, min(self.cap, self.base * 2 ** (attempt - 1)))
+
+    def wait(self, attempt: int, rng: random.Random, exc: BaseException) -> float:
+        """The backoff, or longer when the server said ``Retry-After``."""
+        return max(self.delay(attempt, rng), retry_after(exc, self.retry_after_cap))
+
+
+def retry(
+    fn: Callable[[], T],
+    *,
+    policy: RetryPolicy,
+    transient: Callable[[BaseException], bool],
+    give_up: Callable[[BaseException, int, float], BaseException],
+    before_wait: Callable[[BaseException, int, float], float] | None = None,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
+) -> T:
+    """``fn()``, tried again after each transient failure until the deadline: the one
+    retry loop (backoff with jitter, ``Retry-After``, a deadline) spacetrain has.
+
+    Args:
+        fn: one try.
+        policy: the backoff and, unless ``deadline`` is given, the deadline.
+        transient: whether a failure may go away; any other failure is raised as it is.
+        give_up: the error to raise when a transient failure meets the deadline, from
+            ``(failure, attempts, elapsed seconds)``.
+        before_wait: called before each wait with ``(failure, attempt, seconds)``; returns
+            the seconds to wait (it may shorten them) or raises to stop retrying.
+        deadline: a ``clock()`` time to give up at (default: ``policy.deadline`` from now).
+        clock, sleep, rng: injectable for tests of the loop itself.
+
+    Raises:
+        Whatever ``fn`` raised that is not transient, ``give_up``'s error at the
+        deadline, or what ``before_wait`` raised.
+    """
+    rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+    start = clock()
+    end = start + policy.deadline if deadline is None else deadline
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return fn()
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            now = clock()
+            wait = policy.wait(attempt, rng, exc)
+            if now + wait > end:
+                raise give_up(exc, attempt, now - start) from exc
+            if before_wait is not None:
+                wait = before_wait(exc, attempt, wait)
+            sleep(wait)
 
 
 def _default_policy() -> RetryPolicy:
@@ -112,6 +178,16 @@ def is_transient(exc: BaseException) -> bool:
         # Raised without a cause when the Hub could not be asked at all.
         return "internet connection" in str(exc)
     return isinstance(exc, httpx2.TransportError | ConnectionError | TimeoutError)
+
+
+def retry_after(exc: BaseException, cap: float = 60.0) -> float:
+    """The server's ``Retry-After`` seconds on an HTTP failure (at most ``cap``), else 0."""
+    response = getattr(_root_cause(exc), "response", None)
+    headers = getattr(response, "headers", None) or {}
+    try:
+        return min(cap, max(0.0, float(headers.get("Retry-After", 0))))
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _server_words(exc: BaseException) -> str:
@@ -213,34 +289,30 @@ class Hub:
             AuthError, UsageError: the Hub said no (exit 2).
             HubUnreachable: still failing at the deadline (exit 3).
         """
-        start = self._clock()
         self.attempts = 0
-        while True:
+
+        def attempt() -> T:
             self.attempts += 1
-            try:
-                return fn(*args, **kwargs)
-            except SpacetrainError:
-                raise
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise explain(exc, what, endpoint=self.endpoint) from exc
-                elapsed = self._clock() - start
-                wait = max(self.retry.delay(self.attempts, self._rng), _retry_after(exc))
-                if elapsed + wait > self.retry.deadline:
-                    failure = explain(exc, what, endpoint=self.endpoint)
-                    raise HubUnreachable(
-                        f"{failure} after {self.attempts} attempt(s) in {elapsed:.0f} s"
-                    ) from exc
-                self._sleep(wait)
+            return fn(*args, **kwargs)
 
+        def unreachable(exc: BaseException, attempts: int, elapsed: float) -> BaseException:
+            failure = explain(exc, what, endpoint=self.endpoint)
+            return HubUnreachable(f"{failure} after {attempts} attempt(s) in {elapsed:.0f} s")
 
-def _retry_after(exc: BaseException) -> float:
-    response = getattr(_root_cause(exc), "response", None)
-    headers = getattr(response, "headers", None) or {}
-    try:
-        return min(60.0, max(0.0, float(headers.get("Retry-After", 0))))
-    except (TypeError, ValueError):
-        return 0.0
+        try:
+            return retry(
+                attempt,
+                policy=self.retry,
+                transient=lambda exc: not isinstance(exc, SpacetrainError) and is_transient(exc),
+                give_up=unreachable,
+                clock=self._clock,
+                sleep=self._sleep,
+                rng=self._rng,
+            )
+        except SpacetrainError:
+            raise
+        except Exception as exc:  # not transient: one sentence, no retry
+            raise explain(exc, what, endpoint=self.endpoint) from exc
 
 
 __all__ = [
@@ -250,5 +322,7 @@ __all__ = [
     "endpoint_from_env",
     "explain",
     "is_transient",
+    "retry",
+    "retry_after",
     "token_from_env",
 ]

@@ -9,17 +9,19 @@ the Space never came up, training failed or the gate said no.
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from spacetrain.config import AdapterConfig, ProjectConfig
 from spacetrain.errors import EXIT_FAILED, EXIT_OK, CheckFailed, SpacetrainError
+from spacetrain.evaluate.report import EvaluationReport
 from spacetrain.hub import Hub
 from spacetrain.inputs import writable_dir, writable_file
+from spacetrain.stages.params import TrainingOverrides
+from spacetrain.stages.progress import Progress, ProgressFactory, progress_for
 from spacetrain.stages.release import untouched
 from spacetrain.stages.state import PipelineState
 
@@ -28,14 +30,7 @@ from spacetrain.stages.state import PipelineState
 class PipelineOptions:
     """Overrides of one pipeline run (the flags of ``spacetrain pipeline``)."""
 
-    adapter: str | None = None
-    run_id: str | None = None
-    base_model: str | None = None
-    dataset: str | None = None
-    dataset_revision: str | None = None
-    output_repo: str | None = None
-    epochs: float | None = None
-    learning_rate: float | None = None
+    overrides: TrainingOverrides = field(default_factory=TrainingOverrides)
     report_dir: Path = Path("reports")
     work_dir: Path = Path(".spacetrain")  # the fetched adapter goes under it
     promote: bool = True
@@ -62,7 +57,7 @@ class PipelineResult:
     passed: bool = False
     exit_code: int = EXIT_FAILED
     stages: list[StageRecord] = field(default_factory=list)
-    report: dict[str, Any] | None = None
+    report: EvaluationReport | None = None
     report_path: Path | None = None
     markdown_path: Path | None = None
     promoted_tag: str | None = None
@@ -82,14 +77,10 @@ class PipelineResult:
         }
 
 
-def _say(message: str) -> None:
-    print(f"[pipeline] {message}", file=sys.stderr, flush=True)
-
-
 class _Runner:
     """Runs stages in order, timing each, stopping at the first failure."""
 
-    def __init__(self, result: PipelineResult, say: Callable[[str], None]) -> None:
+    def __init__(self, result: PipelineResult, say: Progress) -> None:
         self.result = result
         self.say = say
 
@@ -112,163 +103,268 @@ class _Runner:
             self.say(f"{name}: {record.outcome} in {record.seconds:.1f} s")
 
 
+@dataclass
+class _Run:
+    """What the stages of one pipeline run share: inputs, the state, the result so far."""
+
+    config: ProjectConfig
+    hub: Hub
+    state: PipelineState
+    options: PipelineOptions
+    adapter: AdapterConfig
+    result: PipelineResult
+    progress_for: ProgressFactory
+    say: Progress
+    fetched: Any = None  # FetchResult: the adapter evaluate judges
+
+    def progress(self, stage: str) -> Progress:
+        return self.progress_for(stage)
+
+    @property
+    def backend(self) -> str:
+        """Where training runs: ``--backend``, else the adapter's."""
+        return self.options.backend or self.adapter.backend
+
+
+def _preflight(run: _Run, record: StageRecord) -> None:
+    from spacetrain.stages.params import build_params
+    from spacetrain.stages.preflight import preflight
+
+    # The training parameters first, by the contract: a value the Space would refuse
+    # stops the run here (exit 2), before anything is synced or billed.
+    ov = run.options.overrides
+    params = build_params(
+        run_id=ov.run_id or "preflight",
+        adapter=run.adapter,
+        base_model=ov.base_model,
+        dataset=ov.dataset,
+        dataset_revision=ov.dataset_revision,
+        output_repo=ov.output_repo,
+        overrides=ov.hyperparameters(),
+    )
+    if run.backend == "job":  # the job's token, image and command, before any sync
+        from spacetrain.stages.job_backend import preflight_job
+
+        preflight_job(run.config.space, params)
+    checks = preflight(run.hub, run.config, run.adapter, run.state)
+    for check in checks.checks:
+        run.say(check.line())
+    if checks.failed:
+        names = ", ".join(c.name for c in checks.failed)
+        record.detail = f"failed: {names}"
+        raise _preflight_error(checks.exit_code, names)
+
+
+def _sync(run: _Run, record: StageRecord) -> None:
+    from spacetrain.stages.setup import SetupOptions
+    from spacetrain.stages.sync import SyncOptions, sync
+
+    config = run.config
+    options = SyncOptions.from_checkout(
+        config.root,
+        space=config.space,
+        space_dir=config.space_dir,
+        policy=config.lint_policy,
+        setup=SetupOptions.from_config(config, run.adapter),
+    )
+    record.detail = sync(run.hub, options, run.state, progress=run.progress("sync")).commit
+
+
+def _wait(run: _Run, record: StageRecord) -> None:
+    from spacetrain.stages.wait import wait
+
+    commit = str(run.state.require("space_commit", stage="sync"))
+    wait(
+        run.hub,
+        run.config.space,
+        commit,
+        timeout=run.options.wait_timeout,
+        progress=run.progress("wait"),
+    )
+    record.detail = f"running {commit[:12]}"
+
+
+def _train(run: _Run, record: StageRecord) -> None:
+    from spacetrain.stages.params import train_options
+    from spacetrain.stages.train import run_training
+
+    options = train_options(
+        run.config,
+        run.state,
+        replace(run.options.overrides, adapter=run.adapter.name),
+        timeout=run.options.train_timeout,
+        poll_interval=run.options.poll_interval,
+    )
+    backend = None
+    if run.backend == "job":  # an HF Job in the image `wait` saw running this commit
+        from spacetrain.stages.job_backend import job_backend
+        from spacetrain.stages.release import release
+
+        # The job needs the Space's image, not its hardware: stop that bill first.
+        release(
+            run.hub,
+            run.config.space,
+            after_training=run.config.after_training,
+            progress=run.progress("release"),
+        )
+        backend = job_backend(
+            run.hub,
+            run.config,
+            run.adapter,
+            run.state,
+            space=options.space,
+            progress=run.progress("train"),
+        )
+    trained = run_training(
+        run.hub, options, run.state, progress=run.progress("train"), backend=backend
+    )
+    run.result.released = trained.released
+    record.detail = f"run {trained.run_id}: {trained.adapter_repo}@{trained.adapter_revision}"
+
+
+def _fetch(run: _Run, record: StageRecord) -> None:
+    from spacetrain.stages.fetch import fetch_adapter
+
+    state = run.state
+    run.fetched = fetch_adapter(
+        run.hub,
+        state,
+        repo=str(state.require("adapter_repo", stage="train")),
+        revision=str(state.require("adapter_revision", stage="train")),
+        run_id=str(state.require("run_id", stage="train")),
+        dest=run.options.work_dir / "adapter",
+        progress=run.progress("fetch"),
+    )
+    record.detail = str(run.fetched.path)
+
+
+def _evaluate(run: _Run, record: StageRecord) -> None:
+    from spacetrain.evaluate.runner import EvaluateOptions, evaluate
+
+    options, adapter, result = run.options, run.adapter, run.result
+    options.report_dir.mkdir(parents=True, exist_ok=True)
+    result.report_path, result.markdown_path = report_paths(options, adapter)
+    report = evaluate(
+        run.hub,
+        EvaluateOptions(
+            base_model=options.overrides.base_model or adapter.base_model,
+            base_revision=run.state.get("base_revision") or adapter.base_revision,
+            adapter=run.fetched.repo,
+            adapter_revision=run.fetched.revision,
+            suite=adapter.suite,
+            gate=run.config.gate,
+            report=result.report_path,
+            markdown=result.markdown_path,
+            compare_base=True,
+        ),
+        progress=run.progress("evaluate"),
+    )
+    run.state.update(report=str(result.report_path))
+    result.report, result.passed = report, report.passed
+    record.detail = _scores(report)
+    if not result.passed:
+        record.outcome = "failed"
+        run.say("the gate said no: " + "; ".join(report.failures))
+
+
+def _promote(run: _Run, record: StageRecord) -> None:
+    from spacetrain.evaluate.gate import load_gate
+    from spacetrain.stages.promote import promote_adapter
+
+    assert run.result.report_path is not None  # evaluate wrote it
+    promoted = promote_adapter(
+        run.hub,
+        run.state,
+        report_path=run.result.report_path,
+        policy=load_gate(run.config.gate),
+        progress=run.progress("promote"),
+    )
+    run.result.promoted_tag = promoted.tag
+    record.detail = f"{promoted.repo}@{promoted.revision[:12]} tagged {promoted.tag}"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One row of the pipeline: a stage, what it needs of the earlier ones, when it runs.
+
+    Attributes:
+        name: the stage's name (its progress tag and its row in the summary).
+        run: does the stage; records what the next ones need in the state (or the run).
+        needs: the earlier stages whose results it reads (documentation for people; the
+            state says which key is missing when one did not record it).
+        bills: from this stage on the Space may run (and bill): release on every way out.
+        when: whether it runs at all (promotion only after a passing gate).
+    """
+
+    name: str
+    run: Callable[[_Run, StageRecord], None]
+    needs: tuple[str, ...] = ()
+    bills: bool = False
+    when: Callable[[_Run], bool] = lambda _run: True
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("preflight", _preflight),
+    Stage("sync", _sync, needs=("preflight",), bills=True),
+    Stage("wait", _wait, needs=("sync",)),
+    Stage("train", _train, needs=("preflight", "wait")),
+    Stage("fetch", _fetch, needs=("train",)),
+    Stage("evaluate", _evaluate, needs=("preflight", "fetch")),
+    Stage(
+        "promote",
+        _promote,
+        needs=("train", "evaluate"),
+        when=lambda run: run.result.passed and run.options.promote,
+    ),
+)
+
+
 def run_pipeline(
     config: ProjectConfig,
     hub: Hub,
     state: PipelineState,
     options: PipelineOptions,
     *,
-    say: Callable[[str], None] = _say,
+    progress_for: ProgressFactory = progress_for,
 ) -> PipelineResult:
-    """Run every stage against ``config.space``; release the Space whatever happens.
+    """Run :data:`STAGES` against ``config.space``; release the Space whatever happens.
 
     A stage that fails stops the run: its message is ``result.error`` and its exit
     code (DESIGN.md) is ``result.exit_code``. The gate saying no is exit 1 and skips
     promotion. Only bugs and interrupts propagate, and the Space is released even then.
     """
-    from spacetrain.evaluate.gate import load_gate
-    from spacetrain.evaluate.runner import EvaluateOptions, evaluate
-    from spacetrain.stages.fetch import fetch_adapter
-    from spacetrain.stages.job_backend import preflight_job, run_job_training, settings_for
-    from spacetrain.stages.preflight import preflight
-    from spacetrain.stages.promote import promote_adapter
-    from spacetrain.stages.setup import SetupOptions
-    from spacetrain.stages.sync import SyncOptions, sync
-    from spacetrain.stages.train import build_params, run_training, train_options
-    from spacetrain.stages.wait import wait
-
-    adapter: AdapterConfig = config.adapter(options.adapter)
-    backend = options.backend or adapter.backend
+    adapter: AdapterConfig = config.adapter(options.overrides.adapter)
     check_outputs(options, adapter, state)  # not after an hour of training
     result = PipelineResult()
-    runner = _Runner(result, say)
+    run = _Run(config, hub, state, options, adapter, result, progress_for, progress_for("pipeline"))
+    runner = _Runner(result, run.say)
     state.reset(space=config.space, adapter=adapter.name)
     synced = False
     try:
-        with runner.stage("preflight") as record:
-            # The training parameters first, by the contract: a value the Space would
-            # refuse stops the run here (exit 2), before anything is synced or billed.
-            params = build_params(
-                run_id=options.run_id or "preflight",
-                adapter=adapter,
-                base_model=options.base_model,
-                dataset=options.dataset,
-                dataset_revision=options.dataset_revision,
-                output_repo=options.output_repo,
-                overrides={"epochs": options.epochs, "learning_rate": options.learning_rate},
-            )
-            if backend == "job":  # the job's token, image and command, before any sync
-                preflight_job(config.space, params)
-            checks = preflight(hub, config, adapter, state)
-            for check in checks.checks:
-                say(check.line())
-            if checks.failed:
-                names = ", ".join(c.name for c in checks.failed)
-                record.detail = f"failed: {names}"
-                raise _preflight_error(checks.exit_code, names)
-
-        with runner.stage("sync") as record:
-            synced = True  # from here on the Space may start (and bill): always release
-            done = sync(
-                hub,
-                SyncOptions.from_checkout(
-                    config.root,
-                    space=config.space,
-                    space_dir=config.space_dir,
-                    policy=config.lint_policy,
-                    setup=SetupOptions.from_config(config, adapter),
-                ),
-                state,
-            )
-            record.detail = done.commit
-
-        with runner.stage("wait") as record:
-            commit = str(state.require("space_commit", stage="sync"))
-            wait(hub, config.space, commit, timeout=options.wait_timeout)
-            record.detail = f"running {commit[:12]}"
-
-        with runner.stage("train") as record:
-            chosen = train_options(
-                config,
-                state,
-                adapter=adapter.name,
-                run_id=options.run_id,
-                base_model=options.base_model,
-                dataset=options.dataset,
-                dataset_revision=options.dataset_revision,
-                output_repo=options.output_repo,
-                epochs=options.epochs,
-                learning_rate=options.learning_rate,
-                timeout=options.train_timeout,
-                poll_interval=options.poll_interval,
-            )
-            if backend == "job":  # an HF Job in the image `wait` saw running this commit
-                # The job needs the Space's image, not its hardware: stop that bill first.
-                from spacetrain.stages.release import release
-
-                release(hub, config.space, after_training=config.after_training)
-                settings = settings_for(config, adapter, state)
-                trained = run_job_training(chosen, settings, hub, state)
-            else:
-                trained = run_training(chosen, hub, state)
-            result.released = trained.released
-            record.detail = (
-                f"run {trained.run_id}: {trained.adapter_repo}@{trained.adapter_revision}"
-            )
-
-        with runner.stage("fetch") as record:
-            fetched = fetch_adapter(
-                hub,
-                state,
-                repo=str(state.require("adapter_repo", stage="train")),
-                revision=str(state.require("adapter_revision", stage="train")),
-                run_id=str(state.require("run_id", stage="train")),
-                dest=options.work_dir / "adapter",
-            )
-            record.detail = str(fetched.path)
-
-        with runner.stage("evaluate") as record:
-            options.report_dir.mkdir(parents=True, exist_ok=True)
-            result.report_path, result.markdown_path = report_paths(options, adapter)
-            report = evaluate(
-                EvaluateOptions(
-                    base_model=options.base_model or adapter.base_model,
-                    base_revision=state.get("base_revision") or adapter.base_revision,
-                    adapter=fetched.repo,
-                    adapter_revision=fetched.revision,
-                    suite=adapter.suite,
-                    gate=config.gate,
-                    report=result.report_path,
-                    markdown=result.markdown_path,
-                    compare_base=True,
-                )
-            )
-            state.update(report=str(result.report_path))
-            result.report = report
-            result.passed = bool(report["passed"])
-            record.detail = _scores(report)
-            if not result.passed:
-                record.outcome = "failed"
-                say("the gate said no: " + "; ".join(report.get("failures") or []))
-
-        if result.passed and options.promote:
-            with runner.stage("promote") as record:
-                promoted = promote_adapter(
-                    hub, state, report_path=result.report_path, policy=load_gate(config.gate)
-                )
-                result.promoted_tag = promoted.tag
-                record.detail = f"{promoted.repo}@{promoted.revision[:12]} tagged {promoted.tag}"
+        for stage in STAGES:
+            if not stage.when(run):
+                continue
+            synced = synced or stage.bills  # from here on: always release
+            with runner.stage(stage.name) as record:
+                stage.run(run, record)
         result.exit_code = EXIT_OK if result.passed else EXIT_FAILED
     except SpacetrainError as exc:
         result.error = str(exc)
         result.exit_code = exc.exit_code
     except KeyboardInterrupt:  # SIGINT, or SIGTERM (a cancelled CI job: cli.main)
         if not synced:
-            untouched(config.space, "before sync")
+            untouched(config.space, "before sync", progress=progress_for("release"))
         raise
     finally:
         if synced:
-            _release(runner, hub, config, result, ours=state.get("run_id"))
+            _release(
+                runner,
+                hub,
+                config,
+                result,
+                ours=state.get("run_id"),
+                progress=progress_for("release"),
+            )
     return result
 
 
@@ -296,7 +392,13 @@ def check_outputs(options: PipelineOptions, adapter: AdapterConfig, state: Pipel
 
 
 def _release(
-    runner: _Runner, hub: Hub, config: ProjectConfig, result: PipelineResult, *, ours: str | None
+    runner: _Runner,
+    hub: Hub,
+    config: ProjectConfig,
+    result: PipelineResult,
+    *,
+    ours: str | None,
+    progress: Progress,
 ) -> None:
     """Stop the GPU bill, unless the Space trains a run that is not ``ours`` (the release
     stage decides and says why); a failure here is reported, never hidden."""
@@ -304,7 +406,13 @@ def _release(
 
     try:
         with runner.stage("release") as record:
-            released = release(hub, config.space, after_training=config.after_training, ours=ours)
+            released = release(
+                hub,
+                config.space,
+                after_training=config.after_training,
+                ours=ours,
+                progress=progress,
+            )
             result.released = released.action
             record.detail = f"{released.action} ({released.reason or released.stage})"
     except SpacetrainError as exc:
@@ -325,10 +433,10 @@ def _preflight_error(exit_code: int, names: str) -> SpacetrainError:
     return error
 
 
-def _scores(report: dict[str, Any]) -> str:
-    categories = ", ".join(f"{k} {v:.2f}" for k, v in sorted(report["categories"].items()))
-    clean = report["attribution_clean"]
-    return f"overall {report['overall']:.2f} ({categories}), attribution clean {clean:.2f}"
+def _scores(report: EvaluationReport) -> str:
+    categories = ", ".join(f"{k} {v:.2f}" for k, v in sorted((report.categories or {}).items()))
+    clean, overall = report.attribution_clean or 0.0, report.overall or 0.0
+    return f"overall {overall:.2f} ({categories}), attribution clean {clean:.2f}"
 
 
 def render_summary(result: PipelineResult) -> str:
@@ -344,9 +452,11 @@ def render_summary(result: PipelineResult) -> str:
 
 
 __all__ = [
+    "STAGES",
     "PipelineOptions",
     "PipelineResult",
     "PreflightFailed",
+    "Stage",
     "StageRecord",
     "check_outputs",
     "render_summary",

@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import secrets
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from spacetrain import contract
 from spacetrain.config import AdapterConfig, ProjectConfig, find_root, load_config
-from spacetrain.errors import UsageError
 from spacetrain.inputs import writable_dir, writable_file
+from spacetrain.stages.params import TrainingOverrides
+from spacetrain.stages.progress import progress_for
 
 if TYPE_CHECKING:
     from spacetrain.pipeline import PipelineResult
@@ -47,8 +47,7 @@ REHEARSAL_TRAIN = {"epochs": 40, "learning_rate": 5e-3, "batch_size": 4, "grad_a
 class RehearsalOptions:
     """Flags of ``spacetrain rehearse``."""
 
-    epochs: float | None = None
-    learning_rate: float | None = None
+    overrides: TrainingOverrides = field(default_factory=TrainingOverrides)
     workdir: Path | None = None
     report: Path | None = None
     markdown: Path | None = None
@@ -67,8 +66,7 @@ class Rehearsal:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _say(message: str) -> None:
-    print(f"[rehearse] {message}", file=sys.stderr, flush=True)
+_say = progress_for("rehearse")
 
 
 @contextlib.contextmanager
@@ -107,13 +105,7 @@ def rehearsal_config(
     demo = project.adapters.get("kwanzaa")
     suite = demo.suite if demo else root / "policy" / "evals" / "kwanzaa.yaml"
     train: dict[str, Any] = dict(REHEARSAL_TRAIN)
-    for name in ("epochs", "learning_rate"):  # the contract's rules (the CLI checked them too)
-        value = getattr(options, name)
-        if value is not None:
-            try:
-                train[name] = contract.check_param(name, value, source=f"--{name}")
-            except contract.ParamError as exc:
-                raise UsageError(str(exc).replace("_", "-")) from None
+    train.update(options.overrides.checked().hyperparameters())
     adapter = AdapterConfig(
         name="kwanzaa",
         base_model=BASE_REPO,
@@ -220,7 +212,6 @@ def run_rehearsal(options: RehearsalOptions, *, root: Path | None = None) -> dic
                     poll_interval=0.5,
                     backend=options.backend,
                 ),
-                say=_say,
             )
         except KeyboardInterrupt:  # SIGINT or SIGTERM: the pipeline released the Space
             _interrupted(hub, server, config.space, options.report, started)
@@ -285,7 +276,7 @@ def _rehearsal_report(
     for job in billing_jobs(billing):
         problems.append(f"job {job} was left running: it would still be billing")
         exit_code = exit_code or 1
-    evaluation = result.report or {}
+    evaluation = result.report.to_json() if result.report else {}
     return {
         **result.to_json(),
         "exit_code": exit_code,

@@ -13,6 +13,8 @@ from spacetrain.cli import main
 from spacetrain.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputFileError
 from spacetrain.evaluate.gate import default_policy, load_gate
 from spacetrain.evaluate.report import (
+    CONTRACT_KEYS,
+    EvaluationReport,
     ReportHasNoCases,
     build_report,
     load_report,
@@ -81,6 +83,28 @@ def test_report_has_the_contract_keys() -> None:
     assert set(first) >= {"id", "category", "score", "output", "failed_checks"}
     assert first["failed_checks"] == ["contains: 'x'"]
     json.dumps(report)  # serialisable as is
+
+
+def test_the_typed_report_is_the_json_and_gate_reads_it_back_through_it(tmp_path: Path) -> None:
+    base = [case(r.id, r.category, 0.0, "gibberish") for r in passing_results()]
+    built = build_report(policy=POLICY, results=passing_results(), base_results=base, meta=META)
+    typed = EvaluationReport.from_json(built)
+    assert (typed.passed, typed.overall, typed.failures) == (True, 0.875, ())
+    assert typed.categories == {"principles": 0.75, "days": 1.0} and typed.exit_code == EXIT_OK
+    assert typed.base is not None and typed.base["overall"] == 0.0
+    assert typed.adapter == {"repo": "me/kwanzaa", "revision": "abc123"}
+    assert set(CONTRACT_KEYS) <= set(typed.to_json())
+    assert json.dumps(typed.to_json()) == json.dumps(built)  # same keys, order and values
+    path = tmp_path / "report.json"
+    write_json(path, typed.to_json())
+    saved = load_report(path, POLICY)
+    assert saved.report == typed and saved.raw == built
+    crashed = EvaluationReport(passed=False, failures=("evaluation crashed: boom",))
+    assert crashed.exit_code == EXIT_FAILED
+    assert crashed.to_json() == {
+        "passed": False, "failures": ["evaluation crashed: boom"], "base_model": None,
+        "adapter": None, "cases": [],
+    }  # fmt: skip
 
 
 def test_round_trip_and_gate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

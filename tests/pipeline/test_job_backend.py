@@ -29,6 +29,7 @@ from spacetrain.rehearse import (
     prepare,
     rehearsal_config,
 )
+from spacetrain.stages.params import TrainingOverrides
 from spacetrain.stages.state import PipelineState
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,7 +55,7 @@ def test_rehearse_as_a_job_trains_gates_promotes_and_stops_every_meter(tmp_path:
     assert stages == dict.fromkeys(
         ["preflight", "sync", "wait", "train", "fetch", "evaluate", "promote", "release"], "ok"
     )
-    assert "started job " in proc.stderr and "(cpu-basic, " in proc.stderr
+    assert "on an HF Job in hf.co/spaces/rehearsal/kwanzaa-training (cpu-basic)" in proc.stderr
     assert "[train] step " in proc.stderr  # the job's log, followed live
     state = json.loads((tmp_path / "work" / "state.json").read_text())
     revision = state["adapter_revision"]
@@ -97,7 +98,14 @@ def _tokens(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
             monkeypatch.setenv(name, world[name])
 
 
-def pipeline(world: dict[str, Any], name: str, config: Any = None, **options: Any) -> tuple:
+def pipeline(
+    world: dict[str, Any],
+    name: str,
+    config: Any = None,
+    *,
+    dataset_revision: str | None = None,
+    train_timeout: float = 600.0,
+) -> tuple:
     workdir = world["workdir"] / name
     state = PipelineState(workdir / "state.json")
     lines: list[str] = []
@@ -106,14 +114,14 @@ def pipeline(world: dict[str, Any], name: str, config: Any = None, **options: An
         world["hub"],
         state,
         PipelineOptions(
-            adapter="kwanzaa",
+            overrides=TrainingOverrides(adapter="kwanzaa", dataset_revision=dataset_revision),
             report_dir=workdir / "reports",
             work_dir=workdir / ".spacetrain",
             wait_timeout=600.0,
             poll_interval=0.5,
-            **{"train_timeout": 600.0, **options},
+            train_timeout=train_timeout,
         ),
-        say=lines.append,
+        progress_for=lambda stage: lambda message: lines.append(f"[{stage}] {message}"),
     )
     return result, PipelineState.load(state.path), lines
 

@@ -23,7 +23,7 @@ import yaml
 from spacetrain import contract, dataset, hub
 from spacetrain.config import load_config
 from spacetrain.errors import InputFileError, UsageError
-from spacetrain.stages.train import build_params
+from spacetrain.stages.params import build_params
 
 from .support import load_app
 

@@ -256,10 +256,10 @@ def test_train_follows_the_run_through_an_outage_and_releases_the_gpu(
         "released=paused",
     ]
     err = proc.stderr
-    assert f"[spacetrain] started run {RUN_ID} on {SPACE}" in err
+    assert f"[train] started run {RUN_ID} on {SPACE}" in err
     assert trained.outage_while in ("queued", "running")
-    assert "[spacetrain] connection to me/trainer lost" in err
-    assert "[spacetrain] reconnected to me/trainer" in err
+    assert "[train] connection to me/trainer lost" in err
+    assert "[train] reconnected to me/trainer" in err
     # The Space's log streamed in order, each line once, events left out.
     log = (world.runs / RUN_ID / "train.log").read_text().splitlines()
     people = [line for line in log if line.strip() and not line.startswith("@@spacetrain")]
@@ -267,7 +267,7 @@ def test_train_follows_the_run_through_an_outage_and_releases_the_gpu(
     assert shown == people
     assert "@@spacetrain" not in err
     assert any(line.startswith("[train] step 6/6") for line in shown)
-    assert f"[spacetrain] run {RUN_ID} succeeded" in err
+    assert f"[train] run {RUN_ID} succeeded" in err
     # The GPU bill stopped: paused, and the meter no longer runs.
     assert world.stage() == "PAUSED"
     assert world.hub.billing()["spaces"][SPACE]["billing"] is None
@@ -318,8 +318,8 @@ def test_a_failing_run_exits_1_with_its_log_tail_and_still_releases(
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(f"spacetrain train: error: run bad-data failed: {broken}@")
     assert "/train.jsonl:2: malformed JSON" in last
-    assert "[spacetrain] ---- last " in proc.stderr
-    tail = proc.stderr.split("[spacetrain] ---- last ", 1)[1]
+    assert "[train] ---- last " in proc.stderr
+    tail = proc.stderr.split("[train] ---- last ", 1)[1]
     assert f"train.py: error: {broken}@" in tail  # its own line
     assert proc.stdout == ""
     recorded = json.loads(state.read_text())
@@ -441,7 +441,7 @@ def test_a_deadline_ends_the_run_with_the_space_a_sigterm_stops_ours_first(
             seen.append(line)
             if "started run slow-2" in line:
                 break
-        assert "[spacetrain] started run slow-2 on me/trainer" in seen[-1], seen
+        assert "[train] started run slow-2 on me/trainer" in seen[-1], seen
         deadline = time.monotonic() + 30  # the state names it just after that line
         while json.loads(state.read_text()).get("run_id") != "slow-2":
             assert time.monotonic() < deadline
@@ -457,9 +457,9 @@ def test_a_deadline_ends_the_run_with_the_space_a_sigterm_stops_ours_first(
             follower.wait()
     assert follower.returncode == 130, "".join(seen) + err
     # Our run is stopped first (it ends as cancelled, not killed by the pause), then released.
-    assert "[spacetrain] stopping run slow-2 on me/trainer" in err
-    assert "[spacetrain] run slow-2 is cancelled" in err
-    assert "[spacetrain] interrupted while following run slow-2" in err
+    assert "[train] stopping run slow-2 on me/trainer" in err
+    assert "[train] run slow-2 is cancelled" in err
+    assert "[train] interrupted while following run slow-2" in err
     assert err.strip().endswith("spacetrain: interrupted")
     assert out == ""
     assert world.stage() == "PAUSED"
@@ -474,7 +474,7 @@ def test_a_deadline_ends_the_run_with_the_space_a_sigterm_stops_ours_first(
     assert again.returncode == 0, again.stderr[-3000:]
     run_id = json.loads(state.read_text())["run_id"]
     assert run_id not in ("slow-1", "slow-2")
-    assert f"[spacetrain] started run {run_id} on me/trainer" in again.stderr
+    assert f"[train] started run {run_id} on me/trainer" in again.stderr
     assert world.run_folders() == folders | {run_id}
     commits = world.api.list_repo_commits(other)
     pushed = [c.title for c in commits if "spacetrain run" in c.title]
@@ -501,7 +501,7 @@ def test_a_run_stopped_on_the_page_is_exit_1_cancelled_and_released(
     try:
         assert follower.stderr is not None
         for line in follower.stderr:
-            if "[spacetrain] started run stopped-1" in line:
+            if "[train] started run stopped-1" in line:
                 break
         stopped = json.loads(client.predict("stopped-1", api_name="/stop_training"))
         assert stopped["state"] == "cancelled", stopped

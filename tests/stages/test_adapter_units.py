@@ -22,7 +22,16 @@ from spacetrain.errors import GateFailed, UsageError
 from spacetrain.evaluate.gate import load_gate
 from spacetrain.evaluate.report import build_report
 from spacetrain.evaluate.scoring import CaseResult
+from spacetrain.stages.backend import RunStatus
 from spacetrain.stages.fetch import StaleAdapter, check_adapter
+from spacetrain.stages.follow import _Pace, progress_line, readable
+from spacetrain.stages.params import (
+    TrainingOverrides,
+    build_params,
+    check_run_id,
+    default_run_id,
+    train_options,
+)
 from spacetrain.stages.promote import (
     SECTION_END,
     SECTION_START,
@@ -30,15 +39,6 @@ from spacetrain.stages.promote import (
     check_same_adapter,
     passing_report,
     update_card,
-)
-from spacetrain.stages.train import (
-    _Progress,
-    build_params,
-    check_run_id,
-    default_run_id,
-    progress_line,
-    readable,
-    train_options,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,14 +119,16 @@ def test_options_take_flags_over_state_over_config(tmp_path: Path) -> None:
         "space": "me/synced", "dataset_revision": "d" * 40, "base_revision": "e" * 40,
         "run_id": "half-done", "run_state": "running",
     })  # fmt: skip
-    options = train_options(config, state, epochs=1)
+    options = train_options(config, state, TrainingOverrides(epochs=1))
     assert (options.space, options.run_id, options.after_training) == (
         "me/synced", "half-done", "cpu-basic"
     )  # fmt: skip
     assert options.params["dataset_revision"] == "d" * 40  # preflight's pin
     assert options.params["model_revision"] == "e" * 40
     assert options.params["epochs"] == 1
-    named = train_options(config, state, space="me/other", run_id="r2", dataset="me/d2")
+    named = train_options(
+        config, state, TrainingOverrides(run_id="r2", dataset="me/d2"), space="me/other"
+    )
     assert (named.space, named.run_id) == ("me/other", "r2")
     assert "dataset_revision" not in named.params  # the pin was for the configured dataset
     state.data["run_state"] = "succeeded"  # a finished run is not rejoined
@@ -141,25 +143,32 @@ def test_options_take_flags_over_state_over_config(tmp_path: Path) -> None:
 def test_progress_line_says_step_epoch_loss_and_eta() -> None:
     status = {"run_id": "r1", "state": "running", "step": 12, "total": 40, "epoch": 1.2,
               "loss": 2.34561}  # fmt: skip
-    assert progress_line(status, 192) == (
-        "[spacetrain] run r1 running: step 12/40 (30%), epoch 1.20, loss 2.3456, ETA 3m12s"
+    assert progress_line(RunStatus.from_json(status), 192) == (
+        "run r1 running: step 12/40 (30%), epoch 1.20, loss 2.3456, ETA 3m12s"
     )
-    assert progress_line({"run_id": "r1", "state": "queued"}, None) == "[spacetrain] run r1 queued"
+    queued = RunStatus.from_json({"run_id": "r1", "state": "queued"})
+    assert progress_line(queued, None) == "run r1 queued"
 
 
 def test_eta_comes_from_the_steps_this_follower_saw() -> None:
     now = [100.0]
     lines: list[str] = []
-    progress = _Progress(lines.append, clock=lambda: now[0])
-    progress.show({"run_id": "r", "state": "running", "step": 10, "total": 110})
+    progress = _Pace(lines.append, clock=lambda: now[0])
+    progress.show(
+        RunStatus.from_json({"run_id": "r", "state": "running", "step": 10, "total": 110})
+    )
     now[0] = 120.0  # 20 s for 10 steps: 100 steps to go take 200 s
-    progress.show({"run_id": "r", "state": "running", "step": 20, "total": 110})
+    progress.show(
+        RunStatus.from_json({"run_id": "r", "state": "running", "step": 20, "total": 110})
+    )
     assert lines == [
-        "[spacetrain] run r running: step 10/110 (9%)",
-        "[spacetrain] run r running: step 20/110 (18%), ETA 3m00s",
+        "run r running: step 10/110 (9%)",
+        "run r running: step 20/110 (18%), ETA 3m00s",
     ]
     now[0] = 121.0  # too soon for another line about the same state
-    progress.show({"run_id": "r", "state": "running", "step": 21, "total": 110})
+    progress.show(
+        RunStatus.from_json({"run_id": "r", "state": "running", "step": 21, "total": 110})
+    )
     assert len(lines) == 2
 
 

@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 from huggingface_hub import HfApi
 
-from spacetrain.errors import TrainingFailed, UsageError
+from spacetrain.errors import StageTimeout, TrainingFailed, UsageError
 from spacetrain.hub import Hub, RetryPolicy
 from spacetrain.localhub import LocalHub
-from spacetrain.stages.job_backend import JobBackend, JobSettings, run_job_training
+from spacetrain.stages.job_backend import JobBackend, JobSettings
+from spacetrain.stages.params import TrainOptions
 from spacetrain.stages.state import PipelineState
-from spacetrain.stages.train import TrainOptions
+from spacetrain.stages.train import run_training
 
 pytestmark = pytest.mark.e2e
 
@@ -86,11 +87,24 @@ def settings(mode: str) -> JobSettings:
     return JobSettings(flavor="cpu-basic", timeout=120, env={"MODE": mode})
 
 
-def train(hub: Hub, state: PipelineState, run_id: str, mode: str, **kw: Any) -> Any:
+def backend_for(hub: Hub, state: PipelineState, mode: str, lines: list[str]) -> JobBackend:
+    return JobBackend(hub, SPACE, settings(mode), state, progress=lines.append)
+
+
+def train(
+    hub: Hub, state: PipelineState, run_id: str, mode: str, capfd: Any = None, **kw: Any
+) -> Any:
+    """The train stage with the job backend; its lines, and the job's log as relayed."""
     lines: list[str] = []
-    result = run_job_training(
-        options(run_id, **kw.pop("opts", {})), settings(mode), hub, state, say=lines.append, **kw
-    )
+    opts = options(run_id, **kw.pop("opts", {}))
+    try:
+        result = run_training(
+            hub, opts, state, backend=backend_for(hub, state, mode, lines),
+            progress=lines.append, **kw,
+        )  # fmt: skip
+    finally:
+        if capfd is not None:
+            lines += capfd.readouterr().err.splitlines()
     return result, lines
 
 
@@ -99,16 +113,16 @@ def meter(server: LocalHub, state: PipelineState) -> dict[str, Any]:
 
 
 def test_a_job_that_pushes_is_followed_to_its_adapter(
-    hub: Hub, hub_server: LocalHub, tmp_path: Path
+    hub: Hub, hub_server: LocalHub, tmp_path: Path, capfd: pytest.CaptureFixture
 ) -> None:
     state = PipelineState(tmp_path / "state.json")
-    result, lines = train(hub, state, "run-ok", "push")
+    result, lines = train(hub, state, "run-ok", "push", capfd)
     assert (result.state, result.adapter_repo, result.adapter_revision) == (
         "succeeded",
         "alice/adapter",
         REVISION,
     )
-    assert (result.step, result.total, result.released) == (4, 4, "nothing to release")
+    assert (result.step, result.total, result.released) == (4, 4, "")  # nothing to release
     assert state.get("adapter_revision") == REVISION and state.get("run_state") == "succeeded"
     # the job ran with the Space's token as HF_TOKEN, never the pipeline's
     space_hash = hashlib.sha256(SPACE_TOKEN.encode()).hexdigest()[:12]
@@ -126,20 +140,20 @@ def test_a_job_that_pushes_is_followed_to_its_adapter(
 
 def test_start_is_idempotent_by_run_id(hub: Hub, hub_server: LocalHub, tmp_path: Path) -> None:
     state = PipelineState(tmp_path / "state.json")
-    backend = JobBackend(hub, SPACE, settings("sleep"), state, say=lambda _: None)
+    backend = JobBackend(hub, SPACE, settings("sleep"), state, progress=lambda _: None)
     try:
-        first, created = backend.start({**PARAMS, "run_id": "run-idem"})
-        assert created and first["state"] in ("queued", "running")
-        again, created = backend.start({**PARAMS, "run_id": "run-idem"})
-        assert not created and again["job_id"] == first["job_id"]
+        first = backend.start({**PARAMS, "run_id": "run-idem"})
+        assert first.created and first.state in ("queued", "running")
+        again = backend.start({**PARAMS, "run_id": "run-idem"})
+        assert not again.created and again.raw["job_id"] == first.raw["job_id"]
         # another process with the same state rejoins the job, it starts none
-        later = JobBackend(hub, SPACE, settings("sleep"), PipelineState.load(state.path))
-        rejoined, created = later.start({**PARAMS, "run_id": "run-idem"})
-        assert not created and rejoined["job_id"] == first["job_id"]
+        later = backend_for(hub, PipelineState.load(state.path), "sleep", [])
+        rejoined = later.start({**PARAMS, "run_id": "run-idem"})
+        assert not rejoined.created and rejoined.raw["job_id"] == first.raw["job_id"]
         # a job whose start lost its answer is found by its label, not started twice
-        fresh = JobBackend(hub, SPACE, settings("sleep"), PipelineState(tmp_path / "other.json"))
-        found, created = fresh.start({**PARAMS, "run_id": "run-idem"})
-        assert not created and found["job_id"] == first["job_id"]
+        fresh = backend_for(hub, PipelineState(tmp_path / "other.json"), "sleep", [])
+        found = fresh.start({**PARAMS, "run_id": "run-idem"})
+        assert not found.created and found.raw["job_id"] == first.raw["job_id"]
         jobs = hub.api.list_jobs(labels={"spacetrain-run": "run-idem"}, namespace="alice")
         assert len(list(jobs)) == 1
     finally:
@@ -166,21 +180,25 @@ def test_an_interrupt_while_following_cancels_the_job(
     assert hub.api.inspect_job(job_id=job, namespace=namespace).status.stage == "CANCELED"
 
 
-def test_keep_running_leaves_the_job_and_says_so(hub: Hub, tmp_path: Path) -> None:
+def test_the_deadline_cancels_the_job_unless_keep_running(
+    hub: Hub, hub_server: LocalHub, tmp_path: Path
+) -> None:
     state = PipelineState(tmp_path / "state.json")
+    with pytest.raises(StageTimeout, match="run run-late is still running at the deadline"):
+        train(hub, state, "run-late", "sleep", opts={"timeout": 1.0})
+    assert state.get("run_state") == "cancelled" and meter(hub_server, state)["billing"] is None
 
-    def sleep(seconds: float) -> None:
-        raise KeyboardInterrupt
-
+    kept = PipelineState(tmp_path / "kept.json")
     lines: list[str] = []
-    with pytest.raises(KeyboardInterrupt):
-        run_job_training(
-            options("run-keep", keep_running=True), settings("sleep"), hub, state,
-            say=lines.append, sleep=sleep,
+    with pytest.raises(StageTimeout):
+        run_training(
+            hub, options("run-keep", timeout=1.0, keep_running=True), kept,
+            backend=backend_for(hub, kept, "sleep", lines), progress=lines.append,
         )  # fmt: skip
-    assert any("--keep-running: job " in line and "keeps running" in line for line in lines)
-    backend = JobBackend(hub, SPACE, settings("sleep"), state)
-    assert backend.status("run-keep")["state"] in ("queued", "running")
+    assert "--keep-running: alice/trainer keeps its hardware (and its bill)" in lines
+    backend = backend_for(hub, kept, "sleep", [])
+    assert backend.status("run-keep").state in ("queued", "running")
+    assert meter(hub_server, kept)["billing"] == "cpu-basic"  # it bills on, as asked
     assert backend.stop("run-keep") == "cancelled"  # the test's own clean-up
 
 
@@ -194,7 +212,7 @@ def test_a_job_cancelled_on_the_hub_fails_the_stage(hub: Hub, tmp_path: Path) ->
             hub.api.cancel_job(job_id=job, namespace=namespace)
             cancelled.append(job)
 
-    with pytest.raises(TrainingFailed, match=r"run run-hub \(job \w+\) was cancelled"):
+    with pytest.raises(TrainingFailed, match="run run-hub was cancelled: Canceled by alice"):
         train(hub, state, "run-hub", "sleep", sleep=sleep)
     assert state.get("run_state") == "cancelled" and state.get("adapter_revision") is None
 

@@ -19,7 +19,7 @@ from spacetrain.stages.job_backend import (
     job_secret,
     space_image,
 )
-from spacetrain.stages.train import build_params
+from spacetrain.stages.params import build_params
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -177,7 +177,7 @@ def test_a_space_without_its_token_secret_stops_in_seconds_naming_space_hf_token
         f"secret, so it cannot push to {ADAPTER}: set SPACE_HF_TOKEN (a fine-grained token "
         f"that can write {ADAPTER}) where the pipeline runs, then `spacetrain space setup`"
     )
-    assert "[spacetrain] self-check failed: token: the Space has no HF_TOKEN secret" in proc.stderr
+    assert "[train] self-check failed: token: the Space has no HF_TOKEN secret" in proc.stderr
     assert proc.stdout == ""
     assert "Traceback" not in proc.stderr
     assert TOKEN not in proc.stdout + proc.stderr
@@ -209,7 +209,7 @@ def test_an_unreadable_dataset_stops_in_seconds_and_starts_nothing(
     assert _last_line(proc).startswith(
         f"spacetrain train: error: the Space's self-check failed: {detail}"
     )
-    assert f"[spacetrain] self-check failed: dataset: {detail}" in proc.stderr
+    assert f"[train] self-check failed: dataset: {detail}" in proc.stderr
     assert "self-check failed: token" not in proc.stderr  # the secret is there now
     assert proc.stdout == ""
     assert world.run_folders() == set()
@@ -305,7 +305,7 @@ def test_a_failed_check_leaves_someone_elses_active_run_alone(world: World, tmp_
         status = json.loads(client.predict("someone-else", api_name="/training_status"))
         assert status["state"] in ("queued", "running"), "the other run ended too soon"
         assert proc.returncode == 1, proc.stderr[-3000:]
-        assert "[spacetrain] self-check failed: token:" in proc.stderr  # said, all the same
+        assert "[train] self-check failed: token:" in proc.stderr  # said, all the same
         assert _last_line(proc) == (
             "spacetrain train: error: the Space is busy with run someone-else, not run mine; "
             "following neither. Wait until it ends, or follow it with --run-id someone-else"

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from spacetrain.config import load_config
-from spacetrain.errors import EXIT_OK, UsageError
+from spacetrain.errors import EXIT_OK
 from spacetrain.stages.state import PipelineState
 
 
@@ -21,34 +21,16 @@ def _print(**values: object) -> None:
         print(f"{key}={'' if value is None else value}")
 
 
-def check_flags(args: argparse.Namespace) -> None:
-    """The training flags checked by the contract (``space/train.py`` PARAMS), first thing:
-    a bad value is exit 2 with one line before anything is synced, started or billed.
-
-    Raises:
-        UsageError: the first flag outside the contract, named as typed.
-    """
-    from spacetrain import contract
-
-    for name in ("epochs", "learning_rate", "run_id"):
-        value = getattr(args, name, None)
-        if value is None:
-            continue
-        flag = "run id" if name == "run_id" else "--" + name.replace("_", "-")
-        try:
-            contract.check_param(name, value, text=True, source=flag)
-        except contract.ParamError as exc:
-            raise UsageError(str(exc)) from None
-
-
 def train(args: argparse.Namespace) -> int:
     """Start training (the Space's API, or an HF Job), follow it, record the adapter revision."""
     from spacetrain.hub import Hub
-    from spacetrain.stages.job_backend import choose_backend, run_job_training, settings_for
+    from spacetrain.stages.job_backend import choose_backend, job_backend
+    from spacetrain.stages.params import TrainingOverrides, train_options
+    from spacetrain.stages.progress import progress_for
     from spacetrain.stages.release import untouched
-    from spacetrain.stages.train import check_release_rights, run_training, train_options
+    from spacetrain.stages.train import check_release_rights, run_training
 
-    check_flags(args)
+    overrides = TrainingOverrides.from_args(args)  # exit 2 before anything is touched
     state = PipelineState.load(args.state)
     state.check_writable()  # the stage records its result at the end
     # SIGTERM (a cancelled CI job) is an interrupt here (cli.main): from run_training on
@@ -59,34 +41,27 @@ def train(args: argparse.Namespace) -> int:
         options = train_options(
             config,
             state,
-            adapter=args.adapter,
+            overrides,
             space=args.space,
-            run_id=args.run_id,
-            base_model=args.base_model,
-            dataset=args.dataset,
-            dataset_revision=args.dataset_revision,
-            output_repo=args.output_repo,
-            epochs=args.epochs,
-            learning_rate=args.learning_rate,
             timeout=args.timeout,
             poll_interval=args.poll_interval,
             keep_running=args.keep_running,
         )
         space = options.space
         hub = Hub.from_env()
-        backend = choose_backend(config, args.adapter, args.backend)
-        if backend == "space":
-            # The pipeline's preflight asks this; `train` alone asks it here, before the Space.
+        backend = None
+        if choose_backend(config, args.adapter, args.backend) == "job":
+            # an HF Job in the Space's image: cancelled on every way out (its release)
+            chosen = config.adapter(args.adapter) if config.adapters or args.adapter else None
+            backend = job_backend(
+                hub, config, chosen, state, space=space, progress=progress_for("train")
+            )
+        else:  # The pipeline's preflight asks this; `train` alone asks it before the Space.
             check_release_rights(hub, space)
     except KeyboardInterrupt:
         untouched(space, "before training started")
         raise
-    if backend == "job":  # an HF Job in the Space's image; cancelled on every way out
-        chosen = config.adapter(args.adapter) if config.adapters or args.adapter else None
-        settings = settings_for(config, chosen, state)
-        result = run_job_training(options, settings, hub, state)
-    else:
-        result = run_training(options, hub, state)
+    result = run_training(hub, options, state, backend=backend)
     _print(
         run_id=result.run_id,
         adapter_repo=result.adapter_repo,

@@ -11,18 +11,19 @@ import argparse
 import dataclasses
 import sys
 
-from spacetrain.errors import EXIT_FAILED, EXIT_OK
 from spacetrain.evaluate.gate import load_gate
 from spacetrain.evaluate.report import load_report, regate, render_text
 from spacetrain.evaluate.runner import EvaluateOptions, baseline_scores, evaluate
+from spacetrain.hub import Hub
 
 
 def run(args: argparse.Namespace) -> int:
     """Generate answers to the suite with base (+ adapter), score them, apply the gate."""
     names = [f.name for f in dataclasses.fields(EvaluateOptions)]
-    report = evaluate(EvaluateOptions(**{name: getattr(args, name) for name in names}))
-    sys.stdout.write(render_text(report))
-    return EXIT_OK if report["passed"] else EXIT_FAILED
+    options = EvaluateOptions(**{name: getattr(args, name) for name in names})
+    report = evaluate(Hub.from_env(), options)
+    sys.stdout.write(render_text(report.to_json()))
+    return report.exit_code
 
 
 def gate(args: argparse.Namespace) -> int:
@@ -31,5 +32,5 @@ def gate(args: argparse.Namespace) -> int:
     saved = load_report(args.report, policy)
     baseline, _ = baseline_scores(args.baseline_report, policy)
     report = regate(saved, policy, baseline)
-    sys.stdout.write(render_text(report))
-    return EXIT_OK if report["passed"] else EXIT_FAILED
+    sys.stdout.write(render_text(report.to_json()))
+    return report.exit_code

@@ -7,31 +7,24 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from spacetrain.commands.adapter import check_flags
 from spacetrain.config import load_config
 from spacetrain.hub import Hub
 from spacetrain.inputs import append_github_file, github_file
 from spacetrain.pipeline import PipelineOptions, render_summary, run_pipeline
 from spacetrain.redact import mask
+from spacetrain.stages.params import TrainingOverrides
 from spacetrain.stages.state import PipelineState
 
 
 def run(args: argparse.Namespace) -> int:
     """Run preflight → … → promote, release the Space, print the stage table."""
-    check_flags(args)  # before the config, the Hub or the Space: exit 2 with one line
+    overrides = TrainingOverrides.from_args(args)  # before the config, the Hub, the Space
     config = load_config()
     github_file("GITHUB_STEP_SUMMARY")  # written at the end: a bad one must fail first
     if args.space:
         config = replace(config, space=args.space)
     options = PipelineOptions(
-        adapter=args.adapter,
-        run_id=args.run_id,
-        base_model=args.base_model,
-        dataset=args.dataset,
-        dataset_revision=args.dataset_revision,
-        output_repo=args.output_repo,
-        epochs=args.epochs,
-        learning_rate=args.learning_rate,
+        overrides=overrides,
         report_dir=Path(args.report_dir),
         promote=not args.no_promote,
         backend=args.backend,

@@ -6,17 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from spacetrain.commands.adapter import check_flags
 from spacetrain.rehearse import RehearsalOptions, run_rehearsal
+from spacetrain.stages.params import TrainingOverrides
 
 
 def run(args: argparse.Namespace) -> int:
     """Rehearse a deploy end to end; print the scores and where the reports went."""
-    check_flags(args)  # the contract's rules, before localhub or anything else starts
+    overrides = TrainingOverrides.from_args(args)  # checked before localhub starts
     report = run_rehearsal(
         RehearsalOptions(
-            epochs=args.epochs,
-            learning_rate=args.learning_rate,
+            overrides=overrides,
             workdir=Path(args.workdir) if args.workdir else None,
             report=Path(args.report) if args.report else None,
             markdown=Path(args.markdown) if args.markdown else None,

@@ -27,7 +27,7 @@ from spacetrain.errors import (
 )
 from spacetrain.hub import Hub
 from spacetrain.redact import mask
-from spacetrain.stages.space_runtime import say
+from spacetrain.stages.progress import progress_for
 from spacetrain.stages.state import PipelineState
 
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ def wait(args: argparse.Namespace) -> int:
         _release_after_wait(hub, space, after, state, exc)
         raise
     except CheckFailed as exc:  # the Space moved on to another push: that deploy's to release
-        say("wait", f"{space} left as it is: {exc}")
+        progress_for("wait")(f"{space} left as it is: {exc}")
         raise
     print(result.commit)
     return EXIT_OK
@@ -190,14 +190,15 @@ def _release_after_wait(
     from spacetrain.stages.release import release as run_release
 
     reason = "interrupted" if isinstance(why, KeyboardInterrupt) else type(why).__name__
-    say("wait", f"gave up ({reason}): releasing {space}")
+    progress = progress_for("wait")
+    progress(f"gave up ({reason}): releasing {space}")
     ours = state.get("run_id") if state.get("space") in (None, space) else None
     try:
-        done = run_release(hub, space, after_training=after_training, ours=ours)
+        done = run_release(hub, space, after_training=after_training, ours=ours, progress=progress)
     except SpacetrainError as exc:
-        say("wait", f"warning: could not release {space}, it may still bill: {exc}")
+        progress(f"warning: could not release {space}, it may still bill: {exc}")
         return
-    say("wait", f"{space}: {done.action}" + (f" ({done.reason})" if done.reason else ""))
+    progress(f"{space}: {done.action}" + (f" ({done.reason})" if done.reason else ""))
 
 
 def _resolve_commit(hub: Hub, space: str, revision: str) -> str:

@@ -22,10 +22,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spacetrain.errors import InputFileError, UsageError
 from spacetrain.inputs import parse_json, read_text
+
+if TYPE_CHECKING:
+    from spacetrain.hub import Hub
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -48,8 +51,11 @@ class ModelSource:
         return out
 
 
-def resolve(ref: str, revision: str | None = None, *, adapter: bool = False) -> ModelSource:
-    """A local folder as is, or a Hub repo downloaded at ``revision`` (resolved to a commit).
+def resolve(
+    ref: str, revision: str | None = None, *, adapter: bool = False, hub: Hub | None = None
+) -> ModelSource:
+    """A local folder as is, or a Hub repo downloaded at ``revision`` (resolved to a commit)
+    through ``hub`` (default: ``Hub.from_env()``).
 
     Raises:
         InputFileError: a local path that does not exist or lacks the expected files.
@@ -71,9 +77,10 @@ def resolve(ref: str, revision: str | None = None, *, adapter: bool = False) -> 
             )
         source = ModelSource(ref, local.resolve(), None, True)
     else:
-        from spacetrain.hub import Hub
+        if hub is None:
+            from spacetrain.hub import Hub
 
-        hub = Hub.from_env()
+            hub = Hub.from_env()
         try:
             info = hub.call(f"find the {what} {ref}", hub.api.model_info, ref, revision=revision)
         except UsageError as exc:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from spacetrain.errors import CheckFailed, InputFileError
+from spacetrain.errors import EXIT_FAILED, EXIT_OK, CheckFailed, InputFileError
 from spacetrain.evaluate.gate import GatePolicy, decide, fmt
 from spacetrain.evaluate.scoring import (
     CaseResult,
@@ -32,6 +32,101 @@ _OUTPUT_SHOWN = 160  # characters of an output shown in the Markdown
 
 class ReportHasNoCases(CheckFailed):
     """A report without cases proves nothing, so the gate fails (exit 1)."""
+
+
+# DESIGN.md's report contract: these keys, this meaning (the rest of a report is context).
+CONTRACT_KEYS = (
+    "passed",
+    "overall",
+    "categories",
+    "attribution_clean",
+    "thresholds",
+    "failures",
+    "base_model",
+    "adapter",
+    "base",
+    "cases",
+)
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """The evaluation report, typed: what ``evaluate`` returns and ``gate`` reads back.
+
+    ``to_json()`` is the report file: DESIGN.md's contract keys (``passed``, ``overall``,
+    ``categories``, ``attribution_clean``, ``thresholds``, ``failures``, ``base_model``,
+    ``adapter``, ``base``, ``cases``) plus the context in ``extra`` (``schema_version``,
+    ``counts``, ``suite``, ``generation``, ``device``, ``versions``, ``timings`` ...), in
+    the order they were built or read; ``from_json(to_json())`` gives the same report.
+
+    Attributes:
+        passed: the gate's verdict.
+        failures: why it did not pass (one sentence each).
+        cases: each case's JSON (``id``, ``category``, ``score``, ``output``, ...).
+        overall, categories, attribution_clean: the scores (None: a crashed evaluation).
+        thresholds: the gate's thresholds applied.
+        base_model, adapter: what was evaluated (``adapter``: ``repo``, ``revision``, ...).
+        base: the base model's scores on the same suite (``--compare-base``), or None.
+        extra: every other key of the report, as given.
+    """
+
+    passed: bool
+    failures: tuple[str, ...] = ()
+    cases: tuple[dict[str, Any], ...] = ()
+    overall: float | None = None
+    categories: dict[str, float] | None = None
+    attribution_clean: float | None = None
+    thresholds: dict[str, float] | None = None
+    base_model: str | None = None
+    adapter: dict[str, Any] | None = None
+    base: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    keys: tuple[str, ...] = field(default=(), repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EvaluationReport:
+        """A report from its JSON object (shapes are checked by :func:`load_report`)."""
+        return cls(
+            passed=data.get("passed") is True,
+            failures=tuple(data.get("failures") or ()),
+            cases=tuple(data.get("cases") or ()),
+            overall=data.get("overall"),
+            categories=data.get("categories"),
+            attribution_clean=data.get("attribution_clean"),
+            thresholds=data.get("thresholds"),
+            base_model=data.get("base_model"),
+            adapter=data.get("adapter"),
+            base=data.get("base"),
+            extra={k: v for k, v in data.items() if k not in CONTRACT_KEYS},
+            keys=tuple(data),
+        )
+
+    @property
+    def exit_code(self) -> int:
+        """DESIGN.md's: 0 when the gate passed, 1 when it said no."""
+        return EXIT_OK if self.passed else EXIT_FAILED
+
+    def to_json(self) -> dict[str, Any]:
+        """The report file's JSON object (DESIGN.md's contract)."""
+        own: dict[str, Any] = {
+            "passed": self.passed,
+            "overall": self.overall,
+            "categories": self.categories,
+            "attribution_clean": self.attribution_clean,
+            "thresholds": self.thresholds,
+            "failures": list(self.failures),
+            "base_model": self.base_model,
+            "adapter": self.adapter,
+            "base": self.base,
+            "cases": list(self.cases),
+        }
+        always = ("passed", "failures", "base_model", "adapter")  # null when not known
+        keys = self.keys or tuple(
+            [k for k in CONTRACT_KEYS[:-1] if own[k] is not None or k in always]
+            + list(self.extra)
+            + ["cases"]
+        )
+        return {key: own[key] if key in own else self.extra[key] for key in keys}
 
 
 def build_report(
@@ -105,13 +200,18 @@ class SavedReport:
     """A report read from disk, its cases parsed back into results."""
 
     path: str
-    raw: dict[str, Any]
+    report: EvaluationReport
     cases: list[CaseResult]
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The report's JSON object, as read."""
+        return self.report.to_json()
 
     @property
     def adapter_present(self) -> bool:
         """Whether the report is about an adapter (not the base model alone)."""
-        return bool(self.raw.get("adapter"))
+        return bool(self.report.adapter)
 
 
 def load_report(path: str | Path, policy: GatePolicy) -> SavedReport:
@@ -135,7 +235,7 @@ def load_report(path: str | Path, policy: GatePolicy) -> SavedReport:
     if not items:
         raise ReportHasNoCases(f"{path}: the report has no cases, so it cannot pass the gate")
     cases = [_case(item, i, path, policy) for i, item in enumerate(items)]
-    saved = SavedReport(str(path), raw, cases)
+    saved = SavedReport(str(path), EvaluationReport.from_json(raw), cases)
     _check_consistent(saved)
     return saved
 
@@ -195,9 +295,12 @@ def _check_consistent(saved: SavedReport) -> None:
                 )
 
 
-def regate(saved: SavedReport, policy: GatePolicy, baseline: Scores | None = None) -> dict:
+def regate(
+    saved: SavedReport, policy: GatePolicy, baseline: Scores | None = None
+) -> EvaluationReport:
     """Re-apply ``policy`` to a saved report: the same report with new scores and verdict."""
-    meta = {k: v for k, v in saved.raw.items() if k not in _DERIVED}
+    raw = saved.raw
+    meta = {k: v for k, v in raw.items() if k not in _DERIVED}
     report = build_report(
         policy=policy,
         results=saved.cases,
@@ -206,10 +309,10 @@ def regate(saved: SavedReport, policy: GatePolicy, baseline: Scores | None = Non
         adapter_present=saved.adapter_present,
     )
     for key in ("base", "base_cases"):
-        if key in saved.raw:
-            report[key] = saved.raw[key]
+        if key in raw:
+            report[key] = raw[key]
     report["cases"] = [r.to_json() for r in saved.cases]
-    return report
+    return EvaluationReport.from_json(report)
 
 
 _DERIVED = {
@@ -406,7 +509,9 @@ def _failures(report: dict[str, Any]) -> list[str]:
 
 
 __all__ = [
+    "CONTRACT_KEYS",
     "SCHEMA_VERSION",
+    "EvaluationReport",
     "ReportHasNoCases",
     "SavedReport",
     "build_report",

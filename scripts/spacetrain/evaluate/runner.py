@@ -8,7 +8,6 @@ Progress goes to stderr; the JSON report and the Markdown page are written where
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 from spacetrain.errors import CheckFailed, SpacetrainError, UsageError
 from spacetrain.evaluate.gate import GatePolicy, load_gate
 from spacetrain.evaluate.report import (
+    EvaluationReport,
     build_report,
     crash_report,
     load_report,
@@ -25,7 +25,9 @@ from spacetrain.evaluate.report import (
 )
 from spacetrain.evaluate.scoring import Scores, aggregate, score_case
 from spacetrain.evaluate.suite import Suite, load_suite
+from spacetrain.hub import Hub
 from spacetrain.inputs import writable_file
+from spacetrain.stages.progress import Progress, progress_for
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,6 @@ class EvaluationCrashed(CheckFailed):
     """Generation raised: no scores, so no pass (exit 1)."""
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def baseline_scores(
     path: str | Path | None, policy: GatePolicy
 ) -> tuple[Scores | None, dict | None]:
@@ -72,10 +70,10 @@ def _check_outputs(options: EvaluateOptions) -> None:
         writable_file(options.markdown, "--markdown")
 
 
-def _write_outputs(options: EvaluateOptions, report: dict[str, Any]) -> None:
+def _write_outputs(options: EvaluateOptions, report: dict[str, Any], progress: Progress) -> None:
     if options.report:
         write_json(options.report, report)
-        _say(f"report written to {options.report}")
+        progress(f"report written to {options.report}")
     if options.markdown:
         text = render_markdown(report)
         path = Path(options.markdown)
@@ -103,16 +101,20 @@ def _quiet_libraries() -> None:
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
 
 
-def evaluate(options: EvaluateOptions) -> dict[str, Any]:
+def evaluate(
+    hub: Hub, options: EvaluateOptions, *, progress: Progress | None = None
+) -> EvaluationReport:
     """Generate answers to the suite with base (+ adapter), score them, apply the gate.
 
-    Writes the JSON report and the Markdown page when the options name them, and
-    returns the report; ``report["passed"]`` is the gate's verdict.
+    Models and adapters named by Hub id are read through ``hub``. Writes the JSON report
+    and the Markdown page when the options name them, and returns the report;
+    ``report.passed`` is the gate's verdict.
 
     Raises:
         EvaluationCrashed: generation raised (a failed report is still written).
         UsageError, InputFileError: bad options, suite, gate or model reference.
     """
+    progress = progress or progress_for("evaluate")
     started = time.perf_counter()
     _check_outputs(options)  # a bad --report is exit 2 now, not after the evaluation
     suite = load_suite(options.suite)
@@ -133,16 +135,16 @@ def evaluate(options: EvaluateOptions) -> dict[str, Any]:
     )
 
     device = pick_device(options.device)
-    base = resolve(options.base_model, options.base_revision)
+    base = resolve(options.base_model, options.base_revision, hub=hub)
     adapter = (
-        resolve(options.adapter, options.adapter_revision, adapter=True)
+        resolve(options.adapter, options.adapter_revision, adapter=True, hub=hub)
         if options.adapter
         else None
     )
     adapter_meta = {**adapter.to_json(), **adapter_fingerprint(adapter)} if adapter else None
     trained_on = (adapter_meta or {}).get("trained_on")
     if trained_on and trained_on not in {options.base_model, str(base.path)}:
-        _say(f"note: the adapter was trained on {trained_on}, not on {options.base_model}")
+        progress(f"note: the adapter was trained on {trained_on}, not on {options.base_model}")
     meta: dict[str, Any] = {
         "base_model": options.base_model,
         "base_revision": base.revision,
@@ -178,7 +180,7 @@ def evaluate(options: EvaluateOptions) -> dict[str, Any]:
         meta["generation"]["dtype"] = gen.dtype
         timings["load_s"] = round(time.perf_counter() - t0, 3)
         if options.compare_base or adapter is None:
-            _say(f"generating {_answers(conversations)} with the base model alone ...")
+            progress(f"generating {_answers(conversations)} with the base model alone ...")
             t0 = time.perf_counter()
             base_outputs = _generate(gen, suite, conversations, batch_size)
             timings["base_generate_s"] = round(time.perf_counter() - t0, 3)
@@ -188,7 +190,7 @@ def evaluate(options: EvaluateOptions) -> dict[str, Any]:
             gen.apply_adapter(adapter, merge=True)
             meta["generation"]["merged"] = gen.merged
             timings["adapter_load_s"] = round(time.perf_counter() - t0, 3)
-            _say(f"generating {_answers(conversations)} with the adapter ...")
+            progress(f"generating {_answers(conversations)} with the adapter ...")
             t0 = time.perf_counter()
             outputs = _generate(gen, suite, conversations, batch_size)
             timings["generate_s"] = round(time.perf_counter() - t0, 3)
@@ -197,7 +199,7 @@ def evaluate(options: EvaluateOptions) -> dict[str, Any]:
     except Exception as exc:
         reason = f"evaluation crashed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
         timings["total_s"] = round(time.perf_counter() - started, 3)
-        _write_outputs(options, crash_report(reason, meta))
+        _write_outputs(options, crash_report(reason, meta), progress)
         raise EvaluationCrashed(reason) from exc
     assert outputs is not None
 
@@ -217,8 +219,8 @@ def evaluate(options: EvaluateOptions) -> dict[str, Any]:
         meta=meta,
         adapter_present=adapter is not None,
     )
-    _write_outputs(options, report)
-    return report
+    _write_outputs(options, report, progress)
+    return EvaluationReport.from_json(report)
 
 
 def _answers(conversations: list) -> str:

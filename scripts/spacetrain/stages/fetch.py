@@ -21,8 +21,6 @@ import json
 import os
 import re
 import shutil
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from typing import Any
 from spacetrain.errors import CheckFailed, UsageError
 from spacetrain.hub import Hub
 from spacetrain.inputs import parse_json, writable_dir
+from spacetrain.stages.progress import Progress, progress_for
 from spacetrain.stages.state import PipelineState
 
 DEFAULT_DEST = Path(".spacetrain") / "adapter"
@@ -37,12 +36,6 @@ MARKER = ".spacetrain-fetch.json"  # says "spacetrain wrote this folder": it may
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 SHA = re.compile(r"^[0-9a-f]{40}$")
-
-Say = Callable[[str], None]
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 class StaleAdapter(CheckFailed):
@@ -133,7 +126,7 @@ def fetch_adapter(
     revision: str,
     run_id: str,
     dest: Path = DEFAULT_DEST,
-    say: Say = _say,
+    progress: Progress | None = None,
 ) -> FetchResult:
     """Download ``repo@revision`` into ``dest``, check it belongs to ``run_id``, record it.
 
@@ -143,17 +136,18 @@ def fetch_adapter(
             revision (exit 2).
         HubUnreachable: the Hub kept failing (exit 3).
     """
+    progress = progress or progress_for("fetch")
     dest = check_dest(Path(dest))
     sha = resolve_sha(hub, repo, revision)
     if sha != revision:
-        say(f"[fetch] {repo}@{revision} is commit {sha}")
+        progress(f"{repo}@{revision} is commit {sha}")
     # Whatever happens next, an older download must not pass for this run's adapter.
     state.update(adapter_dir=None)
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        say(f"[fetch] downloading {repo}@{sha} ...")
+        progress(f"downloading {repo}@{sha} ...")
         hub.call(
             f"download {repo}@{sha}",
             hub.api.snapshot_download,
@@ -173,7 +167,7 @@ def fetch_adapter(
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     state.update(adapter_repo=repo, adapter_revision=sha, adapter_dir=str(dest.resolve()))
-    say(f"[fetch] {repo}@{sha} (run {run_id}): {len(files)} file(s) in {dest}")
+    progress(f"{repo}@{sha} (run {run_id}): {len(files)} file(s) in {dest}")
     return FetchResult(repo, sha, run_id, dest, files, revision)
 
 

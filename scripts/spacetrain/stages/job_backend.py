@@ -1,48 +1,47 @@
-"""The job backend: train.py as an HF Job in the Space's own image, followed to the end.
+"""The job backend: train.py as an HF Job in the Space's own image.
 
-Where the Space backend asks the Space's Gradio API to start a run, this one asks the
-Hub's Jobs API (``run_job``) to run ``python train.py <flags>`` in the image the Space
-was built from (``hf.co/spaces/<owner>/<space>``: `wait` made sure it is the synced
-commit's), on ``job_flavor`` hardware for at most ``job_timeout`` seconds, with the
-Space's own token (``SPACE_HF_TOKEN``) as the job's ``HF_TOKEN`` secret. It then
-follows the job with ``inspect_job`` and ``fetch_job_logs``, parsing the same
-``@@spacetrain`` step events the Space's app parses, until the job ends.
+The second :class:`~spacetrain.stages.backend.TrainingBackend`. Where the Space backend
+asks the Space's Gradio API to start a run, this one asks the Hub's Jobs API
+(``run_job``) to run ``python train.py <flags>`` in the image the Space was built from
+(``hf.co/spaces/<owner>/<space>``: in the pipeline, `wait` has just seen it run the
+synced commit), on ``job_flavor`` hardware for at most ``job_timeout`` seconds, with the
+Space's own token (``SPACE_HF_TOKEN``) as the job's ``HF_TOKEN`` secret:
 
-A job bills from its start to its end and there is nothing to release afterwards, so
-the one rule is: **a job is never left running**. Every way out of :func:`run_job_training`
-while the job is still queued or running (SIGINT, SIGTERM, the deadline, a lost Hub,
-a bug) cancels it (``cancel_job``) first, unless ``keep_running`` says otherwise.
+- ``preflight`` -> what can be checked before a job bills (the secret, the image, the
+  command); train.py checks itself first thing inside the job;
+- ``start`` -> ``run_job``, idempotent by run id (the job recorded in the state, or one
+  found by its ``spacetrain-run`` label after a start that lost its answer);
+- ``status`` / ``logs`` -> ``inspect_job`` / ``fetch_job_logs``, the log parsed into the
+  same ``@@spacetrain`` step events the Space's app parses (offsets count lines);
+- ``stop`` -> ``cancel_job``;
+- ``release`` -> nothing to release after a job, except the job itself: one still
+  queued or running is cancelled. The train stage calls it on every way out (a failure,
+  the deadline, a lost Hub, an interrupt), so **a job is never left running** unless
+  ``--keep-running``.
 
-Records in the state, as the Space backend does: ``run_id``, ``run_state``,
-``adapter_repo``, ``adapter_revision``; and ``job_id`` (``<namespace>/<id>``), so a
-second ``spacetrain train`` with the same run id rejoins the job instead of starting
-another.
+A job the Hub ended at its ``job_timeout`` is :class:`~spacetrain.errors.StageTimeout`
+(exit 3), as the stage's own deadline is. Records ``job_id`` (``<namespace>/<id>``) and
+``job_run_id`` in the state, beside the train stage's own keys.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from spacetrain import contract
-from spacetrain.errors import (
-    HubUnreachable,
-    SpacetrainError,
-    StageTimeout,
-    TrainingFailed,
-    UsageError,
-)
+from spacetrain.errors import HubUnreachable, SpacetrainError, StageTimeout, UsageError
 from spacetrain.hub import Hub, explain, is_transient
+from spacetrain.stages.backend import FINAL, LogPage, RunStatus
+from spacetrain.stages.progress import Progress
 from spacetrain.stages.state import PipelineState
 
-Say = Callable[[str], None]
-
-# inspect_job's stage -> the run states of the Space backend (space/app.py).
+# inspect_job's stage -> the run states of the seam (space/app.py's).
 STATES = {
     "SCHEDULING": "queued",
     "RUNNING": "running",
@@ -51,17 +50,10 @@ STATES = {
     "CANCELED": "cancelled",
     "DELETED": "failed",
 }
-ACTIVE = ("queued", "running")
-FINAL = ("succeeded", "failed", "cancelled")
 RUN_LABEL = "spacetrain-run"  # the job's label holding our run id (rejoin, `hf jobs ps`)
 COMMIT_LABEL = "spacetrain-space-commit"  # the Space commit whose image the job runs
 OUTPUT_DIR = "/tmp/spacetrain-run"  # noqa: S108 - inside the job's own container
-CANCEL_DEADLINE = 30.0  # seconds a cancel may take (CI sends SIGKILL some time after SIGTERM)
 _TIMED_OUT = re.compile(r"(?i)time(d)?[ -]?out|deadline|timeoutseconds")
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------ the job's spec
@@ -211,6 +203,7 @@ class JobLog:
 
 
 def _lines(chunks: Iterable[str]) -> list[str]:
+    """The log's lines (the client yields one event's data at a time)."""
     out: list[str] = []
     for chunk in chunks:
         out += str(chunk).splitlines() or [""]
@@ -221,11 +214,14 @@ def _lines(chunks: Iterable[str]) -> list[str]:
 
 
 class JobBackend:
-    """One project's runs as HF Jobs: start (idempotent by run id), status, logs, stop.
+    """Training as HF Jobs in the Space's image (see the module docstring).
 
-    The same questions the Space backend asks the Space's Gradio API, answered from the
-    Jobs API; ``status`` answers in the shape of ``training_status`` (``state``, ``step``,
-    ``total``, ``epoch``, ``loss``, ``adapter``, ``error``, ``log_tail``).
+    Args:
+        hub: the Hub client (the token's namespace runs and pays for the jobs).
+        space: the Space id whose image runs.
+        settings: flavor, timeout, environment, the Space commit.
+        state: where the job of a run id is recorded (rejoin).
+        progress: where the backend's own lines go (the cancel).
     """
 
     name = "job"
@@ -237,17 +233,26 @@ class JobBackend:
         settings: JobSettings,
         state: PipelineState,
         *,
-        say: Say = _say,
+        progress: Progress,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.hub = hub
         self.space = space
         self.settings = settings
         self.state = state
-        self.say = say
+        self.progress = progress
+        self.answered = False  # a Jobs call got an answer: a job may exist (and bill)
+        self.reconnects = 0
+        self._sleep = sleep
         self._namespace: str | None = None
         self._jobs: dict[str, str] = {}  # run id -> job id
         self._logs: dict[str, JobLog] = {}
-        self._timeout_hit: set[str] = set()
+        self._complete: set[str] = set()  # runs whose log was read after the job ended
+
+    @property
+    def target(self) -> str:
+        """What runs the training, for people."""
+        return f"an HF Job in {space_image(self.space)} ({self.settings.flavor})"
 
     # -- where jobs live
 
@@ -264,7 +269,7 @@ class JobBackend:
         if run_id in self._jobs:
             return self._jobs[run_id]
         recorded = self.state.get("job_id")
-        if recorded and self.state.get("run_id") == run_id:
+        if recorded and self.state.get("job_run_id") == run_id:
             namespace, _, job = str(recorded).rpartition("/")
             if namespace:
                 self._namespace = self._namespace or namespace
@@ -276,39 +281,39 @@ class JobBackend:
         """Where a person watches the job."""
         return f"{self.hub.endpoint}/jobs/{self.namespace}/{self.job_id(run_id)}"
 
-    # -- the backend's questions
+    # -- the seam
 
-    def preflight(self, params: dict[str, Any]) -> None:
+    def preflight(self, params: Mapping[str, Any]) -> None:
         """What can be checked before a job bills (:func:`preflight_job`)."""
-        preflight_job(self.space, params)
+        preflight_job(self.space, dict(params))
 
-    def start(self, params: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    def start(self, params: Mapping[str, Any]) -> RunStatus:
         """The job of ``params["run_id"]``: the one already known, or a new one.
 
-        Returns:
-            ``(status, created)``.
+        Raises:
+            UsageError: the run id's job ended without an adapter (a new id is needed),
+                or the Hub refused the job (exit 2).
         """
         run_id = str(params["run_id"])
         known = self.job_id(run_id)
         if known is not None:
             status = self.status(run_id)
-            if status["state"] in ACTIVE or status["state"] == "succeeded":
-                return status, False
-            # the earlier job of this run id ended without an adapter: a new run id is needed
+            if status.active or status.state == "succeeded":
+                return status
             raise UsageError(
-                f"run {run_id} already ran as job {known} and {status['state']}: start a new "
+                f"run {run_id} already ran as job {known} and {status.state}: start a new "
                 "run (another --run-id, or none)"
             )
         found = self._find(run_id)
         if found is not None:
             self._remember(run_id, found)
-            return self.status(run_id), False
+            return self.status(run_id)
         labels = {RUN_LABEL: run_id}
         if self.settings.space_commit:
             labels[COMMIT_LABEL] = self.settings.space_commit
         spec = {
             "image": space_image(self.space),
-            "command": job_command(params),
+            "command": job_command(dict(params)),
             "env": job_env(self.settings),
             "secrets": job_secret(),
             "flavor": self.settings.flavor,
@@ -319,7 +324,8 @@ class JobBackend:
         }
         info = self._run_job(run_id, spec)
         self._remember(run_id, info.id)
-        return self.status(run_id), True
+        self.progress(f"job {info.id} for run {run_id}: {self.url(run_id)}")
+        return dataclasses.replace(self.status(run_id), created=True)
 
     def _run_job(self, run_id: str, spec: dict[str, Any]) -> Any:
         """``run_job``, never twice for one run: a transient failure may have started the
@@ -328,13 +334,16 @@ class JobBackend:
         while True:
             attempt += 1
             try:
-                return self.hub.api.run_job(**spec)
+                info = self.hub.api.run_job(**spec)
+                self.answered = True
+                return info
             except Exception as exc:
                 what = f"start a job in {spec['image']}"
                 if isinstance(exc, SpacetrainError):
                     raise
                 if not is_transient(exc):
                     raise explain(exc, what, endpoint=self.hub.endpoint) from exc
+                self.answered = True  # it may have started: from here on, release cancels
                 if attempt >= 3:
                     failure = explain(exc, what, endpoint=self.hub.endpoint)
                     raise HubUnreachable(f"{failure} after {attempt} attempt(s)") from exc
@@ -344,7 +353,7 @@ class JobBackend:
                         "inspect the job", self.hub.api.inspect_job, job_id=found,
                         namespace=self.namespace,
                     )  # fmt: skip
-                time.sleep(min(10.0, 2.0**attempt))
+                self._sleep(min(10.0, 2.0**attempt))
 
     def _find(self, run_id: str) -> str | None:
         """A queued or running job labelled with ``run_id`` (a start that lost its answer)."""
@@ -362,50 +371,57 @@ class JobBackend:
 
     def _remember(self, run_id: str, job: str) -> None:
         self._jobs[run_id] = job
-        self.state.update(run_id=run_id, job_id=f"{self.namespace}/{job}")
+        self.state.update(job_id=f"{self.namespace}/{job}", job_run_id=run_id)
 
-    def status(self, run_id: str) -> dict[str, Any]:
-        """``training_status`` of the job: its stage and what its log said so far."""
+    def status(self, run_id: str) -> RunStatus:
+        """The job's stage and what its log said so far, as ``training_status`` says it.
+
+        Raises:
+            StageTimeout: the Hub ended the job at its ``job_timeout`` (exit 3).
+            UsageError: no job is known for ``run_id``.
+        """
         job = self._require(run_id)
         info = self.hub.call(
             f"inspect job {job}", self.hub.api.inspect_job, job_id=job, namespace=self.namespace
         )
+        self.answered = True
         stage = str(getattr(info.status.stage, "value", info.status.stage))
-        log = self._refresh(run_id)
         state = STATES.get(stage, "running")
+        log = self._refresh(run_id)
+        if state in FINAL:
+            self._complete.add(run_id)  # read after the end: the whole log
         step = log.last_step
-        out: dict[str, Any] = {
-            "run_id": run_id,
-            "state": state,
-            "stage": stage,
-            "job_id": job,
-            "step": step.get("step", 0),
-            "total": step.get("total", log.total),
-            "epoch": step.get("epoch"),
-            "loss": step.get("loss"),
-            "tokens_per_s": step.get("tokens_per_s"),
-            "adapter": None,
-            "error": None,
-            "log_tail": None,
-            "message": info.status.message,
-        }
-        if log.done and log.done.get("steps"):
-            out["step"] = out["total"] = log.done["steps"]
-        if log.pushed:
-            out["adapter"] = {
-                "repo": log.pushed.get("repo"),
-                "revision": log.pushed.get("revision"),
-            }
+        pushed = log.pushed or {}
+        total = step.get("total", log.total)
+        error = None
         if state == "succeeded" and log.error is not None:
-            out["state"] = state = "failed"  # exit 0 with an error event is not a success
+            state = "failed"  # exit 0 with an error event is not a success
         if state in ("failed", "cancelled"):
-            message = (log.error or {}).get("error") or info.status.message
-            out["error"] = message or f"the job ended {stage}"
-            out["log_tail"] = "\n".join(log.lines[-40:])
+            error = (log.error or {}).get("error") or info.status.message
+            error = error or f"the job ended {stage}"
             if state == "failed" and self._timed_out(info, log):
-                out["timed_out"] = True
-                out["error"] = info.status.message or out["error"]  # not train.py's SIGTERM
-        return out
+                raise StageTimeout(
+                    f"job {job} of run {run_id} reached its timeout ({self.settings.timeout} "
+                    f"s, job_timeout) and was ended by the Hub: {info.status.message or stage}"
+                )
+        if log.done and log.done.get("steps"):
+            step = {**step, "step": log.done["steps"]}
+            total = log.done["steps"]
+        return RunStatus(
+            run_id=run_id,
+            state=state,
+            created_at=info.created_at.isoformat() if info.created_at else None,
+            step=int(step.get("step") or 0),
+            total=int(total) if total else None,
+            epoch=None if step.get("epoch") is None else float(step["epoch"]),
+            loss=None if step.get("loss") is None else float(step["loss"]),
+            adapter_repo=pushed.get("repo"),
+            adapter_revision=pushed.get("revision"),
+            output_repo=_flag(info.command, "--output-repo"),
+            error=error,
+            log_tail="\n".join(log.lines[-40:]) if error else "",
+            raw={"job_id": job, "stage": stage, "message": info.status.message},
+        )
 
     def _timed_out(self, info: Any, log: JobLog) -> bool:
         """The Hub ended the job at its timeout: its message says so, or the job ran its
@@ -418,11 +434,14 @@ class JobBackend:
         running = getattr(info.durations, "running_secs", None) if info.durations else None
         return running is not None and running >= self.settings.timeout
 
-    def logs(self, run_id: str, offset: int) -> tuple[str, int]:
-        """The log lines past line ``offset`` and the next offset (lines, not bytes)."""
-        log = self._logs.get(run_id) or self._refresh(run_id)
+    def logs(self, run_id: str, offset: int) -> LogPage:
+        """The log lines past line ``offset`` (the Jobs API has no byte offsets)."""
+        log = self._logs.get(run_id)
+        if log is None:
+            log = self._refresh(run_id)
         lines = log.lines[offset:]
-        return ("\n".join(lines) + "\n" if lines else ""), offset + len(lines)
+        text = "\n".join(lines) + "\n" if lines else ""
+        return LogPage(text, offset + len(lines), done=run_id in self._complete)
 
     def _refresh(self, run_id: str) -> JobLog:
         job = self._require(run_id)
@@ -441,27 +460,47 @@ class JobBackend:
         job = self.job_id(run_id)
         if job is None:
             return None
-        self.say(f"[spacetrain] cancelling job {job} (run {run_id})")
+        self.progress(f"cancelling job {job} (run {run_id})")
         try:
             self.hub.api.cancel_job(job_id=job, namespace=self.namespace)
         except Exception as exc:
-            self.say(f"[spacetrain] could not cancel job {job}: {type(exc).__name__}: {exc}")
+            self.progress(f"could not cancel job {job}: {type(exc).__name__}: {exc}")
             return None
         for _ in range(10):  # the Hub says CANCELED once the container is gone
             try:
                 info = self.hub.api.inspect_job(job_id=job, namespace=self.namespace)
             except Exception:
                 break
-            state = STATES.get(str(getattr(info.status.stage, "value", info.status.stage)))
-            if state in FINAL:
-                self.say(f"[spacetrain] job {job} is {info.status.stage}")
-                return state
-            time.sleep(0.5)
+            stage = str(getattr(info.status.stage, "value", info.status.stage))
+            if STATES.get(stage) in FINAL:
+                self.progress(f"job {job} is {stage}")
+                return STATES[stage]
+            self._sleep(0.5)
         return "cancelled"
 
-    def release(self, *_: object, **__: object) -> str:
-        """Nothing to release: a job stops billing when it ends."""
-        return "nothing to release"
+    def release(self, *, ours: str | None) -> str:
+        """Nothing to release after a job, except the job itself: ``ours``, still queued
+        or running (a deadline, a lost Hub, a failure of ours), is cancelled."""
+        if ours is None or self.job_id(ours) is None:
+            return ""
+        try:
+            info = self.hub.api.inspect_job(job_id=self._jobs[ours], namespace=self.namespace)
+            stage = str(getattr(info.status.stage, "value", info.status.stage))
+        except Exception:
+            stage = "unknown"  # cancel it all the same: a job must not bill on unseen
+        if STATES.get(stage) in FINAL:
+            return ""
+        stopped = self.stop(ours)
+        if stopped in FINAL:
+            self.state.update(run_state=stopped)
+            return "cancelled"
+        raise HubUnreachable(
+            f"could not cancel job {self._jobs[ours]} of run {ours}: it may still be "
+            f"billing; cancel it with `hf jobs cancel {self._jobs[ours]}`"
+        )
+
+    def close(self) -> None:
+        """Nothing to close: every call is one HTTP request."""
 
     def _require(self, run_id: str) -> str:
         job = self.job_id(run_id)
@@ -470,147 +509,10 @@ class JobBackend:
         return job
 
 
-# ------------------------------------------------------------------ the stage
-
-
-def run_job_training(
-    options: Any,
-    settings: JobSettings,
-    hub: Hub,
-    state: PipelineState,
-    *,
-    say: Say = _say,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Any:
-    """Start (or rejoin) the run as a job, follow it, record it; never leave it running.
-
-    ``options`` is the train stage's :class:`~spacetrain.stages.train.TrainOptions`.
-
-    Raises:
-        TrainingFailed: the job failed or was cancelled on the Hub (exit 1).
-        StageTimeout: the job did not end by ``options.timeout``, or the Hub ended it at
-            its ``job_timeout`` (exit 3); cancelled either way.
-        UsageError, AuthError, HubUnreachable: bad params, token or Hub (exit 2/3).
-    """
-    from spacetrain.stages.train import (
-        DOWNSTREAM_KEYS,
-        HOLD_KEY,
-        TrainResult,
-        _duration,
-        _Progress,
-        readable,
-    )
-
-    started = clock()
-    deadline = started + options.timeout
-    backend = JobBackend(hub, options.space, settings, state, say=say)
-    if state.data.pop(HOLD_KEY, None) is not None:
-        state.save()
-    backend.preflight(options.params)
-    run_id = options.run_id
-    if state.get("run_id") != run_id:
-        state.update(**dict.fromkeys((*DOWNSTREAM_KEYS, "job_id")), run_id=run_id)
-    status, created = backend.start(options.params)
-    job = backend.job_id(run_id)
-    verb = "started" if created else "rejoined"
-    say(
-        f"[spacetrain] {verb} job {job} for run {run_id} ({settings.flavor}, {backend.url(run_id)})"
-    )
-    values: dict[str, Any] = {"run_state": status["state"]}
-    if options.params.get("output_repo"):
-        values["adapter_repo"] = options.params["output_repo"]
-    state.update(**values)
-    progress = _Progress(say, clock)
-    offset = 0
-    final: dict[str, Any] | None = None
-    try:
-        while True:
-            text, offset = backend.logs(run_id, offset)
-            for line in readable(text):
-                say(line)
-            if status["state"] in FINAL:
-                final = status
-                break
-            progress.show(status)
-            if clock() >= deadline:
-                raise StageTimeout(
-                    f"job {job} of run {run_id} is still {status['state']} at the deadline "
-                    f"({options.timeout:g} s); it is cancelled"
-                )
-            sleep(max(0.0, min(options.poll_interval, deadline - clock())))
-            status = backend.status(run_id)
-    except KeyboardInterrupt:
-        say(f"[spacetrain] interrupted while following job {job} (run {run_id})")
-        raise
-    finally:
-        if final is None:
-            _leave(backend, options, state, say)
-    seconds = clock() - started
-    return _finish(state, options, final, created, seconds, backend, say, TrainResult, _duration)
-
-
-def _leave(backend: JobBackend, options: Any, state: PipelineState, say: Say) -> None:
-    """On every way out before the job ended: cancel it (or say it keeps running)."""
-    if options.keep_running:
-        say(f"[spacetrain] --keep-running: job {backend.job_id(options.run_id)} keeps running")
-        return
-    stopped = backend.stop(options.run_id)
-    if stopped in FINAL:
-        state.update(run_state=stopped)
-
-
-def _finish(
-    state: PipelineState,
-    options: Any,
-    status: dict[str, Any],
-    created: bool,
-    seconds: float,
-    backend: JobBackend,
-    say: Say,
-    result_type: Any,
-    duration: Callable[[float], str],
-) -> Any:
-    from spacetrain.stages.train import readable
-
-    run_id = options.run_id
-    job = backend.job_id(run_id)
-    if status["state"] in ("failed", "cancelled"):
-        state.update(run_state=status["state"], adapter_revision=None)
-        tail = readable(status.get("log_tail") or "")[-20:]
-        if tail:
-            say(f"[spacetrain] ---- last {len(tail)} line(s) of job {job}'s log ----")
-            for line in tail:
-                say(line)
-            say("[spacetrain] ----")
-        if status.get("timed_out"):
-            raise StageTimeout(
-                f"job {job} of run {run_id} reached its timeout ({backend.settings.timeout} s, "
-                f"job_timeout) and was ended by the Hub: {status.get('error')}"
-            )
-        verb = "was cancelled" if status["state"] == "cancelled" else "failed"
-        raise TrainingFailed(
-            f"run {run_id} (job {job}) {verb}: {status.get('error') or 'no error recorded'}"
-        )
-    adapter = status.get("adapter") or {}
-    repo, revision = adapter.get("repo"), adapter.get("revision")
-    if not revision:
-        state.update(run_state="succeeded", adapter_revision=None)
-        raise TrainingFailed(f"run {run_id} (job {job}) succeeded but pushed no adapter")
-    state.update(run_state="succeeded", adapter_repo=repo, adapter_revision=revision)
-    say(f"[spacetrain] run {run_id} succeeded in {duration(seconds)}: adapter {repo}@{revision}")
-    return result_type(
-        run_id=run_id,
-        state="succeeded",
-        created=created,
-        adapter_repo=repo,
-        adapter_revision=revision,
-        step=int(status.get("step") or 0),
-        total=status.get("total"),
-        loss=status.get("loss"),
-        seconds=seconds,
-        released=backend.release(),
-    )
+def _flag(command: list[str] | None, flag: str) -> str | None:
+    """The value after ``flag`` in the job's command, if any."""
+    words = list(command or [])
+    return words[words.index(flag) + 1] if flag in words[:-1] else None
 
 
 def choose_backend(config: Any, adapter: str | None, override: str | None = None) -> str:
@@ -633,19 +535,24 @@ def settings_for(config: Any, adapter: Any, state: PipelineState) -> JobSettings
     )
 
 
+def job_backend(
+    hub: Hub, config: Any, adapter: Any, state: PipelineState, *, space: str, progress: Progress
+) -> JobBackend:
+    """The job backend for ``adapter`` of ``config`` (the train command, the pipeline)."""
+    return JobBackend(hub, space, settings_for(config, adapter, state), state, progress=progress)
+
+
 __all__ = [
-    "ACTIVE",
-    "FINAL",
     "STATES",
     "JobBackend",
     "JobLog",
     "JobSettings",
     "choose_backend",
+    "job_backend",
     "job_command",
     "job_env",
     "job_secret",
     "preflight_job",
-    "run_job_training",
     "settings_for",
     "space_image",
 ]

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from spacetrain.evaluate.gate import GatePolicy
 from spacetrain.evaluate.report import load_report, regate, render_markdown
 from spacetrain.hub import Hub
 from spacetrain.inputs import parse_json
+from spacetrain.stages.progress import Progress, progress_for
 from spacetrain.stages.state import PipelineState
 
 REPORT_PATH = "evaluation/report.json"
@@ -45,12 +45,6 @@ SUITE_DATASET = "spacetrain-suite"  # model-index dataset type prefix of our res
 SHA = re.compile(r"^[0-9a-f]{40}$")
 TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
-
-Say = Callable[[str], None]
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 class StaleReport(CheckFailed):
@@ -91,14 +85,14 @@ def passing_report(report_path: Path, policy: GatePolicy) -> tuple[dict[str, Any
     """
     saved = load_report(report_path, policy)
     verdict = regate(saved, policy)
-    if not verdict["passed"]:
+    if not verdict.passed:
         raise GateFailed(
-            f"{report_path} does not pass the gate: {'; '.join(verdict['failures'])}; not promoting"
+            f"{report_path} does not pass the gate: {'; '.join(verdict.failures)}; not promoting"
         )
-    if saved.raw.get("passed") is not True:
-        stored = "; ".join(str(f) for f in saved.raw.get("failures") or []) or "passed is false"
+    if not saved.report.passed:
+        stored = "; ".join(str(f) for f in saved.report.failures) or "passed is false"
         raise GateFailed(f"{report_path} records a failed gate ({stored}); not promoting")
-    return verdict, report_path.read_bytes()
+    return verdict.to_json(), report_path.read_bytes()
 
 
 def check_same_adapter(
@@ -238,7 +232,7 @@ def promote_adapter(
     report_path: Path,
     policy: GatePolicy,
     tag: str | None = None,
-    say: Say = _say,
+    progress: Progress | None = None,
 ) -> PromoteResult:
     """Check the report, tag the adapter commit, publish card and report; idempotent.
 
@@ -248,6 +242,7 @@ def promote_adapter(
         TagConflict: the tag names another commit (exit 1); nothing written.
         UsageError, InputFileError: missing state, bad tag name, bad report (exit 2).
     """
+    progress = progress or progress_for("promote")
     repo = state.require("adapter_repo", stage="train")
     revision = state.require("adapter_revision", stage="train")
     run_id = state.require("run_id", stage="train")
@@ -271,7 +266,7 @@ def promote_adapter(
             f"tag {tag} of {repo} already names commit {tagged}, not {revision}; "
             "pass --tag to choose another name"
         )
-    say(f"[promote] {report_path} passes the gate for {repo}@{revision} (run {run_id})")
+    progress(f"{report_path} passes the gate for {repo}@{revision} (run {run_id})")
 
     created = tagged is None
     if created:
@@ -287,12 +282,12 @@ def promote_adapter(
         now = existing_tag(hub, repo, tag)  # exist_ok also hides a race: look again
         if now != revision:
             raise TagConflict(f"tag {tag} of {repo} names commit {now}, not {revision}")
-        say(f"[promote] tagged {repo}@{revision} as {tag}")
+        progress(f"tagged {repo}@{revision} as {tag}")
     else:
-        say(f"[promote] tag {tag} already names {repo}@{revision}")
+        progress(f"tag {tag} already names {repo}@{revision}")
     state.update(promoted_tag=tag)
 
-    card_commit = _publish(hub, repo, revision, run_id, tag, report, raw, say)
+    card_commit = _publish(hub, repo, revision, run_id, tag, report, raw, progress)
     state.update(card_commit=card_commit)
     return PromoteResult(repo, revision, run_id, tag, created, card_commit, report["overall"])
 
@@ -305,7 +300,7 @@ def _publish(
     tag: str,
     report: dict[str, Any],
     raw: bytes,
-    say: Say,
+    progress: Progress,
 ) -> str | None:
     from huggingface_hub import CommitOperationAdd
 
@@ -313,8 +308,8 @@ def _publish(
     names = {s.rfilename for s in head.siblings or []}
     holder = _run_of(hub, repo, head.sha) if "run.json" in names else None
     if holder != run_id:
-        say(
-            f"[promote] warning: main of {repo} now holds run {holder or 'unknown'}'s "
+        progress(
+            f"warning: main of {repo} now holds run {holder or 'unknown'}'s "
             f"adapter, not run {run_id}'s: its model card is left alone (the tag is set)"
         )
         return None
@@ -343,9 +338,9 @@ def _publish(
         parent_commit=head.sha,
     )
     if info.oid == head.sha:
-        say(f"[promote] model card of {repo} already shows this evaluation (no commit)")
+        progress(f"model card of {repo} already shows this evaluation (no commit)")
     else:
-        say(f"[promote] model card and {REPORT_PATH} of {repo} updated: commit {info.oid}")
+        progress(f"model card and {REPORT_PATH} of {repo} updated: commit {info.oid}")
     return info.oid
 
 

@@ -28,7 +28,8 @@ from typing import Any
 from spacetrain.config import SPACE_FLAVORS
 from spacetrain.errors import UsageError
 from spacetrain.hub import Hub
-from spacetrain.stages.space_runtime import SERVING, Runtime, active_run, get_runtime, say
+from spacetrain.stages.progress import Progress, progress_for
+from spacetrain.stages.space_runtime import SERVING, Runtime, active_run, get_runtime
 
 
 @dataclass(frozen=True)
@@ -57,12 +58,12 @@ class ReleaseResult:
         return asdict(self)
 
 
-def untouched(space: str | None, before: str) -> None:
+def untouched(space: str | None, before: str, *, progress: Progress | None = None) -> None:
     """Say why an interrupted command leaves the Space as it is: it stopped ``before`` it
     changed anything there, so whatever the Space does (and bills) is not this run's."""
     which = space or "the Space"
-    say(
-        "release",
+    progress = progress or progress_for("release")
+    progress(
         f"interrupted {before}: {which} was not touched by this run and is left as it was; "
         "`spacetrain release` pauses it",
     )
@@ -75,6 +76,7 @@ def release(
     after_training: str = "pause",
     ours: str | None = None,
     force: bool = False,
+    progress: Progress | None = None,
 ) -> ReleaseResult:
     """Pause ``space``, or move it to the CPU flavor ``after_training``, unless it trains
     a run that is not ``ours``.
@@ -101,6 +103,7 @@ def release(
             f"after_training {after_training!r} must be 'pause' or a Space flavor "
             f"({', '.join(SPACE_FLAVORS)})"
         )
+    progress = progress or progress_for("release")
     before = get_runtime(hub, space)
     if before.stage in SERVING and not force:
         running = active_run(hub, space)
@@ -110,31 +113,33 @@ def release(
                 + (f"this pipeline's run {ours}" if ours else "one this pipeline started")
                 + "; pausing would end it"
             )
-            say("release", f"{space} left as it is: {reason}")
+            progress(f"{space} left as it is: {reason}")
             return ReleaseResult(
                 space, "held", before.stage, before.requested_hardware, False, reason
             )
     if after_training == "pause":
-        return _pause(hub, space, before)
-    return _downgrade(hub, space, before, after_training)
+        return _pause(hub, space, before, progress)
+    return _downgrade(hub, space, before, after_training, progress)
 
 
-def _pause(hub: Hub, space: str, before: Runtime) -> ReleaseResult:
+def _pause(hub: Hub, space: str, before: Runtime, progress: Progress) -> ReleaseResult:
     if before.stage == "PAUSED":
-        say("release", f"{space} is already paused: nothing is billed")
+        progress(f"{space} is already paused: nothing is billed")
         hardware = before.requested_hardware
         return ReleaseResult(space, "already-paused", before.stage, hardware, False)
-    say("release", f"pausing {space} ({before.stage} on {before.requested_hardware or '?'})")
+    progress(f"pausing {space} ({before.stage} on {before.requested_hardware or '?'})")
     after = Runtime.of(hub.call(f"pause Space {space}", hub.api.pause_space, space))
-    say("release", f"{space} is {after.stage}: no more GPU time is billed")
+    progress(f"{space} is {after.stage}: no more GPU time is billed")
     return ReleaseResult(space, "paused", after.stage, after.requested_hardware, True)
 
 
-def _downgrade(hub: Hub, space: str, before: Runtime, flavor: str) -> ReleaseResult:
+def _downgrade(
+    hub: Hub, space: str, before: Runtime, flavor: str, progress: Progress
+) -> ReleaseResult:
     if before.requested_hardware == flavor:
-        say("release", f"{space} is already on {flavor}")
+        progress(f"{space} is already on {flavor}")
         return ReleaseResult(space, "already-downgraded", before.stage, flavor, False)
-    say("release", f"moving {space} from {before.requested_hardware or '?'} to {flavor}")
+    progress(f"moving {space} from {before.requested_hardware or '?'} to {flavor}")
     after = Runtime.of(
         hub.call(
             f"request {flavor} hardware for Space {space}",
@@ -143,7 +148,7 @@ def _downgrade(hub: Hub, space: str, before: Runtime, flavor: str) -> ReleaseRes
             flavor,
         )
     )
-    say("release", f"{space} now requests {after.requested_hardware} ({after.stage})")
+    progress(f"{space} now requests {after.requested_hardware} ({after.stage})")
     return ReleaseResult(space, "downgraded", after.stage, after.requested_hardware, True)
 
 

@@ -42,7 +42,8 @@ from spacetrain import contract
 from spacetrain.config import AdapterConfig, ProjectConfig
 from spacetrain.errors import CheckFailed, UsageError
 from spacetrain.hub import Hub, check_token
-from spacetrain.stages.space_runtime import CPU_FLAVORS, active_run, get_runtime, say
+from spacetrain.stages.progress import Progress, progress_for
+from spacetrain.stages.space_runtime import CPU_FLAVORS, active_run, get_runtime
 
 SPACE_TOKEN_ENV = contract.trainer.ENV_SPACE_TOKEN  # SPACE_HF_TOKEN: the Space's own token
 TRIGGER_ENV = contract.ENV_TRIGGER  # SPACETRAIN_TRIGGER: here the value, in the Space the secret
@@ -195,18 +196,16 @@ def _secret(key: str, value: str) -> dict[str, str]:
     return {"key": key, "value": value, "description": fingerprint(value)}
 
 
-def warn_if_public(space: str, *, public: bool, trigger: bool) -> None:
+def warn_if_public(space: str, *, public: bool, trigger: bool, progress: Progress) -> None:
     """Say so when a Space's API answers anyone (and louder when nothing guards a start)."""
     if not public:
         return
-    say(
-        "setup",
+    progress(
         f"warning: Space {space} is public: anyone can call its API (it serves only the "
         "configured output repos and Hub ids); keep it private unless it must be seen",
     )
     if not trigger:
-        say(
-            "setup",
+        progress(
             f"warning: Space {space} is public without a {TRIGGER_ENV} secret: anyone can "
             f"start a run on its hardware (and your bill). Set {TRIGGER_ENV} to a long "
             "random value where the pipeline runs, then `spacetrain space setup`",
@@ -214,7 +213,7 @@ def warn_if_public(space: str, *, public: bool, trigger: bool) -> None:
 
 
 def ensure_space(
-    hub: Hub, options: SetupOptions, *, require_token: bool = True
+    hub: Hub, options: SetupOptions, *, progress: Progress, require_token: bool = True
 ) -> SetupResult | None:
     """Create a missing Space with its secret, variables and hardware in one call.
 
@@ -235,8 +234,7 @@ def ensure_space(
         )
     visibility = "private" if options.private else "public"
     what = "" if options.token else ", no HF_TOKEN secret: see `spacetrain space setup`"
-    say(
-        "setup",
+    progress(
         f"creating Space {space} (docker, {visibility}, {options.hardware or 'cpu'}{what})",
     )
     sleep_time = None if options.hardware in (None, FREE_FLAVOR) else options.sleep_time
@@ -259,7 +257,9 @@ def ensure_space(
         space_variables=[{"key": k, "value": v} for k, v in sorted(options.variables.items())]
         or None,
     )
-    warn_if_public(space, public=not options.private, trigger=options.trigger is not None)
+    warn_if_public(
+        space, public=not options.private, trigger=options.trigger is not None, progress=progress
+    )
     return SetupResult(
         space,
         created=True,
@@ -272,7 +272,7 @@ def ensure_space(
     )
 
 
-def settle(hub: Hub, options: SetupOptions, result: SetupResult) -> None:
+def settle(hub: Hub, options: SetupOptions, result: SetupResult, *, progress: Progress) -> None:
     """Bring an existing Space's variables and secret to ``options`` (before a commit, so
     the build starts with them)."""
     space = options.space
@@ -300,16 +300,16 @@ def settle(hub: Hub, options: SetupOptions, result: SetupResult) -> None:
         what = ", ".join([*sorted(to_set), *to_delete, *secrets_changed])
         refuse_if_training(hub, space, f"changing {what}")
     for key, value in sorted(to_set.items()):
-        say("setup", f"variable {key}={value}" + (" (was unset)" if key not in have else ""))
+        progress(f"variable {key}={value}" + (" (was unset)" if key not in have else ""))
         hub.call(f"set variable {key} of {space}", hub.api.add_space_variable, space, key, value)
         result.variables_set.append(key)
     for key in to_delete:
-        say("setup", f"variable {key} deleted (no longer configured)")
+        progress(f"variable {key} deleted (no longer configured)")
         hub.call(f"delete variable {key} of {space}", hub.api.delete_space_variable, space, key)
         result.variables_deleted.append(key)
     if new_token:
         assert options.token is not None
-        say("setup", f"secret HF_TOKEN set from {SPACE_TOKEN_ENV} (the value is not shown)")
+        progress(f"secret HF_TOKEN set from {SPACE_TOKEN_ENV} (the value is not shown)")
         hub.call(
             f"set the HF_TOKEN secret of {space}",
             hub.api.add_space_secret,
@@ -321,10 +321,10 @@ def settle(hub: Hub, options: SetupOptions, result: SetupResult) -> None:
         result.credential = "set"
     elif options.token is None:
         result.credential = "kept"
-        say("setup", f"{SPACE_TOKEN_ENV} not set: the Space's HF_TOKEN secret is left as it is")
+        progress(f"{SPACE_TOKEN_ENV} not set: the Space's HF_TOKEN secret is left as it is")
     if new_trigger:
         assert options.trigger is not None
-        say("setup", f"secret {TRIGGER_ENV} set (the value is not shown)")
+        progress(f"secret {TRIGGER_ENV} set (the value is not shown)")
         hub.call(
             f"set the {TRIGGER_ENV} secret of {space}",
             hub.api.add_space_secret,
@@ -336,24 +336,28 @@ def settle(hub: Hub, options: SetupOptions, result: SetupResult) -> None:
     result.trigger = "set" if new_trigger else ("unchanged" if guard is not None else "none")
     info = hub.call(f"read Space {space}", hub.api.space_info, space)
     result.public = info.private is False
-    warn_if_public(space, public=result.public, trigger=guard is not None or new_trigger)
+    warn_if_public(
+        space, public=result.public, trigger=guard is not None or new_trigger, progress=progress
+    )
 
 
-def request_hardware(hub: Hub, options: SetupOptions, result: SetupResult) -> None:
+def request_hardware(
+    hub: Hub, options: SetupOptions, result: SetupResult, *, progress: Progress
+) -> None:
     """Request ``options.hardware`` when the Space asks for another flavor (restarts it),
     then its sleep time (which the free flavor does not have)."""
     if result.created or (not options.hardware and options.sleep_time is None):
         return
     runtime = get_runtime(hub, options.space)
     if options.hardware and runtime.requested_hardware != options.hardware:
-        _move(hub, options, result, runtime.requested_hardware)
+        _move(hub, options, result, runtime.requested_hardware, progress)
         runtime = get_runtime(hub, options.space)
     if options.sleep_time is None:
         return
     if runtime.requested_hardware == FREE_FLAVOR:
-        say("setup", f"sleep_time does not apply to {FREE_FLAVOR}: it sleeps after 48 h idle")
+        progress(f"sleep_time does not apply to {FREE_FLAVOR}: it sleeps after 48 h idle")
     elif runtime.raw.get("gcTimeout") != options.sleep_time:
-        say("setup", f"sleep time {options.sleep_time} s")
+        progress(f"sleep time {options.sleep_time} s")
         hub.call(
             f"set the sleep time of {options.space}",
             hub.api.set_space_sleep_time,
@@ -363,11 +367,12 @@ def request_hardware(hub: Hub, options: SetupOptions, result: SetupResult) -> No
         result.sleep_time = options.sleep_time
 
 
-def _move(hub: Hub, options: SetupOptions, result: SetupResult, current: str | None) -> None:
+def _move(
+    hub: Hub, options: SetupOptions, result: SetupResult, current: str | None, progress: Progress
+) -> None:
     assert options.hardware is not None
     refuse_if_training(hub, options.space, f"moving it to {options.hardware}")
-    say(
-        "setup",
+    progress(
         f"requesting {options.hardware} (the Space is on {current or 'no hardware'}); "
         "it restarts on it",
     )
@@ -380,7 +385,7 @@ def _move(hub: Hub, options: SetupOptions, result: SetupResult, current: str | N
     result.hardware = options.hardware
 
 
-def setup(hub: Hub, options: SetupOptions) -> SetupResult:
+def setup(hub: Hub, options: SetupOptions, *, progress: Progress | None = None) -> SetupResult:
     """Create or settle the Space: secret, variables, sleep time, hardware.
 
     Raises:
@@ -388,13 +393,14 @@ def setup(hub: Hub, options: SetupOptions) -> SetupResult:
         CheckFailed: the Space is training a run; nothing was changed (exit 1).
         AuthError, HubUnreachable: the Hub refused or kept failing (exit 2, 3).
     """
-    result = ensure_space(hub, options)
+    progress = progress or progress_for("setup")
+    result = ensure_space(hub, options, progress=progress)
     if result is None:
         result = SetupResult(options.space)
-        settle(hub, options, result)
-        request_hardware(hub, options, result)
+        settle(hub, options, result, progress=progress)
+        request_hardware(hub, options, result, progress=progress)
     if result.writes == 0 and result.sleep_time is None:
-        say("setup", f"{options.space} is set up as configured: nothing to change")
+        progress(f"{options.space} is set up as configured: nothing to change")
     return result
 
 

@@ -1,15 +1,13 @@
-"""What the Space-control stages share: stage names, progress lines, runtime reading.
+"""What the Space-control stages share: stage names, runtime reading.
 
 The Hub reports a Space's life as a ``stage`` string (huggingface_hub's ``SpaceStage``
 plus ``SLEEPING`` from huggingface.js). These groups decide what `wait` does with each,
 what `release` may skip and what `status` flags; keeping them in one place keeps the
-stages agreeing. Progress goes to stderr as ``[stage] message`` lines that a person can
-follow in a CI log; results go to stdout from the command modules.
+stages agreeing. Progress lines: :mod:`spacetrain.stages.progress`.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -33,11 +31,6 @@ STOPPED = frozenset({"PAUSED", "STOPPED", "SLEEPING"})
 BILLED = frozenset({"APP_STARTING", *SERVING})
 
 CPU_FLAVORS = frozenset({"cpu-basic", "cpu-upgrade", "cpu-performance", "cpu-xl"})
-
-
-def say(stage: str, message: str) -> None:
-    """One progress line on stderr, ``[stage] message``, flushed for live CI logs."""
-    print(f"[{stage}] {message}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -83,13 +76,14 @@ def active_run(hub: Hub, space: str, *, patience: float = 10.0) -> str | None:
     """
     if get_runtime(hub, space).stage not in SERVING:
         return None
-    from spacetrain.stages.train import SpaceApp
+    from spacetrain.stages.progress import quiet
+    from spacetrain.stages.space_app import SpaceApp
 
     # A Space still starting gets longer. ``patience`` is generous: an app that answers
     # late under load must not be taken for idle (releasing would end its run).
     deadline = time.monotonic() + 3 * patience
     try:
-        with SpaceApp(space, hub, deadline=deadline, say=lambda _: None) as app:
+        with SpaceApp(space, hub, deadline=deadline, progress=quiet) as app:
             app.disconnect_limit = patience
             status = app.call("/training_status", "")
     except Exception:  # not our app, no answer in time, or a gr.Error: no run to protect
@@ -133,6 +127,5 @@ __all__ = [
     "active_run",
     "get_runtime",
     "log_tail",
-    "say",
     "short",
 ]

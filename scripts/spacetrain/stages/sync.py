@@ -28,6 +28,7 @@ from spacetrain.hub import Hub
 from spacetrain.lint import Policy, load_policy, run_rules
 from spacetrain.lint.reporters import REPORTERS
 from spacetrain.lint.space_folder import SpaceFolder, shown_path
+from spacetrain.stages.progress import Progress, progress_for
 from spacetrain.stages.setup import (
     SetupOptions,
     SetupResult,
@@ -36,7 +37,7 @@ from spacetrain.stages.setup import (
     request_hardware,
     settle,
 )
-from spacetrain.stages.space_runtime import say, short
+from spacetrain.stages.space_runtime import short
 from spacetrain.stages.state import PipelineState
 
 # Never uploaded, whatever the policy says (the policy's files.ignore lists them too).
@@ -168,19 +169,19 @@ def local_files(space_dir: Path, policy: Policy) -> SpaceFolder:
     return folder
 
 
-def lint_gate(folder: SpaceFolder, *, stage: str = "sync") -> None:
+def lint_gate(folder: SpaceFolder, *, progress: Progress) -> None:
     """Refuse a folder with lint errors: the findings on stderr, then exit 1."""
     report = run_rules(folder)
     if report.errors:
         text = REPORTERS["text"](report)
         for line in text.rstrip("\n").splitlines():
-            say(stage, line)
+            progress(line)
         raise CheckFailed(
             f"{folder.shown_root}/ has {report.errors} lint error(s); nothing was synced "
             f"(see `spacetrain lint {folder.shown_root}`)"
         )
     if report.warnings:
-        say(stage, f"lint: {report.summary()}")
+        progress(f"lint: {report.summary()}")
 
 
 def git_blob_id(data: bytes) -> str:
@@ -307,7 +308,13 @@ def _commit(
     return hub.call(f"commit {shown}/ to Space {options.space}", attempt)
 
 
-def sync(hub: Hub, options: SyncOptions, state: PipelineState | None = None) -> SyncResult:
+def sync(
+    hub: Hub,
+    options: SyncOptions,
+    state: PipelineState | None = None,
+    *,
+    progress: Progress | None = None,
+) -> SyncResult:
     """Lint the folder, set the Space up, commit what changed, request the hardware.
 
     Returns:
@@ -320,38 +327,38 @@ def sync(hub: Hub, options: SyncOptions, state: PipelineState | None = None) -> 
         AuthError, UsageError: the Hub refused (bad token, no access) (exit 2).
         HubUnreachable: the Hub kept failing until the retry deadline (exit 3).
     """
+    progress = progress or progress_for("sync")
     space = options.space
     policy = load_lint_policy(options.policy)
     folder = local_files(options.space_dir, policy)
     shown = shown_path(options.space_dir).rstrip("/")
-    lint_gate(folder)
+    lint_gate(folder, progress=progress)
     files = sorted(folder.files)
     if not files:
         raise InputFileError(shown, "has no files to upload")
-    say("sync", f"{shown}/: {len(files)} file(s), lint clean")
+    progress(f"{shown}/: {len(files)} file(s), lint clean")
 
     setup = options.setup or SetupOptions(space)
-    done = ensure_space(hub, setup, require_token=options.setup is not None)
+    done = ensure_space(hub, setup, progress=progress, require_token=options.setup is not None)
     if done is None:  # the Space exists: settle its settings before the commit builds it
         done = SetupResult(space)
         if options.setup:
-            settle(hub, setup, done)
+            settle(hub, setup, done, progress=progress)
 
     p, commit = _commit(hub, options, files, shown, guard=not done.created)
     changed = not p.empty
     if changed:
-        say(
-            "sync",
+        progress(
             f"committed {short(commit)} on top of {short(p.head)}: "
             f"{len(p.upload)} file(s) added or changed, {len(p.delete)} deleted",
         )
         for rel in p.upload:
-            say("sync", f"  + {rel}")
+            progress(f"  + {rel}")
         for rel in p.delete:
-            say("sync", f"  - {rel}")
+            progress(f"  - {rel}")
     else:
-        say("sync", f"{shown}/ is unchanged: no commit, the Space stays at {short(commit)}")
-    request_hardware(hub, setup, done)
+        progress(f"{shown}/ is unchanged: no commit, the Space stays at {short(commit)}")
+    request_hardware(hub, setup, done, progress=progress)
 
     if state is not None:
         state.update(space=space, space_commit=commit)

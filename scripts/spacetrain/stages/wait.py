@@ -25,13 +25,13 @@ from dataclasses import dataclass
 
 from spacetrain.errors import CheckFailed, SpaceBuildFailed, StageTimeout
 from spacetrain.hub import Hub
+from spacetrain.stages.progress import Progress, progress_for
 from spacetrain.stages.space_runtime import (
     FAILED,
     STOPPED,
     Runtime,
     get_runtime,
     log_tail,
-    say,
     short,
 )
 
@@ -94,8 +94,10 @@ class _Waiter:
         backoff: Backoff,
         sleep: Callable[[float], None],
         clock: Callable[[], float],
+        progress: Progress,
     ) -> None:
         self.hub, self.space, self.commit = hub, space, commit
+        self.progress = progress
         self.timeout, self.backoff = timeout, backoff
         self.sleep, self.clock = sleep, clock
         self.start = clock()
@@ -109,7 +111,7 @@ class _Waiter:
         return self.clock() - self.start
 
     def say(self, message: str) -> None:
-        say("wait", f"{self.elapsed():7.1f}s  {message}")
+        self.progress(f"{self.elapsed():7.1f}s  {message}")
 
     def head(self) -> str:
         info = self.hub.call(
@@ -146,7 +148,7 @@ class _Waiter:
         if tail:
             self.say(f"last {len(tail)} line(s) of the {'build' if build else 'run'} log:")
             for line in tail:
-                say("wait", f"  | {line}")
+                self.progress(f"  | {line}")
         detail = (rt.error or "").strip().splitlines()
         reason = f": {detail[0]}" if detail else ""
         return SpaceBuildFailed(
@@ -226,6 +228,7 @@ def wait(
     backoff: Backoff | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    progress: Progress | None = None,
 ) -> WaitResult:
     """Poll the Space until it runs ``commit`` (RUNNING, on the requested hardware).
 
@@ -244,7 +247,8 @@ def wait(
         StageTimeout: the deadline passed (exit 3).
         AuthError, UsageError, HubUnreachable: from the Hub calls (exit 2 or 3).
     """
-    say("wait", f"waiting for {space} to run {short(commit)} (timeout {timeout:.0f} s)")
+    progress = progress or progress_for("wait")
+    progress(f"waiting for {space} to run {short(commit)} (timeout {timeout:.0f} s)")
     waiter = _Waiter(
         hub,
         space,
@@ -253,6 +257,7 @@ def wait(
         backoff=backoff or Backoff(),
         sleep=sleep,
         clock=clock,
+        progress=progress,
     )
     return waiter.run()
 
