@@ -204,7 +204,7 @@ def run_rehearsal(options: RehearsalOptions, *, root: Path | None = None) -> dic
                 hub,
                 state,
                 PipelineOptions(
-                    adapter="kwanzaa",
+                    overrides=TrainingOverrides(adapter="kwanzaa"),
                     report_dir=workdir / "reports",
                     work_dir=workdir / ".spacetrain",
                     wait_timeout=600.0,
