@@ -42,7 +42,13 @@ from typing import Any
 
 from spacetrain.localhub.auth import Auth, Caller, user_id
 from spacetrain.localhub.billing import FLAVORS, BillingMeter, Flavor
-from spacetrain.localhub.errors import BadRequest, NotFound, RepoNotFound, Unprocessable
+from spacetrain.localhub.errors import (
+    BadRequest,
+    HubError,
+    NotFound,
+    RepoNotFound,
+    Unprocessable,
+)
 from spacetrain.localhub.spaces import BASE_ENV, AppProcess, LogBuffer, SpaceOptions
 from spacetrain.localhub.store import RepoStore, now_iso
 
@@ -384,11 +390,20 @@ class JobSupervisor:
         """``list_jobs_hardware``."""
         return [f.to_json() for f in JOB_FLAVORS.values()]
 
-    def billing(self) -> dict[str, Any]:
-        """The meter, one entry per Job, with the namespace it bills."""
-        snap = self.meter.snapshot()
+    def billing(self, viewer: Caller | None = None) -> dict[str, Any]:
+        """The meter, one entry per Job, with the namespace it bills. For a ``viewer``
+        (a user's look, not the admin's): the Jobs of namespaces it may read, no total."""
         with self._lock:
             owners = {job_id: job.namespace for job_id, job in self._jobs.items()}
+
+        def readable(job_id: str) -> bool:
+            try:
+                self._auth.check_namespace(viewer, owners.get(job_id, ""), write=False)
+            except HubError:
+                return False
+            return True
+
+        snap = self.meter.snapshot(None if viewer is None else readable)
         for job_id, entry in snap["jobs"].items():
             entry.pop("builds", None)
             entry.pop("restarts", None)
