@@ -66,6 +66,7 @@ TERMINAL = (COMPLETED, CANCELED, ERROR, DELETED)
 STARTED_LINE = "===== Job started at {at} ====="
 _UNSUPPORTED = ("volumes", "expose", "ssh", "network", "resourceGroupId")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_LABEL_KEY = re.compile(r"^[^=\s]+$")  # list_jobs filters by "key=value"
 _REVISION = re.compile(r"^(?P<id>[^/@:]+/[^/@:]+)(?:[@:](?P<rev>.+))?$")
 
 
@@ -230,18 +231,18 @@ def _strings(value: Any, what: str) -> list[str]:
     return list(value)
 
 
-def _mapping(value: Any, what: str) -> dict[str, str]:
+def _mapping(value: Any, what: str, key: re.Pattern[str] = _ENV_KEY) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise BadRequest(f"{what} must be an object of NAME: value")
     out = {}
-    for key, item in value.items():
-        if not isinstance(key, str) or not _ENV_KEY.match(key):
-            raise BadRequest(f"{what}: {key!r} is not a valid variable name")
+    for name, item in value.items():
+        if not isinstance(name, str) or not key.match(name):
+            raise BadRequest(f"{what}: {name!r} is not a valid name")
         if item is None or isinstance(item, dict | list):
-            raise BadRequest(f"{what}: {key} needs a string value")
-        out[key] = str(item)
+            raise BadRequest(f"{what}: {name} needs a string value")
+        out[name] = str(item)
     return out
 
 
@@ -322,7 +323,7 @@ class JobSupervisor:
         if flavor not in JOB_FLAVORS:
             raise BadRequest(f"Invalid flavor {flavor!r}: see list_jobs_hardware()")
         space_id, repo_id, sha = self._image(caller, spec)
-        labels = _mapping(spec.get("labels"), "labels") if spec.get("labels") else {}
+        labels = _mapping(spec.get("labels"), "labels", _LABEL_KEY)
         job_id = uuid.uuid4().hex[:24]
         home = self._root / "_jobs" / job_id
         home.mkdir(parents=True, exist_ok=True)
@@ -478,8 +479,9 @@ class JobSupervisor:
         return space_id, repo.repo_id, repo.resolve(match["rev"])
 
     def _env(self, job: Job) -> dict[str, str]:
-        home = job.home / "home"
+        home, tmp = job.home / "home", job.home / "tmp"
         home.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir(parents=True, exist_ok=True)
         env = {k: os.environ[k] for k in BASE_ENV if k in os.environ}
         bindir = str(Path(self.options.python).parent)  # torchrun, accelerate: same venv
         env["PATH"] = os.pathsep.join(p for p in (bindir, env.get("PATH")) if p)
@@ -488,6 +490,7 @@ class JobSupervisor:
             {
                 "HF_ENDPOINT": self._hub_url(),
                 "HOME": str(home),
+                "TMPDIR": str(tmp),  # a container's own /tmp (a literal /tmp path is shared)
                 "HF_HOME": str(home / ".cache" / "huggingface"),
                 "PYTHONUNBUFFERED": "1",
                 "HF_HUB_DISABLE_TELEMETRY": "1",
