@@ -116,7 +116,6 @@ def test_restricted_tokens(tmp_path: Path) -> None:
         with pytest.raises(HfHubHTTPError) as err:
             anonymous.create_repo("alice/third")
         assert err.value.response.status_code == 401
-        assert httpx.get(f"{hub.url}/api/models?author=alice").json()[0]["id"] == "alice/public"
 
 
 @pytest.mark.e2e
@@ -154,8 +153,6 @@ def test_what_localhub_refuses_it_says_so(api: HfApi, hub: LocalHub) -> None:
     assert chunked.status_code == 200, chunked.text
     assert api.list_repo_files("alice/m") == [".gitattributes", "a.txt"]
 
-    xet = httpx.get(f"{hub.url}/api/models/alice/m/xet-write-token/main")
-    assert xet.status_code == 422
     bad_id = httpx.post(f"{hub.url}/api/repos/create", json={"name": "bad--name"})
     assert bad_id.status_code == 400
     nowhere = httpx.get(f"{hub.url}/api/nowhere")
@@ -165,7 +162,7 @@ def test_what_localhub_refuses_it_says_so(api: HfApi, hub: LocalHub) -> None:
         httpx.get(f"{hub.url}/api/whoami-v2", headers={"authorization": "Basic x"}).status_code
         == 401
     )
-    assert all(r.headers.get("X-Request-Id") for r in (xet, bad_id, nowhere))
+    assert all(r.headers.get("X-Request-Id") for r in (bad_id, nowhere))
 
 
 @pytest.mark.e2e

@@ -335,6 +335,10 @@ def test_stopping_the_hub_ends_running_jobs(tmp_path: Path) -> None:
         )
         pids = [int(p) for p in _wait_for(tmp_path / "pids").split()]
         assert job.owner.name == "localhub-user"
+        with pytest.raises(HfHubHTTPError, match="401"):  # open server, still no anonymous Jobs
+            HfApi(endpoint=hub.url, token=False).inspect_job(
+                job_id=job.id, namespace="localhub-user"
+            )
     finally:
         hub.stop()
     assert not any(_alive(p) for p in pids)

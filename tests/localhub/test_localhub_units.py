@@ -9,7 +9,7 @@ import pytest
 
 import spacetrain.localhub as localhub_pkg
 from spacetrain.localhub import use_endpoint
-from spacetrain.localhub.billing import BillingMeter
+from spacetrain.localhub.billing import FLAVORS, BillingMeter
 from spacetrain.localhub.card import FrontMatterError, front_matter, space_config
 from spacetrain.localhub.errors import BadRequest, EntryNotFound, PreconditionFailed
 from spacetrain.localhub.store import Operation, RepoStore, _gitignore_match, validate_path
@@ -127,6 +127,14 @@ def test_billing_meter_counts_per_flavor() -> None:
         "restarts": 2,
     }
     assert snap["total"] == {"seconds": 3610.0, "usd": 1.0}
+
+
+def test_the_flavors_are_huggingface_hubs() -> None:
+    """request_space_hardware is checked against FLAVORS: the library's list, in order."""
+    from huggingface_hub import SpaceHardware
+
+    assert list(FLAVORS) == [h.value for h in SpaceHardware]
+    assert (FLAVORS["a10g-small"].gpu, FLAVORS["cpu-basic"].gpu) == ("A10G", None)
 
 
 def test_use_endpoint_repoints_and_restores() -> None:

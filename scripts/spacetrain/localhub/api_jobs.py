@@ -7,14 +7,12 @@ the rules: rights, stages, meter) and answers JSON, or the log as the Hub's SSE.
 
 from __future__ import annotations
 
-import json
 import re
-import time
-from collections.abc import Iterator
 
+from spacetrain.localhub.context import Context
 from spacetrain.localhub.errors import BadRequest
-from spacetrain.localhub.routes import KEEPALIVE_S, Context, Request, Response, json_response
 from spacetrain.localhub.store import now_iso
+from spacetrain.localhub.wire import Request, Response, json_response, sse_response
 
 
 def run_job(ctx: Context, req: Request, ns: str) -> Response:
@@ -49,23 +47,9 @@ def job_logs(ctx: Context, req: Request, ns: str, job_id: str) -> Response:
     if tail is not None and not re.fullmatch(r"\d+", tail):
         raise BadRequest(f"tail must be a whole number, got {tail!r}")
     lines = ctx.jobs.follow(job, int(tail) if tail is not None else None)
-
-    def events() -> Iterator[bytes]:
-        last = time.monotonic()
-        for item in lines:
-            if item is None:
-                if time.monotonic() - last >= KEEPALIVE_S:
-                    last = time.monotonic()
-                    yield b": keep-alive\n\n"
-                continue
-            stamp, line = item
-            event = {"data": line.rstrip("\n"), "timestamp": now_iso(stamp)}
-            yield b"data: " + json.dumps(event).encode() + b"\n\n"
-
-    return Response(
-        200,
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
-        stream=events(),
+    return sse_response(
+        None if item is None else {"data": item[1].rstrip("\n"), "timestamp": now_iso(item[0])}
+        for item in lines
     )
 
 
@@ -74,15 +58,4 @@ def jobs_hardware(ctx: Context, req: Request) -> Response:
     return json_response(ctx.jobs.hardware())
 
 
-_NS = r"^/api/jobs/(?P<ns>[^/]+)"
-# (methods, pattern, handler), in the order the URL table tries them.
-JOB_ROUTES = [
-    (("GET",), re.compile(r"^/api/jobs/hardware$"), jobs_hardware),
-    (("POST",), re.compile(rf"{_NS}$"), run_job),
-    (("GET",), re.compile(rf"{_NS}$"), list_jobs),
-    (("GET",), re.compile(rf"{_NS}/(?P<job_id>[^/]+)$"), inspect_job),
-    (("POST",), re.compile(rf"{_NS}/(?P<job_id>[^/]+)/cancel$"), cancel_job),
-    (("GET",), re.compile(rf"{_NS}/(?P<job_id>[^/]+)/logs$"), job_logs),
-]
-
-__all__ = ["JOB_ROUTES"]
+__all__ = ["cancel_job", "inspect_job", "job_logs", "jobs_hardware", "list_jobs", "run_job"]

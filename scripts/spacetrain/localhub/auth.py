@@ -31,12 +31,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from spacetrain.inputs import sendable_token
-from spacetrain.localhub.errors import INVALID_CREDENTIALS, Forbidden, Unauthorized
+from spacetrain.localhub.errors import INVALID_CREDENTIALS, Forbidden, HubError, Unauthorized
 
 DEFAULT_USER = "localhub-user"
 ROLES = ("read", "write", "fineGrained")
 READ, WRITE = "repo.content.read", "repo.write"
 ENTITIES = ("model", "dataset", "space", "user")
+# Who may call a route (the URL table's last column; see Auth.guard).
+HUB, ADMIN, ADMIN_OR_USER = "hub", "admin", "admin-or-user"
 
 
 def user_id(name: str) -> str:
@@ -261,6 +263,66 @@ class Auth:
             f"it is not your namespace ({caller.user})"
         )
 
+    def whoami(self, caller: Caller, now: str) -> dict[str, object]:
+        """``whoami-v2``: the user behind the token; 401 for an anonymous call."""
+        if caller.anonymous:
+            raise Unauthorized(INVALID_CREDENTIALS)
+        name = caller.user
+        return {
+            "type": "user",
+            "id": user_id(name),
+            "name": name,
+            "fullname": name,
+            "email": f"{name}@users.noreply.localhub",
+            "emailVerified": True,
+            "canPay": False,
+            "isPro": False,
+            "periodEnd": None,
+            "avatarUrl": "",
+            "orgs": [],
+            "auth": self.whoami_auth(caller, now),
+        }
+
+    def guard(self, guard: str, authorization: str | None) -> tuple[Caller, bool]:
+        """The caller of a route and whether it holds the control plane; 401/403 where
+        it may not call.
+
+        ``guard`` is the URL table's: ``HUB`` routes identify the token (a token not
+        accepted is 401, anonymous passes); ``ADMIN`` routes want the admin token;
+        ``ADMIN_OR_USER`` (the billing meter) also takes an accepted user token (anonymous
+        is 401 on a restricted server).
+        """
+        admin = self.is_admin(authorization)
+        if guard != HUB and admin:
+            return Caller(None), True
+        if guard == ADMIN:
+            self.require_admin(authorization)  # raises: not the admin
+        caller = self.identify(authorization)
+        if guard == ADMIN_OR_USER:
+            self.writer(caller)
+        return caller, admin
+
+    def admit(
+        self, private: bool, repo_id: str, headers: Mapping[str, str]
+    ) -> tuple[int, str] | None:
+        """Whether a request may reach a Space's app (its gateway asks, with lower-case
+        header names): a public Space is open; a private one needs a token that can read
+        it, as ``Authorization`` or as gradio_client's ``x-hf-authorization``.
+        ``(status, message)`` when refused; another user's token gets 404, as the Hub:
+        no hint the Space is there."""
+        if not private:
+            return None
+        try:
+            header = headers.get("authorization") or headers.get("x-hf-authorization")
+            caller = self.identify(header)
+        except HubError as exc:
+            return exc.status, exc.message
+        if caller.anonymous:
+            return 401, f"Space {repo_id} is private: send a token that can read it"
+        if not self.can_see(caller, True, "space", repo_id):
+            return 404, f"Space {repo_id} does not exist"
+        return None
+
     @staticmethod
     def whoami_auth(caller: Caller, created_at: str) -> dict[str, object]:
         """``whoami-v2``'s ``auth`` object for this caller's token, in the Hub's shape."""
@@ -285,4 +347,16 @@ class Auth:
         return {"type": "access_token", "accessToken": token}
 
 
-__all__ = ["DEFAULT_USER", "ROLES", "Auth", "Caller", "Scope", "Token", "parse_token", "user_id"]
+__all__ = [
+    "ADMIN",
+    "ADMIN_OR_USER",
+    "DEFAULT_USER",
+    "HUB",
+    "ROLES",
+    "Auth",
+    "Caller",
+    "Scope",
+    "Token",
+    "parse_token",
+    "user_id",
+]

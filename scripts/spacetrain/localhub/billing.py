@@ -14,10 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from spacetrain.localhub.errors import BadRequest
+
 
 @dataclass(frozen=True)
 class Flavor:
-    """One hardware flavor: what ``list_spaces_hardware`` shows and what it costs.
+    """One hardware flavor (huggingface_hub's ``SpaceHardware``, or ``JobHardware`` in
+    ``jobs.JOB_FLAVORS``): what it is and costs.
 
     ``usd_per_hour`` is the public list price as we last read it (huggingface.co/pricing,
     docs/hub/spaces-gpus); treat it as an estimate, the meter's seconds are the fact.
@@ -34,6 +37,7 @@ class Flavor:
     storage: str | None = None  # a Job's ephemeral storage (Spaces do not list one)
 
     def to_json(self) -> dict[str, Any]:
+        """One row of ``list_jobs_hardware`` (the Hub's shape, priced per minute)."""
         per_minute = self.usd_per_hour / 60
         return {
             "name": self.name,
@@ -116,6 +120,15 @@ FLAVORS: dict[str, Flavor] = {
     )
 }
 DEFAULT_FLAVOR = "cpu-basic"
+
+
+def check_flavor(flavor: Any) -> str:
+    """A flavor the Hub knows (huggingface_hub's ``SpaceHardware``), else 400."""
+    if flavor not in FLAVORS:
+        raise BadRequest(f"Invalid hardware flavor {flavor!r}. Valid flavors: {', '.join(FLAVORS)}")
+    return str(flavor)
+
+
 FREE_SLEEP_SECONDS = 48 * 3600  # cpu-basic sleeps after 48 h; not configurable on the Hub
 
 
@@ -168,9 +181,20 @@ class BillingMeter:
             current = self._open.get(space_id)
             return current[0] if current else None
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, visible: Callable[[str], bool] | None = None) -> dict[str, Any]:
         """``{group: {id: {"billing": flavor|None, "flavors": {flavor: {seconds, usd}},
-        "builds": n, "restarts": n}}, "total": {"seconds", "usd"}}``."""
+        "builds": n, "restarts": n}}, "total": {"seconds", "usd"}}``.
+
+        With ``visible`` (a user's look, not the admin's): only the entries it accepts,
+        and no ``total``: the whole hub's bill is the admin's business.
+        """
+        data = self._snapshot()
+        if visible is not None:
+            data[self.group] = {k: v for k, v in data[self.group].items() if visible(k)}
+            del data["total"]
+        return data
+
+    def _snapshot(self) -> dict[str, Any]:
         with self._lock:
             now = self._clock()
             spaces: dict[str, Any] = {}
@@ -221,4 +245,12 @@ def merge(*snapshots: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["DEFAULT_FLAVOR", "FLAVORS", "FREE_SLEEP_SECONDS", "BillingMeter", "Flavor", "merge"]
+__all__ = [
+    "DEFAULT_FLAVOR",
+    "FLAVORS",
+    "FREE_SLEEP_SECONDS",
+    "BillingMeter",
+    "Flavor",
+    "check_flavor",
+    "merge",
+]

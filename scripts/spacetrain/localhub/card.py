@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from spacetrain.localhub.store import SPACE_SDKS
+SPACE_SDKS = ("gradio", "docker", "static", "streamlit")
 
 
 class FrontMatterError(ValueError):
@@ -77,4 +77,4 @@ def space_config(readme: str | None) -> SpaceConfig:
     return SpaceConfig(sdk, app_file, port, str(title) if title is not None else "")
 
 
-__all__ = ["FrontMatterError", "SpaceConfig", "front_matter", "space_config"]
+__all__ = ["SPACE_SDKS", "FrontMatterError", "SpaceConfig", "front_matter", "space_config"]

@@ -3,7 +3,8 @@
 huggingface_hub's ``hf_raise_for_status`` looks at the ``X-Error-Code`` header first
 (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``), then ``X-Error-Message``,
 then the status. Every domain error here knows its status, its code and its wire body,
-so ``routes.py`` never writes error JSON by hand (moto's ``JsonRESTError`` idea).
+so no handler writes error JSON by hand: ``dispatch.py`` answers them (moto's
+``JsonRESTError`` idea).
 """
 
 from __future__ import annotations

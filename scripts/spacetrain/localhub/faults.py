@@ -9,7 +9,7 @@ A rule is JSON, posted to ``/_localhub/faults`` or given for a whole run in
 Each rule has its own ``random.Random(seed)``, so the same sequence of requests gets
 the same faults. ``count`` caps how many requests a rule acts on (an error or a delay);
 after that it is spent. Actions on Spaces (``kill_space``, ``force_stage``) are not
-rules: :func:`parse_faults` hands them back for the server to carry out.
+rules: :func:`parse_faults` checks them and hands them back for the server to carry out.
 """
 
 from __future__ import annotations
@@ -113,6 +113,23 @@ def _rule(spec: dict[str, Any]) -> FaultRule:
     )
 
 
+def _action(item: dict[str, Any]) -> dict[str, Any]:
+    """A Space action, checked: ``kill_space: repo``, ``app_outage: {repo, seconds}`` or
+    ``force_stage: {repo, stage[, message, when]}`` (the stage is the supervisor's check)."""
+    if "app_outage" in item:
+        spec = item["app_outage"]
+        if not isinstance(spec, dict) or "repo" not in spec:
+            raise BadRequest("app_outage needs {repo, seconds}")
+        seconds = spec.get("seconds", 5)
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            raise BadRequest(f"app_outage: seconds must be a number >= 0, got {seconds!r}")
+    elif "force_stage" in item:
+        spec = item["force_stage"]
+        if not isinstance(spec, dict) or "repo" not in spec or "stage" not in spec:
+            raise BadRequest("force_stage needs {repo, stage[, message, when]}")
+    return item
+
+
 def parse_faults(payload: Any) -> tuple[list[FaultRule], list[dict[str, Any]]]:
     """Rules and Space actions from a JSON object, a list of them, or a JSON string."""
     if isinstance(payload, str | bytes):
@@ -132,7 +149,7 @@ def parse_faults(payload: Any) -> tuple[list[FaultRule], list[dict[str, Any]]]:
                     "fault: kill_space / force_stage / app_outage / kill_job / job_start_error "
                     "must be alone in their object"
                 )
-            actions.append(item)
+            actions.append(_action(item))
         else:
             rules.append(_rule(item))
     return rules, actions

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+
+from spacetrain.localhub.wire import QuietHandler, ThreadedServer, read_body
 
 # Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1).
 _HOP = {
@@ -37,12 +36,6 @@ _HOP = {
     "upgrade",
 }
 Admit = Callable[[dict[str, str]], tuple[int, str] | None]
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
 
 
 class AppGateway:
@@ -61,7 +54,7 @@ class AppGateway:
         self.admit = admit
         self.down_until = 0.0
         handler = type("GatewayHandler", (_Handler,), {"gateway": self})
-        self._server = _Server(("127.0.0.1", 0), handler)
+        self._server = ThreadedServer(("127.0.0.1", 0), handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.1},
@@ -89,36 +82,14 @@ class AppGateway:
         self._thread.join(5)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(QuietHandler):
     server_version = "localhub-space"
     gateway: AppGateway
-
-    def setup(self) -> None:
-        super().setup()
-        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet, as the hub itself."""
 
     def do_GET(self) -> None:
         self._proxy()
 
     do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
-
-    def _body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline().strip():
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
 
     def _refuse(self, status: int, message: str) -> None:
         body = json.dumps({"error": message}).encode()
@@ -132,7 +103,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _proxy(self) -> None:
         gateway = self.gateway
         try:
-            body = self._body()
+            body = read_body(self.headers, self.rfile)
         except (ValueError, OSError):
             self.close_connection = True
             return

@@ -42,7 +42,13 @@ from typing import Any
 
 from spacetrain.localhub.auth import Auth, Caller, user_id
 from spacetrain.localhub.billing import FLAVORS, BillingMeter, Flavor
-from spacetrain.localhub.errors import BadRequest, NotFound, RepoNotFound, Unprocessable
+from spacetrain.localhub.errors import (
+    BadRequest,
+    HubError,
+    NotFound,
+    RepoNotFound,
+    Unprocessable,
+)
 from spacetrain.localhub.spaces import BASE_ENV, AppProcess, LogBuffer, SpaceOptions
 from spacetrain.localhub.store import RepoStore, now_iso
 
@@ -60,6 +66,7 @@ TERMINAL = (COMPLETED, CANCELED, ERROR, DELETED)
 STARTED_LINE = "===== Job started at {at} ====="
 _UNSUPPORTED = ("volumes", "expose", "ssh", "network", "resourceGroupId")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_LABEL_KEY = re.compile(r"^[^=\s]+$")  # list_jobs filters by "key=value"
 _REVISION = re.compile(r"^(?P<id>[^/@:]+/[^/@:]+)(?:[@:](?P<rev>.+))?$")
 
 
@@ -224,18 +231,18 @@ def _strings(value: Any, what: str) -> list[str]:
     return list(value)
 
 
-def _mapping(value: Any, what: str) -> dict[str, str]:
+def _mapping(value: Any, what: str, key: re.Pattern[str] = _ENV_KEY) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise BadRequest(f"{what} must be an object of NAME: value")
     out = {}
-    for key, item in value.items():
-        if not isinstance(key, str) or not _ENV_KEY.match(key):
-            raise BadRequest(f"{what}: {key!r} is not a valid variable name")
+    for name, item in value.items():
+        if not isinstance(name, str) or not key.match(name):
+            raise BadRequest(f"{what}: {name!r} is not a valid name")
         if item is None or isinstance(item, dict | list):
-            raise BadRequest(f"{what}: {key} needs a string value")
-        out[key] = str(item)
+            raise BadRequest(f"{what}: {name} needs a string value")
+        out[name] = str(item)
     return out
 
 
@@ -316,7 +323,7 @@ class JobSupervisor:
         if flavor not in JOB_FLAVORS:
             raise BadRequest(f"Invalid flavor {flavor!r}: see list_jobs_hardware()")
         space_id, repo_id, sha = self._image(caller, spec)
-        labels = _mapping(spec.get("labels"), "labels") if spec.get("labels") else {}
+        labels = _mapping(spec.get("labels"), "labels", _LABEL_KEY)
         job_id = uuid.uuid4().hex[:24]
         home = self._root / "_jobs" / job_id
         home.mkdir(parents=True, exist_ok=True)
@@ -384,11 +391,20 @@ class JobSupervisor:
         """``list_jobs_hardware``."""
         return [f.to_json() for f in JOB_FLAVORS.values()]
 
-    def billing(self) -> dict[str, Any]:
-        """The meter, one entry per Job, with the namespace it bills."""
-        snap = self.meter.snapshot()
+    def billing(self, viewer: Caller | None = None) -> dict[str, Any]:
+        """The meter, one entry per Job, with the namespace it bills. For a ``viewer``
+        (a user's look, not the admin's): the Jobs of namespaces it may read, no total."""
         with self._lock:
             owners = {job_id: job.namespace for job_id, job in self._jobs.items()}
+
+        def readable(job_id: str) -> bool:
+            try:
+                self._auth.check_namespace(viewer, owners.get(job_id, ""), write=False)
+            except HubError:
+                return False
+            return True
+
+        snap = self.meter.snapshot(None if viewer is None else readable)
         for job_id, entry in snap["jobs"].items():
             entry.pop("builds", None)
             entry.pop("restarts", None)
@@ -463,8 +479,9 @@ class JobSupervisor:
         return space_id, repo.repo_id, repo.resolve(match["rev"])
 
     def _env(self, job: Job) -> dict[str, str]:
-        home = job.home / "home"
+        home, tmp = job.home / "home", job.home / "tmp"
         home.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir(parents=True, exist_ok=True)
         env = {k: os.environ[k] for k in BASE_ENV if k in os.environ}
         bindir = str(Path(self.options.python).parent)  # torchrun, accelerate: same venv
         env["PATH"] = os.pathsep.join(p for p in (bindir, env.get("PATH")) if p)
@@ -473,6 +490,7 @@ class JobSupervisor:
             {
                 "HF_ENDPOINT": self._hub_url(),
                 "HOME": str(home),
+                "TMPDIR": str(tmp),  # a container's own /tmp (a literal /tmp path is shared)
                 "HF_HOME": str(home / ".cache" / "huggingface"),
                 "PYTHONUNBUFFERED": "1",
                 "HF_HUB_DISABLE_TELEMETRY": "1",

@@ -2,8 +2,9 @@
 
 The lifecycle copies moto's ``ThreadedMotoServer``: bind (port 0 picks a free one),
 serve from a daemon thread, report the port actually bound, shut down and join. The
-server is the stdlib ``ThreadingHTTPServer``: it needs nothing beyond the core install,
-and it streams (SSE logs) and reads chunked bodies, which is all the clients ask for.
+server is the stdlib ``ThreadingHTTPServer`` (``wire.ThreadedServer``): it needs nothing
+beyond the core install, and it streams (SSE logs) and reads chunked bodies, which is all
+the clients ask for.
 """
 
 from __future__ import annotations
@@ -12,29 +13,22 @@ import os
 import shutil
 import threading
 from collections.abc import Iterable, Mapping
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from spacetrain.localhub import routes
-from spacetrain.localhub.api_jobs import JOB_ROUTES
+from spacetrain.localhub.api_control import apply_faults
 from spacetrain.localhub.auth import Auth, Token
 from spacetrain.localhub.billing import BillingMeter, merge
+from spacetrain.localhub.context import Context
+from spacetrain.localhub.dispatch import HubHandler
 from spacetrain.localhub.faults import FaultPlan, parse_faults
 from spacetrain.localhub.jobs import JobSupervisor
-from spacetrain.localhub.routes import Context, Handler, admit_to_app, apply_faults
 from spacetrain.localhub.spaces import SpaceOptions, SpaceSupervisor
 from spacetrain.localhub.store import RepoStore
+from spacetrain.localhub.wire import ThreadedServer
 
 FAULTS_ENV = "LOCALHUB_FAULTS"
-routes.ROUTES.extend(JOB_ROUTES)  # the Jobs API (api_jobs.py imports routes' types)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
 
 
 class LocalHub:
@@ -91,7 +85,7 @@ class LocalHub:
         self.store: RepoStore | None = None
         self.spaces: SpaceSupervisor | None = None
         self.jobs: JobSupervisor | None = None
-        self._server: _Server | None = None
+        self._server: ThreadedServer | None = None
         self._thread: threading.Thread | None = None
         self._ctx: Context | None = None
         self._lock = threading.Lock()
@@ -123,7 +117,8 @@ class LocalHub:
             for payload in payloads:
                 parse_faults(payload)  # refuse a bad spec before anything starts
             self.root.mkdir(parents=True, exist_ok=True)
-            server = _Server((self.host, self._port), type("BoundHandler", (Handler,), {}))
+            handler = type("BoundHandler", (HubHandler,), {})
+            server = ThreadedServer((self.host, self._port), handler)
             self._server = server
             self.store = RepoStore(self.root)
             self.spaces = SpaceSupervisor(
@@ -166,10 +161,13 @@ class LocalHub:
         return self
 
     def _admit(self, repo_id: str, headers: dict[str, str]) -> tuple[int, str] | None:
-        ctx = self._ctx
-        if ctx is None:
+        store = self.store
+        if self._ctx is None or store is None:
             return 503, "localhub is stopping"
-        return admit_to_app(ctx, repo_id, headers)
+        repo = store.find("space", repo_id)
+        if repo is None:
+            return 404, f"Space {repo_id} does not exist"
+        return self.auth.admit(repo.private, repo_id, headers)
 
     def stop(self) -> None:
         """Stop every Space app this hub started, then the server."""

@@ -39,6 +39,7 @@ from spacetrain.localhub.billing import (
     FLAVORS,
     FREE_SLEEP_SECONDS,
     BillingMeter,
+    check_flavor,
 )
 from spacetrain.localhub.card import FrontMatterError, SpaceConfig, space_config
 from spacetrain.localhub.errors import BadRequest, HubError
@@ -216,6 +217,7 @@ class AppProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        self._reaped = threading.Event()
         self._reader = threading.Thread(target=self._read, name=f"app-log-{port}", daemon=True)
         self._reader.start()
         # A child that kept the app's stdout would hold the reader past the app's end:
@@ -223,8 +225,11 @@ class AppProcess:
         threading.Thread(target=self._reap, name=f"app-reap-{port}", daemon=True).start()
 
     def _reap(self) -> None:
+        """The one place the container is ended (the one /proc scan once the app is
+        gone): whoever ends the app, or the app itself, then waits for this."""
         self.proc.wait()
         procs.kill_all(self.tag)
+        self._reaped.set()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -232,7 +237,7 @@ class AppProcess:
             self.log.append(raw.decode("utf-8", "replace"))
         self.proc.stdout.close()
         self.returncode = self.proc.wait()
-        procs.kill_all(self.tag)  # the app is gone, so is its "container" (see _reap)
+        self._reaped.wait()  # the app is gone, so is its "container" (see _reap)
         self.log.close()
         self._on_exit(self)
 
@@ -243,18 +248,19 @@ class AppProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, sig)
 
-    def kill(self) -> None:
+    def kill(self, timeout: float = 5.0) -> None:
         """SIGKILL every process of the Space, as an out-of-memory kill of the container
         would (no ``stopping`` flag: the Space lands in RUNTIME_ERROR)."""
         self._signal(signal.SIGKILL)
-        procs.kill_all(self.tag)
+        self._reaped.wait(timeout)  # the app is dead: _reap ends the rest
 
     def stop(self, timeout: float = 5.0) -> None:
         """End the Space's whole process tree as ``docker stop`` ends a container.
 
         SIGTERM goes to the app's group (the container's main process); once it exits,
-        or after ``timeout``, every process still carrying the tag gets SIGKILL, detached
-        training included, pass after pass until none is left. Waits for the log to drain.
+        or after ``timeout``, every process still carrying the tag gets SIGKILL (by
+        ``_reap``), detached training included, pass after pass until none is left.
+        Waits for the log to drain.
         """
         self.stopping = True
         if self.alive():
@@ -265,7 +271,7 @@ class AppProcess:
                 self._signal(signal.SIGKILL)
                 self.proc.wait()
         self._signal(signal.SIGKILL)  # stragglers left in the group
-        procs.kill_all(self.tag)  # and those that left it
+        self._reaped.wait(timeout)  # and those that left it
         if threading.current_thread() is not self._reader:
             self._reader.join(timeout)
 
@@ -367,7 +373,7 @@ class SpaceSupervisor:
             self._spaces.clear()
 
     def forget(self, repo_id: str) -> None:
-        """The Space's repo was deleted or moved: stop its app and drop its state."""
+        """The Space's repo was deleted: stop its app and drop its state."""
         with self._lock:
             space = self._spaces.pop(repo_id, None)
         if space is not None:
@@ -484,8 +490,10 @@ class SpaceSupervisor:
 
     # ------------------------------------------------------------ API verbs
 
-    def on_commit(self, repo: Repo, sha: str) -> None:
-        """A new commit on main: rebuild unless the Space is paused."""
+    def on_commit(self, repo: Repo, branch: str, sha: str) -> None:
+        """A new commit: on a Space's main, rebuild unless the Space is paused."""
+        if repo.repo_type != "space" or branch != "main":
+            return
         space = self.space(repo)
         with space.lock:
             if self._settings(repo).get("paused"):
@@ -514,10 +522,7 @@ class SpaceSupervisor:
         return self.runtime(repo)
 
     def set_hardware(self, repo: Repo, flavor: str, sleep_time: int | None) -> dict[str, Any]:
-        if flavor not in FLAVORS:
-            raise BadRequest(
-                f"Invalid hardware flavor {flavor!r}. Valid flavors: {', '.join(FLAVORS)}"
-            )
+        check_flavor(flavor)
         settings = self._settings(repo)
         changed = settings.get("hardware", DEFAULT_FLAVOR) != flavor
         settings["hardware"] = flavor
@@ -935,6 +940,30 @@ class _DeployError(Exception):
         self.stage = stage
 
 
+def new_space_settings(
+    hardware: Any, sleep_time: Any, secrets: Any, variables: Any
+) -> dict[str, Any]:
+    """A new Space's settings from ``create_repo``'s body (400 for a malformed one)."""
+    settings: dict[str, Any] = {}
+    if hardware:
+        settings["hardware"] = check_flavor(hardware)
+    if sleep_time is not None:
+        settings["sleepTime"] = check_sleep(sleep_time)
+    for kind, items in (("secrets", secrets), ("variables", variables)):
+        table = {}
+        for item in items or []:
+            if not isinstance(item, dict) or "key" not in item:
+                raise BadRequest(f"{kind} must be a list of {{key, value}} objects")
+            table[item["key"]] = {
+                "value": str(item.get("value", "")),
+                "description": item.get("description"),
+                "updatedAt": now_iso(),
+            }
+        if table:
+            settings[kind] = table
+    return settings
+
+
 def check_sleep(seconds: Any) -> int:
     """A sleep time the Hub accepts: a positive number of seconds, or -1 for never."""
     if isinstance(seconds, bool) or not isinstance(seconds, int) or (seconds < 1 and seconds != -1):
@@ -954,4 +983,5 @@ __all__ = [
     "SpaceOptions",
     "SpaceSupervisor",
     "check_sleep",
+    "new_space_settings",
 ]

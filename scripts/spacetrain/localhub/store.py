@@ -27,20 +27,20 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
+from spacetrain.localhub.card import SPACE_SDKS, FrontMatterError, front_matter
 from spacetrain.localhub.errors import (
     BadRequest,
     Conflict,
     EntryNotFound,
-    Forbidden,
     HubError,
     PreconditionFailed,
     RepoNotFound,
     RevisionNotFound,
+    Unprocessable,
 )
 
 REPO_TYPES = ("model", "dataset", "space")
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
-SPACE_SDKS = ("gradio", "docker", "static", "streamlit")
 META_FILE = "localhub.json"
 DEFAULT_BRANCH = "main"
 
@@ -397,14 +397,9 @@ class Repo:
             self._tags[tag] = (target, sha)
             return sha
 
-    def delete_tag(self, tag: str) -> None:
-        with self.lock:
-            if tag not in self._tags:
-                raise RevisionNotFound(tag)
-            _git(self.path, "update-ref", "-d", f"refs/tags/{tag}")
-            del self._tags[tag]
-
-    def create_branch(self, branch: str, revision: str | None) -> str:
+    def create_branch(self, branch: str, revision: str | None, *, empty: bool = False) -> str:
+        if empty:
+            raise Unprocessable("localhub does not create empty branches")
         with self.lock:
             if not _REF_NAME.match(branch) or branch.startswith("refs"):
                 raise BadRequest(f"Invalid branch name {branch!r}")
@@ -414,15 +409,6 @@ class Repo:
             _git(self.path, "update-ref", f"refs/heads/{branch}", sha, "0" * 40)
             self._heads[branch] = sha
             return sha
-
-    def delete_branch(self, branch: str) -> None:
-        with self.lock:
-            if branch == DEFAULT_BRANCH:
-                raise Forbidden("Cannot delete the main branch")
-            if branch not in self._heads:
-                raise RevisionNotFound(branch)
-            _git(self.path, "update-ref", "-d", f"refs/heads/{branch}")
-            del self._heads[branch]
 
     # ------------------------------------------------------------ objects
 
@@ -519,6 +505,58 @@ class Repo:
             entry = self.snapshot(sha).files.get(".gitignore")
             gitignore = self.read_blob(entry.oid).decode("utf-8", "replace") if entry else ""
         return _gitignore_match(path, gitignore.splitlines())
+
+    def preupload(self, sha: str, files: Any, gitignore: str | None) -> list[dict[str, Any]]:
+        """How each file of a coming commit is to be sent, as the Hub's preupload answers.
+
+        Always ``regular`` (no LFS, no Xet: the bytes ride in the commit body); the
+        remote ``oid`` lets the client skip a file that did not change.
+        """
+        if not isinstance(files, list):
+            raise BadRequest("files must be a list")
+        snap = self.snapshot(sha)
+        out = []
+        for item in files:
+            if not isinstance(item, dict) or not isinstance(item.get("path"), str):
+                raise BadRequest("each file needs a path")
+            path = item["path"]
+            row: dict[str, Any] = {
+                "path": path,
+                "uploadMode": "regular",
+                "shouldIgnore": self.should_ignore(sha, path, gitignore),
+            }
+            existing = snap.files.get(path)
+            if existing is not None:
+                row["oid"] = existing.oid
+            out.append(row)
+        return out
+
+    def last_commits(self, sha: str, paths: list[str]) -> dict[str, dict[str, Any]]:
+        """For each path, the newest commit at or before ``sha`` that changed it."""
+        remaining = set(paths)
+        found: dict[str, dict[str, Any]] = {}
+        for commit in self.history(sha):
+            if not remaining:
+                break
+            snap = self.snapshot(commit.sha)
+            parent = self.snapshot(commit.parents[0]) if commit.parents else None
+            for path in list(remaining):
+                here = snap.entry(path)
+                before = parent.entry(path) if parent else None
+                if here is not None and (before is None or before.oid != here.oid):
+                    found[path] = {"id": commit.sha, "title": commit.title, "date": commit.date}
+                    remaining.discard(path)
+        return found
+
+    def card(self, sha: str) -> dict[str, Any]:
+        """The README's front matter at ``sha``; empty when there is none or it is broken."""
+        entry = self.snapshot(sha).files.get("README.md")
+        if entry is None:
+            return {}
+        try:
+            return front_matter(self.read_blob(entry.oid).decode("utf-8", "replace"))
+        except FrontMatterError:
+            return {}
 
     def archive(self, sha: str, dest: Path) -> None:
         """Write the files of commit ``sha`` into ``dest`` (a checkout without .git)."""
@@ -724,21 +762,6 @@ class RepoStore:
         repo.close()
         shutil.rmtree(repo.path, ignore_errors=True)
         return repo
-
-    def move(self, repo_type: str, from_id: str, to_id: str) -> Repo:
-        validate_repo_id(to_id)
-        with self._lock:
-            repo = self.get(repo_type, from_id)
-            if (repo_type, to_id) in self._repos:
-                raise Conflict(f"Repository {to_id} already exists")
-            repo.close()
-            target = self._dir(repo_type, to_id)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            repo.path.rename(target)
-            del self._repos[(repo_type, from_id)]
-            moved = Repo(repo_type, to_id, target, repo.meta)
-            self._repos[(repo_type, to_id)] = moved
-            return moved
 
     def close(self) -> None:
         for repo in list(self._repos.values()):
