@@ -223,18 +223,10 @@ def _train(run: _Run, record: StageRecord) -> None:
 
 
 def _fetch(run: _Run, record: StageRecord) -> None:
-    from spacetrain.stages.fetch import fetch_adapter
+    from spacetrain.stages.fetch import FetchOptions, fetch_adapter
 
-    state = run.state
-    run.fetched = fetch_adapter(
-        run.hub,
-        state,
-        repo=str(state.require("adapter_repo", stage="train")),
-        revision=str(state.require("adapter_revision", stage="train")),
-        run_id=str(state.require("run_id", stage="train")),
-        dest=run.options.work_dir / "adapter",
-        progress=run.progress("fetch"),
-    )
+    options = FetchOptions.build(run.state, dest=run.options.work_dir / "adapter")
+    run.fetched = fetch_adapter(run.hub, options, run.state, progress=run.progress("fetch"))
     record.detail = str(run.fetched.path)
 
 
@@ -268,17 +260,10 @@ def _evaluate(run: _Run, record: StageRecord) -> None:
 
 
 def _promote(run: _Run, record: StageRecord) -> None:
-    from spacetrain.evaluate.gate import load_gate
-    from spacetrain.stages.promote import promote_adapter
+    from spacetrain.stages.promote import PromoteOptions, promote_adapter
 
-    assert run.result.report_path is not None  # evaluate wrote it
-    promoted = promote_adapter(
-        run.hub,
-        run.state,
-        report_path=run.result.report_path,
-        policy=load_gate(run.config.gate),
-        progress=run.progress("promote"),
-    )
+    options = PromoteOptions.build(run.state, report=run.result.report_path, gate=run.config.gate)
+    promoted = promote_adapter(run.hub, options, run.state, progress=run.progress("promote"))
     run.result.promoted_tag = promoted.tag
     record.detail = f"{promoted.repo}@{promoted.revision[:12]} tagged {promoted.tag}"
 

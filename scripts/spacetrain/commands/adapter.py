@@ -9,7 +9,6 @@ GitHub Actions, in ``$GITHUB_OUTPUT``.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from spacetrain.config import load_config
 from spacetrain.errors import EXIT_OK
@@ -74,18 +73,14 @@ def train(args: argparse.Namespace) -> int:
 def fetch(args: argparse.Namespace) -> int:
     """Download the adapter at the recorded revision and check its run.json."""
     from spacetrain.hub import Hub
-    from spacetrain.stages.fetch import DEFAULT_DEST, fetch_adapter
+    from spacetrain.stages.fetch import FetchOptions, fetch_adapter
 
     state = PipelineState.load(args.state)
     state.check_writable()  # the stage records its result at the end
-    result = fetch_adapter(
-        Hub.from_env(),
-        state,
-        repo=args.repo or state.require("adapter_repo", stage="train"),
-        revision=args.revision or state.require("adapter_revision", stage="train"),
-        run_id=args.run_id or state.require("run_id", stage="train"),
-        dest=Path(args.dest) if args.dest else DEFAULT_DEST,  # fetch_adapter checks it first
+    options = FetchOptions.build(  # fetch_adapter checks dest first
+        state, repo=args.repo, revision=args.revision, run_id=args.run_id, dest=args.dest
     )
+    result = fetch_adapter(Hub.from_env(), options, state)
     _print(
         adapter_repo=result.repo,
         adapter_revision=result.revision,
@@ -96,17 +91,16 @@ def fetch(args: argparse.Namespace) -> int:
 
 def promote(args: argparse.Namespace) -> int:
     """Tag the adapter revision a passing report judged, and publish the evaluation."""
-    from spacetrain.evaluate.gate import load_gate
     from spacetrain.hub import Hub
-    from spacetrain.stages.promote import promote_adapter
+    from spacetrain.stages.promote import PromoteOptions, promote_adapter
 
     state = PipelineState.load(args.state)
     state.check_writable()  # the stage records its result at the end
     report = args.report or state.require("report", stage="evaluate")
-    policy = load_gate(args.gate or load_config().gate)
-    result = promote_adapter(
-        Hub.from_env(), state, report_path=Path(report), policy=policy, tag=args.tag
+    options = PromoteOptions.build(
+        state, report=report, gate=args.gate or load_config().gate, tag=args.tag
     )
+    result = promote_adapter(Hub.from_env(), options, state)
     _print(
         promoted_tag=result.tag,
         adapter_repo=result.repo,

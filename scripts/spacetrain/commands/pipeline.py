@@ -14,6 +14,7 @@ from spacetrain.pipeline import PipelineOptions, render_summary, run_pipeline
 from spacetrain.redact import mask
 from spacetrain.stages.params import TrainingOverrides
 from spacetrain.stages.state import PipelineState
+from spacetrain.stages.target import resolve_target
 
 
 def run(args: argparse.Namespace) -> int:
@@ -21,8 +22,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = TrainingOverrides.from_args(args)  # before the config, the Hub, the Space
     config = load_config()
     github_file("GITHUB_STEP_SUMMARY")  # written at the end: a bad one must fail first
-    if args.space:
-        config = replace(config, space=args.space)
+    config = replace(config, space=resolve_target(args.space, config).space)
     options = PipelineOptions(
         overrides=overrides,
         report_dir=Path(args.report_dir),

@@ -27,8 +27,9 @@ from spacetrain.errors import (
 )
 from spacetrain.hub import Hub
 from spacetrain.redact import mask
-from spacetrain.stages.progress import progress_for
+from spacetrain.stages.progress import Progress, progress_for
 from spacetrain.stages.state import PipelineState
+from spacetrain.stages.target import Target, resolve_target, target_commit
 
 if TYPE_CHECKING:
     from spacetrain.stages.setup import SetupOptions
@@ -49,11 +50,8 @@ def _optional_config() -> ProjectConfig | None:
 
 
 def _space(args: argparse.Namespace, config: ProjectConfig | None) -> str:
-    if getattr(args, "space", None):
-        return str(args.space)
-    if config is not None:
-        return config.space
-    raise UsageError("name the Space with --space owner/name (no [tool.spacetrain] found)")
+    """The Space of a command that reads no state (``resolve_target``'s rule)."""
+    return resolve_target(getattr(args, "space", None), config).space
 
 
 def _positive(value: float, flag: str) -> float:
@@ -67,8 +65,7 @@ def preflight(args: argparse.Namespace) -> int:
     from spacetrain.stages.preflight import preflight as run_preflight
 
     config = load_config()
-    if args.space:
-        config = _with_space(config, args.space)
+    config = replace(config, space=_space(args, config))
     adapter = config.adapter(args.adapter) if (args.adapter or config.adapters) else None
     state = PipelineState.load(getattr(args, "state", None))
     state.check_writable()
@@ -85,10 +82,6 @@ def preflight(args: argparse.Namespace) -> int:
     else:
         print(f"spacetrain preflight: {len(result.checks)} checks, ready to train", file=sys.stderr)
     return result.exit_code
-
-
-def _with_space(config: ProjectConfig, space: str) -> ProjectConfig:
-    return replace(config, space=space)
 
 
 def _setup_options(args: argparse.Namespace, config: ProjectConfig | None) -> SetupOptions:
@@ -149,39 +142,27 @@ def wait(args: argparse.Namespace) -> int:
 
     timeout = _positive(args.timeout, "--timeout")
     state = PipelineState.load(args.state)
-    recorded = state.get("space")
-    if args.space:
-        space = args.space
-    elif recorded:
-        space = str(recorded)
-    else:
-        space = _space(args, _optional_config())
-    hub = Hub.from_env()
-    if args.commit:
-        commit = _resolve_commit(hub, space, args.commit)
-    else:
-        if recorded and recorded != space:
-            raise UsageError(
-                f"{state.path} records a sync of {recorded}, not {space}: "
-                "pass --commit SHA or run `spacetrain sync` for this Space"
-            )
-        commit = str(state.require("space_commit", stage="sync"))
     config = _optional_config()
+    target = resolve_target(args.space, config, state)
+    space = target.space
+    hub = Hub.from_env()
+    commit = target_commit(hub, target, state, args.commit)
     after = config.after_training if config is not None and config.space == space else "pause"
+    progress = progress_for("wait")
     try:
-        result = run_wait(hub, space, commit, timeout=timeout)
+        result = run_wait(hub, space, commit, timeout=timeout, progress=progress)
     except (KeyboardInterrupt, StageTimeout, SpaceBuildFailed) as exc:
-        _release_after_wait(hub, space, after, state, exc)
+        _release_after_wait(hub, target, after, exc, progress)
         raise
     except CheckFailed as exc:  # the Space moved on to another push: that deploy's to release
-        progress_for("wait")(f"{space} left as it is: {exc}")
+        progress(f"{space} left as it is: {exc}")
         raise
     print(result.commit)
     return EXIT_OK
 
 
 def _release_after_wait(
-    hub: Hub, space: str, after_training: str, state: PipelineState, why: BaseException
+    hub: Hub, target: Target, after_training: str, why: BaseException, progress: Progress
 ) -> None:
     """`wait` gave up (interrupt, SIGTERM, deadline, failed build): the Space it woke must
     not bill on, so release it (the release stage holds, saying why, when it trains a run
@@ -189,30 +170,17 @@ def _release_after_wait(
     is still the one reported."""
     from spacetrain.stages.release import release as run_release
 
+    space = target.space
     reason = "interrupted" if isinstance(why, KeyboardInterrupt) else type(why).__name__
-    progress = progress_for("wait")
     progress(f"gave up ({reason}): releasing {space}")
-    ours = state.get("run_id") if state.get("space") in (None, space) else None
     try:
-        done = run_release(hub, space, after_training=after_training, ours=ours, progress=progress)
+        done = run_release(
+            hub, space, after_training=after_training, ours=target.ours, progress=progress
+        )
     except SpacetrainError as exc:
         progress(f"warning: could not release {space}, it may still bill: {exc}")
         return
     progress(f"{space}: {done.action}" + (f" ({done.reason})" if done.reason else ""))
-
-
-def _resolve_commit(hub: Hub, space: str, revision: str) -> str:
-    """A full sha for ``--commit`` (a branch, a tag or a full sha), as the runtime reports it."""
-    if _FULL_SHA.match(revision):
-        return revision.lower()
-    info = hub.call(
-        f"resolve {revision!r} in Space {space}",
-        hub.api.repo_info,
-        space,
-        repo_type="space",
-        revision=revision,
-    )
-    return str(info.sha)
 
 
 def release(args: argparse.Namespace) -> int:
@@ -221,11 +189,12 @@ def release(args: argparse.Namespace) -> int:
     from spacetrain.stages.release import release as run_release
 
     config = _optional_config()
-    space = _space(args, config)
-    after = config.after_training if config is not None else "pause"
     state = PipelineState.load(args.state)
-    ours = state.get("run_id") if state.get("space") in (None, space) else None
-    result = run_release(Hub.from_env(), space, after_training=after, ours=ours, force=args.force)
+    target = resolve_target(args.space, config, state)
+    after = config.after_training if config is not None else "pause"
+    result = run_release(
+        Hub.from_env(), target.space, after_training=after, ours=target.ours, force=args.force
+    )
     print(result.action)
     return EXIT_OK
 

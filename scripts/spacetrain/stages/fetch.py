@@ -53,6 +53,10 @@ class FetchResult:
     files: tuple[str, ...]
     requested: str  # the revision as given (a sha, branch or tag)
 
+    def to_json(self) -> dict[str, Any]:
+        """The result as a JSON object."""
+        return {**self.__dict__, "path": str(self.path), "files": list(self.files)}
+
 
 def resolve_sha(hub: Hub, repo: str, revision: str) -> str:
     """``revision`` as a commit sha; a branch or tag name is asked of the Hub."""
@@ -118,14 +122,43 @@ def check_dest(dest: Path) -> Path:
     return dest
 
 
+@dataclass(frozen=True)
+class FetchOptions:
+    """Which adapter to download, and where (``spacetrain fetch``'s flags over the state)."""
+
+    repo: str
+    revision: str  # a sha, branch or tag
+    run_id: str  # the run its run.json must name
+    dest: Path = DEFAULT_DEST
+
+    @classmethod
+    def build(
+        cls,
+        state: PipelineState,
+        *,
+        repo: str | None = None,
+        revision: str | None = None,
+        run_id: str | None = None,
+        dest: str | Path | None = None,
+    ) -> FetchOptions:
+        """Each value given here, else what `train` recorded in ``state``.
+
+        Raises:
+            UsageError: a value neither given nor recorded (run `train` first) (exit 2).
+        """
+        return cls(
+            repo=str(repo or state.require("adapter_repo", stage="train")),
+            revision=str(revision or state.require("adapter_revision", stage="train")),
+            run_id=str(run_id or state.require("run_id", stage="train")),
+            dest=Path(dest) if dest else DEFAULT_DEST,
+        )
+
+
 def fetch_adapter(
     hub: Hub,
+    options: FetchOptions,
     state: PipelineState,
     *,
-    repo: str,
-    revision: str,
-    run_id: str,
-    dest: Path = DEFAULT_DEST,
     progress: Progress | None = None,
 ) -> FetchResult:
     """Download ``repo@revision`` into ``dest``, check it belongs to ``run_id``, record it.
@@ -137,7 +170,8 @@ def fetch_adapter(
         HubUnreachable: the Hub kept failing (exit 3).
     """
     progress = progress or progress_for("fetch")
-    dest = check_dest(Path(dest))
+    repo, revision, run_id = options.repo, options.revision, options.run_id
+    dest = check_dest(Path(options.dest))
     sha = resolve_sha(hub, repo, revision)
     if sha != revision:
         progress(f"{repo}@{revision} is commit {sha}")
@@ -178,6 +212,7 @@ def _files(folder: Path) -> list[Path]:
 __all__ = [
     "DEFAULT_DEST",
     "MARKER",
+    "FetchOptions",
     "FetchResult",
     "StaleAdapter",
     "check_adapter",

@@ -23,6 +23,7 @@ from spacetrain.config import AdapterConfig, ProjectConfig
 from spacetrain.errors import UsageError
 from spacetrain.stages.state import PipelineState
 from spacetrain.stages.sync import source_commit
+from spacetrain.stages.target import resolve_target
 
 # start_training's keys (space/train.py PARAMS) that come from [tool.spacetrain.adapters.X.train].
 HYPERPARAMETERS = contract.HYPERPARAMETERS
@@ -200,7 +201,8 @@ def train_options(
 ) -> TrainOptions:
     """The options of one training run (flags over state over ``[tool.spacetrain]``).
 
-    The Space: ``space``, else the one `sync` recorded, else the config's. The run id:
+    The Space: :func:`~spacetrain.stages.target.resolve_target`'s (``space``, else the
+    one `sync` recorded, else the config's). The run id:
     ``overrides.run_id``, else the run an interrupted train left queued or running
     (rejoined, not restarted), else :func:`default_run_id`. Revisions `preflight`
     pinned are used for the configured base model and dataset, not for ones named here.
@@ -235,7 +237,7 @@ def train_options(
         overrides=ov.hyperparameters(),
     )
     return TrainOptions(
-        space=space or state.get("space") or config.space,
+        space=resolve_target(space, config, state).space,
         run_id=run_id,
         params=params,
         timeout=_positive("--timeout", timeout),

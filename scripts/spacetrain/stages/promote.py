@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from spacetrain.errors import CheckFailed, GateFailed, UsageError
-from spacetrain.evaluate.gate import GatePolicy
+from spacetrain.evaluate.gate import GatePolicy, load_gate
 from spacetrain.evaluate.report import load_report, regate, render_markdown
 from spacetrain.hub import Hub
 from spacetrain.inputs import parse_json
@@ -66,6 +66,10 @@ class PromoteResult:
     tag_created: bool
     card_commit: str | None  # None: main holds another run's adapter now; card left alone
     overall: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as a JSON object."""
+        return dict(self.__dict__)
 
 
 def default_tag(run_id: str) -> str:
@@ -225,13 +229,33 @@ def update_card(
 # ------------------------------------------------------------------ the stage
 
 
+@dataclass(frozen=True)
+class PromoteOptions:
+    """Which report promotes the adapter, judged by which gate, under which tag."""
+
+    report_path: Path
+    policy: GatePolicy
+    tag: str | None = None  # default: one named after the run
+
+    @classmethod
+    def build(
+        cls, state: PipelineState, *, gate: str | Path, report: str | Path | None = None,
+        tag: str | None = None,
+    ) -> PromoteOptions:  # fmt: skip
+        """``report``, else the one `evaluate` recorded in ``state``; the gate file read.
+
+        Raises:
+            UsageError, InputFileError: no report recorded; a bad gate file (exit 2).
+        """
+        path = Path(report or state.require("report", stage="evaluate"))
+        return cls(report_path=path, policy=load_gate(gate), tag=tag)
+
+
 def promote_adapter(
     hub: Hub,
+    options: PromoteOptions,
     state: PipelineState,
     *,
-    report_path: Path,
-    policy: GatePolicy,
-    tag: str | None = None,
     progress: Progress | None = None,
 ) -> PromoteResult:
     """Check the report, tag the adapter commit, publish card and report; idempotent.
@@ -243,6 +267,7 @@ def promote_adapter(
         UsageError, InputFileError: missing state, bad tag name, bad report (exit 2).
     """
     progress = progress or progress_for("promote")
+    report_path, policy, tag = options.report_path, options.policy, options.tag
     repo = state.require("adapter_repo", stage="train")
     revision = state.require("adapter_revision", stage="train")
     run_id = state.require("run_id", stage="train")
@@ -357,6 +382,7 @@ def _run_of(hub: Hub, repo: str, sha: str) -> str | None:
 
 __all__ = [
     "REPORT_PATH",
+    "PromoteOptions",
     "PromoteResult",
     "StaleReport",
     "TagConflict",
