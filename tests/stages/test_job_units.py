@@ -128,3 +128,25 @@ def test_the_backend_is_the_flag_else_the_adapters_else_the_projects(tmp_path: P
     assert choose_backend(config, "a") == "space" and choose_backend(config, "b") == "job"
     assert choose_backend(config, "a", "job") == "job"
     assert choose_backend(config, None) == "job"  # two adapters, none named: the project's
+
+
+def test_train_as_a_job_without_the_spaces_token_is_exit_2_before_any_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from spacetrain.cli import main
+
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.spacetrain]\nspace = "me/t"\n[tool.spacetrain.adapters.a]\n'
+        'base_model = "me/b"\ndataset = "me/d"\noutput_repo = "me/o"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: no call made
+    monkeypatch.setenv("HF_TOKEN", "hf_pipelinetokenpipelinetoken")
+    monkeypatch.delenv("SPACE_HF_TOKEN", raising=False)
+    assert main(["train", "--backend", "job", "--run-id", "r1"]) == 2
+    err = capsys.readouterr().err
+    assert "spacetrain train: error: the job backend gives the job SPACE_HF_TOKEN" in err
+    assert "hf_pipeline" not in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as caught:
+        main(["train", "--backend", "jobs"])
+    assert caught.value.code == 2
