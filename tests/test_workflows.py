@@ -1332,3 +1332,33 @@ def test_pipeline_job_failed_training_still_releases_the_gpu(e2e_world: tuple) -
     assert run.outcomes["Evaluation summary"] == "skipped"
     assert hub.billing()["spaces"][E2E_SPACE]["billing"] is None
     assert E2E_TOKEN not in "".join(run.logs.values())
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_pipeline_job_trains_as_an_hf_job_in_the_spaces_image(e2e_world: tuple) -> None:
+    """The retrain form's backend = job: the same steps, train.py as a job on localhub's
+    Jobs API; the Space is paused before the job trains, the job's meter stops."""
+    from huggingface_hub import HfApi
+
+    hub, project, env = e2e_world
+    shutil.rmtree(project / "reports", ignore_errors=True)
+    run = run_pipeline_job(project, env, backend="job")
+    early = "Release the Space before the job trains"
+    for key in ["plan", "preflight", "sync", "wait", early, "train", "release", "fetch",
+                "evaluate", "promote"]:  # fmt: skip
+        assert run.outcomes[key] == "success", f"{key}:\n{run.logs.get(key, '')[-3000:]}"
+    assert run.outputs["plan"]["backend"] == "job"
+    assert "on an HF Job in hf.co/spaces/" in run.logs["train"]
+    state = json.loads((project / ".spacetrain/state.json").read_text())
+    revision = run.outputs["train"]["adapter_revision"]
+    assert state["adapter_revision"] == revision and state["job_id"]
+    tags = {t.name: t.target_commit for t in HfApi(endpoint=hub.url, token=E2E_TOKEN)
+            .list_repo_refs(E2E_ADAPTER).tags}  # fmt: skip
+    assert tags[state["promoted_tag"]] == revision
+    billing = hub.billing()
+    job = state["job_id"].rpartition("/")[2]
+    assert billing["jobs"][job]["billing"] is None and billing["jobs"][job]["flavors"]
+    assert billing["spaces"][E2E_SPACE]["billing"] is None
+    readable = "".join(run.logs.values()) + run.summary
+    assert E2E_TOKEN not in readable and E2E_SPACE_TOKEN not in readable
