@@ -49,21 +49,66 @@ def test_defaults_and_the_only_adapter(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ('space = "me/trainer"', 'space = "trainer"', r"space 'trainer' is not a repo id"),
-        ('dataset = "me/data"\n', "", r"adapters.kwanzaa\] needs dataset"),
-        ("epochs = 4", "epoch = 4", r"train.epoch is unknown \(known: .*epochs"),
-        ("epochs = 4", 'epochs = "4"', r"train.epochs must be a number > 0 and <= 1000, got '4'"),
-        ("epochs = 4", "epochs = true", r"train.epochs must be a number > 0 .*, got True"),
-        ("epochs = 4", "epochs = 0", r"train.epochs must be a number > 0"),
-        ("epochs = 4", 'packing = "sometimes"', r"train.packing must be auto, on or off"),
-        ("epochs = 4", "lora_dropout = 5", r"train.lora_dropout must be a number >= 0 and < 1"),
-        ("epochs = 4", "grad_accum = 0", r"train.grad_accum must be an integer >= 1"),
-        ('space = "me/trainer"', 'space = "me/trainer"\nhardware = "a10g"', r"not a Space flavor"),
+        (
+            'space = "me/trainer"',
+            'space = "trainer"',
+            r"toml:3: \[tool.spacetrain\] space: must be a repo id like owner/name, not 'trainer'",
+        ),
+        (
+            'dataset = "me/data"\n',
+            "",
+            r"toml:4: \[tool.spacetrain.adapters.kwanzaa\]: missing 'dataset'; add dataset = ",
+        ),
+        (
+            "epochs = 4",
+            "epoch = 4",
+            r"toml:8: \[tool.spacetrain.adapters.kwanzaa\] train: unknown key 'epoch' "
+            r"\(did you mean 'epochs'\?\); expected one of .*epochs",
+        ),
+        ("epochs = 4", 'epochs = "4"', r"train.epochs: must be a number > 0 and <= 1000, got '4'"),
+        ("epochs = 4", "epochs = true", r"train.epochs: must be a number > 0 .*, got True"),
+        ("epochs = 4", "epochs = 0", r"toml:8: .* train.epochs: must be a number > 0"),
+        ("epochs = 4", 'packing = "sometimes"', r"train.packing: must be auto, on or off"),
+        ("epochs = 4", "lora_dropout = 5", r"train.lora_dropout: must be a number >= 0 and < 1"),
+        ("epochs = 4", "grad_accum = 0", r"train.grad_accum: must be an integer >= 1"),
+        (
+            'space = "me/trainer"',
+            'space = "me/trainer"\nhardware = "a10g"',
+            r"toml:4: \[tool.spacetrain\] hardware: must be a Space flavor, not 'a10g' "
+            r"\(did you mean '.*a10g.*'\?\); see huggingface_hub.SpaceHardware",
+        ),
         (
             'space = "me/trainer"',
             'space = "me/trainer"\nafter_training = "stop"',
-            r"after_training 'stop' must be 'pause' or a Space flavor",
+            r"after_training: must be 'pause' or a Space flavor, not 'stop'",
         ),
+        (
+            'space = "me/trainer"',
+            'space = "me/trainer"\nspace_dirr = "x"',
+            r"toml:4: \[tool.spacetrain\]: unknown key 'space_dirr' "
+            r"\(did you mean 'space_dir'\?\)",
+        ),
+        (
+            'space = "me/trainer"',
+            'space = "me/trainer"\nprivate = "yes"',
+            r"toml:4: \[tool.spacetrain\] private: must be true or false, not 'yes'",
+        ),
+        (
+            'space = "me/trainer"',
+            'space = "me/trainer"\nsleep_time = 0',
+            r"sleep_time: must be seconds \(>= 1\) or -1 for never, not 0",
+        ),
+        (
+            'space = "me/trainer"',
+            'space = "me/trainer"\nvariables = {"1X" = "a"}',
+            r"toml:4: \[tool.spacetrain\] variables.1X: the key must be a NAME of letters",
+        ),
+        (
+            'space = "me/trainer"',
+            'space = "me/trainer"\nvariables = {X = 1}',
+            r"variables.X: must be \"text\", not 1",
+        ),
+        ('space = "me/trainer"\n', "", r"toml:2: \[tool.spacetrain\]: missing 'space'"),
         ("tool.spacetrain", "tool.other", r"has no \[tool.spacetrain\] table"),
         ('space = "me/trainer"', 'space = "me/trainer', r"invalid TOML"),
     ],
@@ -102,11 +147,15 @@ def test_the_backend_defaults_to_the_space_and_an_adapter_may_choose_jobs(tmp_pa
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
-        ('backend = "jobs"', r"\[tool.spacetrain\] backend 'jobs' must be 'space' or 'job'"),
-        ('job_flavor = "a10g"', r"job_flavor 'a10g' is not a Jobs flavor"),
-        ("job_timeout = 0", r"job_timeout must be whole seconds \(>= 1\)"),
-        ('job_timeout = "1h"', r"job_timeout must be whole seconds"),
-        ("job_timeout = true", r"job_timeout must be whole seconds"),
+        ('backend = "jobs"', r"\[tool.spacetrain\] backend: must be 'space' or 'job', not 'jobs'"),
+        (
+            'job_flavor = "a10g"',
+            r"\[tool.spacetrain\] job_flavor: must be a Jobs flavor, not 'a10g'",
+        ),
+        ("job_timeout = 0", r"\[tool.spacetrain\] job_timeout: must be whole seconds \(>= 1\)"),
+        ('job_timeout = "1h"', r"\[tool.spacetrain\] job_timeout: must be whole seconds"),
+        ("job_timeout = true", r"\[tool.spacetrain\] job_timeout: must be whole seconds"),
+        ("job_timeout = 1.5", r"\[tool.spacetrain\] job_timeout: must be whole seconds"),
     ],
 )
 def test_a_bad_backend_setting_is_one_line(tmp_path: Path, setting: str, message: str) -> None:

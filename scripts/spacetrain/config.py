@@ -37,6 +37,7 @@ from typing import Any
 
 from huggingface_hub import JobHardware, SpaceHardware
 
+from spacetrain import schema
 from spacetrain.errors import InputFileError, UsageError
 from spacetrain.inputs import read_text
 
@@ -118,7 +119,10 @@ def read_pyproject(path: Path) -> dict[str, Any]:
     Raises:
         InputFileError: not a regular file, not UTF-8, not TOML, or nested too deeply.
     """
-    text = read_text(path)
+    return _parse_toml(path, read_text(path))
+
+
+def _parse_toml(path: Path, text: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -127,147 +131,253 @@ def read_pyproject(path: Path) -> dict[str, Any]:
         raise InputFileError(path, "invalid TOML: arrays or tables nested too deeply") from None
 
 
+# ------------------------------------------------------------------ the schema
+
+_SECTION = ("tool", "spacetrain")
+
+
+def _repo_id(value: Any) -> str:
+    if not isinstance(value, str) or not _REPO_ID.match(value):
+        raise ValueError(f"must be a repo id like owner/name, not {schema.shown(value)}")
+    return value
+
+
+def _hyperparameter(name: str) -> schema.Custom:
+    """``train.<name>``, checked by space/train.py's own rules (through contract)."""
+    from spacetrain import contract
+
+    def check(value: Any) -> Any:
+        try:
+            return contract.check_param(name, value, source=name)
+        except contract.ParamError as exc:  # "epochs must be ...": the name is shown already
+            raise ValueError(str(exc).removeprefix(name).lstrip(": ")) from None
+
+    return schema.Custom(check)
+
+
+def _backend_fields(*, defaults: bool) -> tuple[schema.Field, ...]:
+    """``backend``, ``job_flavor``, ``job_timeout``: the project's (with defaults), or an
+    adapter's (without: an adapter inherits the project's)."""
+
+    def field_(name: str, spec: schema.Spec, default: Any) -> schema.Field:
+        return schema.Field(name, spec, default=default) if defaults else schema.Field(name, spec)
+
+    return (
+        field_(
+            "backend",
+            schema.Text(
+                choices=BACKENDS,
+                what="'space' or 'job'",
+                hint="space: the Space's API; job: an HF Job in the Space's image",
+            ),
+            "space",
+        ),
+        field_(
+            "job_flavor",
+            schema.Text(choices=JOB_FLAVORS, what="a Jobs flavor", hint="e.g. a10g-small, l4x1"),
+            DEFAULT_JOB_FLAVOR,
+        ),
+        field_(
+            "job_timeout",
+            schema.Number(low=1, whole=True, what="whole seconds (>= 1)"),
+            DEFAULT_JOB_TIMEOUT,
+        ),
+    )
+
+
+def _adapter_schema() -> schema.Table:
+    from spacetrain import contract
+
+    return schema.Table(
+        (
+            schema.Field("base_model", schema.Text(), required=True, hint='add base_model = "..."'),
+            schema.Field(
+                "dataset", schema.Text(), required=True, hint='add dataset = "owner/name"'
+            ),
+            schema.Field(
+                "output_repo",
+                schema.Custom(_repo_id),
+                required=True,
+                hint='add output_repo = "owner/name"',
+            ),
+            schema.Field("suite", schema.Text()),  # default: policy/evals/<adapter>.yaml
+            schema.Field("base_revision", schema.Text()),
+            schema.Field("dataset_revision", schema.Text()),
+            schema.Field(
+                "train",
+                schema.Table(
+                    tuple(schema.Field(n, _hyperparameter(n)) for n in contract.HYPERPARAMETERS),
+                    what="a table of hyper-parameters",
+                ),
+                default={},
+            ),
+            *_backend_fields(defaults=False),
+        ),
+        what="a table",
+    )
+
+
+def _config_schema() -> schema.Table:
+    flavor = schema.Text(
+        choices=SPACE_FLAVORS, what="a Space flavor", hint="see huggingface_hub.SpaceHardware"
+    )
+    return schema.Table(
+        (
+            schema.Field(
+                "space", schema.Custom(_repo_id), required=True, hint='add space = "owner/name"'
+            ),
+            schema.Field("space_dir", schema.Text(), default="space"),
+            schema.Field("hardware", flavor, default="a10g-small"),
+            schema.Field(
+                "after_training",
+                schema.Text(
+                    choices=("pause", *SPACE_FLAVORS),
+                    what="'pause' or a Space flavor",
+                    hint="pause stops the GPU bill; a CPU flavor keeps the app up",
+                ),
+                default="pause",
+            ),
+            schema.Field("private", schema.Flag(), default=True),
+            schema.Field(
+                "sleep_time",
+                schema.Number(low=1, whole=True, also=(-1,), what="seconds (>= 1) or -1 for never"),
+                default=None,
+            ),
+            schema.Field(
+                "variables",
+                schema.Mapping(
+                    schema.Text(empty=True, what='"text"'),
+                    key=schema.Text(
+                        pattern=_ENV_NAME.pattern, what="a NAME of letters, digits and _"
+                    ),
+                    what='a table of NAME = "text"',
+                ),
+                default={},
+            ),
+            schema.Field("gate", schema.Text(), default="policy/gate.yaml"),
+            schema.Field("lint_policy", schema.Text(), default="policy/space.yaml"),
+            schema.Field(
+                "adapters",
+                schema.Mapping(_adapter_schema(), what="a table of tables"),
+                default={},
+            ),
+            *_backend_fields(defaults=True),
+        ),
+        what="a table",
+    )
+
+
+def _name(at: tuple[Any, ...]) -> str:
+    """``[tool.spacetrain] hardware``, ``[tool.spacetrain.adapters.x] train.epochs``."""
+    if len(at) >= 2 and at[0] == "adapters":
+        header, rest = f"[tool.spacetrain.adapters.{at[1]}]", at[2:]
+    else:
+        header, rest = "[tool.spacetrain]", at
+    return f"{header} {schema.dotted(rest)}" if rest else header
+
+
+def toml_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Where each table header and ``key =`` line is (tomllib reports no lines).
+
+    A best effort for error messages: headers ``[a.b]`` and keys ``k = ...`` (bare or
+    dotted) outside multi-line strings. An entry it cannot place gets the line of the
+    nearest enclosing one it found.
+    """
+    lines: dict[tuple[str, ...], int] = {}
+    table: tuple[str, ...] = ()
+    in_string: str | None = None
+    open_brackets = 0  # inside a multi-line array or inline table
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if in_string is not None:
+            if line.count(in_string) % 2 == 1:
+                in_string = None
+            continue
+        if open_brackets > 0:
+            open_brackets += _brackets(line)
+            continue
+        header = re.match(r"^\[\[?\s*([^\]]+?)\s*\]\]?", line)
+        if header:
+            table = _toml_key(header.group(1))
+            lines.setdefault(table, number)
+            continue
+        entry = re.match(r"^([A-Za-z0-9_\-.\"' ]+?)\s*=(.*)$", line)
+        if entry:
+            lines.setdefault((*table, *_toml_key(entry.group(1))), number)
+            for quote in ('"""', "'''"):
+                if entry.group(2).count(quote) % 2 == 1:
+                    in_string = quote
+            open_brackets = max(0, _brackets(entry.group(2)))
+    return lines
+
+
+def _brackets(text: str) -> int:
+    """Opened minus closed ``[``/``{`` outside quotes and comments (roughly)."""
+    text = re.sub(r'"(\\.|[^"\\])*"|\'[^\']*\'', "", text).split("#", 1)[0]
+    return text.count("[") + text.count("{") - text.count("]") - text.count("}")
+
+
+def _toml_key(text: str) -> tuple[str, ...]:
+    """``a."b.c".d`` -> ("a", "b.c", "d"): dots split keys except inside quotes."""
+    parts = re.findall(r"\"[^\"]*\"|'[^']*'|[^.\s]+", text)
+    return tuple(part.strip("\"'") for part in parts)
+
+
 def load_config(root: Path | None = None) -> ProjectConfig:
     """Read and check ``[tool.spacetrain]``.
 
     Raises:
-        InputFileError: unreadable TOML, or a missing or ill-typed key (exit 2).
+        InputFileError: unreadable TOML, or a missing, unknown or ill-typed key, with
+            its line (exit 2).
     """
     root = root or find_root()
     path = root / "pyproject.toml"
-    section = read_pyproject(path).get("tool", {}).get("spacetrain")
+    text = read_text(path)
+    section = _parse_toml(path, text).get("tool", {}).get("spacetrain")
     if not isinstance(section, dict):
         raise InputFileError(path, "has no [tool.spacetrain] table; see README 'Configuration'")
-    where = "[tool.spacetrain]"
-    space = _repo_id(section, "space", path, where)
-    hardware = _text(section, "hardware", path, where, default="a10g-small")
-    if hardware not in SPACE_FLAVORS:
-        raise InputFileError(path, f"{where} hardware {hardware!r} is not a Space flavor")
-    after = _text(section, "after_training", path, where, default="pause")
-    if after != "pause" and after not in SPACE_FLAVORS:
-        raise InputFileError(
-            path, f"{where} after_training {after!r} must be 'pause' or a Space flavor"
-        )
-    adapters_raw = section.get("adapters", {})
-    if not isinstance(adapters_raw, dict):
-        raise InputFileError(path, f"{where} adapters must be a table of tables")
-    job = _job_settings(section, path, where, BackendSettings())
+    found = toml_lines(text)
+
+    def line(at: tuple[Any, ...]) -> int | None:
+        full = (*_SECTION, *(str(step) for step in at))
+        while full and full not in found:
+            full = full[:-1]
+        return found.get(full)
+
+    doc = schema.Document(str(path), section, root="[tool.spacetrain]", line=line, name=_name)
+    data = doc.validate(_config_schema())
     adapters = {
-        name: _adapter(name, raw, root, path, job) for name, raw in sorted(adapters_raw.items())
-    }
-    private = section.get("private", True)
-    if not isinstance(private, bool):
-        raise InputFileError(path, f"{where} private must be true or false")
-    sleep_time = section.get("sleep_time")
-    if sleep_time is not None and (
-        isinstance(sleep_time, bool)
-        or not isinstance(sleep_time, int)
-        or (sleep_time < 1 and sleep_time != -1)
-    ):
-        raise InputFileError(path, f"{where} sleep_time must be seconds (>= 1) or -1 for never")
-    variables = section.get("variables", {})
-    if not isinstance(variables, dict) or not all(
-        isinstance(k, str) and _ENV_NAME.match(k) and isinstance(v, str)
-        for k, v in variables.items()
-    ):
-        raise InputFileError(
-            path, f'{where} variables must be a table of NAME = "text" (letters, digits, _)'
+        name: AdapterConfig(
+            name=name,
+            base_model=raw["base_model"],
+            dataset=raw["dataset"],
+            output_repo=raw["output_repo"],
+            suite=root / raw.get("suite", f"policy/evals/{name}.yaml"),
+            base_revision=raw.get("base_revision"),
+            dataset_revision=raw.get("dataset_revision"),
+            train=raw["train"],
+            backend=raw.get("backend", data["backend"]),
+            job_flavor=raw.get("job_flavor", data["job_flavor"]),
+            job_timeout=int(raw.get("job_timeout", data["job_timeout"])),
         )
+        for name, raw in sorted(data["adapters"].items())
+    }
     return ProjectConfig(
         root=root,
-        space=space,
-        space_dir=root / _text(section, "space_dir", path, where, default="space"),
-        hardware=hardware,
-        after_training=after,
-        gate=root / _text(section, "gate", path, where, default="policy/gate.yaml"),
-        lint_policy=root / _text(section, "lint_policy", path, where, default="policy/space.yaml"),
+        space=data["space"],
+        space_dir=root / data["space_dir"],
+        hardware=data["hardware"],
+        after_training=data["after_training"],
+        gate=root / data["gate"],
+        lint_policy=root / data["lint_policy"],
         adapters=adapters,
-        private=private,
-        sleep_time=sleep_time,
-        variables=dict(variables),
-        backend=job.backend,
-        job_flavor=job.job_flavor,
-        job_timeout=job.job_timeout,
+        private=data["private"],
+        sleep_time=data["sleep_time"],
+        variables=dict(data["variables"]),
+        backend=data["backend"],
+        job_flavor=data["job_flavor"],
+        job_timeout=int(data["job_timeout"]),
     )
-
-
-@dataclass(frozen=True)
-class BackendSettings:
-    """Where an adapter trains: ``backend``, and the job backend's flavor and timeout."""
-
-    backend: str = "space"
-    job_flavor: str = DEFAULT_JOB_FLAVOR
-    job_timeout: int = DEFAULT_JOB_TIMEOUT
-
-
-def _job_settings(table: dict, path: Path, where: str, inherit: BackendSettings) -> BackendSettings:
-    """``backend``, ``job_flavor`` and ``job_timeout`` of ``table``, else ``inherit``'s."""
-    backend = table.get("backend", inherit.backend)
-    if backend not in BACKENDS:
-        raise InputFileError(path, f"{where} backend {backend!r} must be 'space' or 'job'")
-    flavor = table.get("job_flavor", inherit.job_flavor)
-    if flavor not in JOB_FLAVORS:
-        raise InputFileError(
-            path, f"{where} job_flavor {flavor!r} is not a Jobs flavor (e.g. a10g-small, l4x1)"
-        )
-    timeout = table.get("job_timeout", inherit.job_timeout)
-    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
-        raise InputFileError(path, f"{where} job_timeout must be whole seconds (>= 1)")
-    return BackendSettings(backend=backend, job_flavor=flavor, job_timeout=timeout)
-
-
-def _adapter(name: str, raw: Any, root: Path, path: Path, job: BackendSettings) -> AdapterConfig:
-    where = f"[tool.spacetrain.adapters.{name}]"
-    if not isinstance(raw, dict):
-        raise InputFileError(path, f"{where} must be a table")
-    job = _job_settings(raw, path, where, job)
-    train = raw.get("train", {})
-    if not isinstance(train, dict):
-        raise InputFileError(path, f"{where} train must be a table")
-    from spacetrain import contract
-
-    checked = {}
-    for key, value in train.items():
-        if key not in contract.HYPERPARAMETERS:
-            known = ", ".join(contract.HYPERPARAMETERS)
-            raise InputFileError(path, f"{where} train.{key} is unknown (known: {known})")
-        try:
-            checked[key] = contract.check_param(key, value, source=f"{where} train.{key}")
-        except contract.ParamError as exc:
-            raise InputFileError(path, str(exc)) from None
-    return AdapterConfig(
-        name=name,
-        base_model=_text(raw, "base_model", path, where),
-        dataset=_text(raw, "dataset", path, where),
-        output_repo=_repo_id(raw, "output_repo", path, where),
-        suite=root / _text(raw, "suite", path, where, default=f"policy/evals/{name}.yaml"),
-        base_revision=_optional(raw, "base_revision", path, where),
-        dataset_revision=_optional(raw, "dataset_revision", path, where),
-        train=checked,
-        backend=job.backend,
-        job_flavor=job.job_flavor,
-        job_timeout=job.job_timeout,
-    )
-
-
-def _text(table: dict, key: str, path: Path, where: str, default: str | None = None) -> str:
-    value = table.get(key, default)
-    if value is None:
-        raise InputFileError(path, f'{where} needs {key} = "..."')
-    if not isinstance(value, str) or not value.strip():
-        raise InputFileError(path, f"{where} {key} must be a non-empty string")
-    return value
-
-
-def _optional(table: dict, key: str, path: Path, where: str) -> str | None:
-    return _text(table, key, path, where) if key in table else None
-
-
-def _repo_id(table: dict, key: str, path: Path, where: str) -> str:
-    value = _text(table, key, path, where)
-    if not _REPO_ID.match(value):
-        raise InputFileError(path, f"{where} {key} {value!r} is not a repo id like owner/name")
-    return value
 
 
 __all__ = [

@@ -11,6 +11,9 @@ these few functions, so the same mistake gets the same sentence everywhere:
 - :func:`writable_file` / :func:`writable_dir`: an output path that can be written,
   checked up front (``--report``, ``--markdown``, ``--dest``, ``--workdir``, ...);
 - :func:`github_file`: ``$GITHUB_OUTPUT`` / ``$GITHUB_STEP_SUMMARY``, checked alike.
+
+YAML (too deep, duplicate keys, alias bombs) is :mod:`spacetrain.yamlfile`'s, and what a
+settings file may contain is checked by :mod:`spacetrain.schema`.
 """
 
 from __future__ import annotations

@@ -237,7 +237,23 @@ MALFORMED_GATES = [
         4,
         "attribution_patterns[1]: bad regular expression",
     ),
-    ("thresholds: [0.75]\n", 1, "'thresholds' must be a mapping"),
+    ("thresholds: [0.75]\n", 1, "thresholds: must be a mapping, not a list; e.g. {overall:"),
+    ("thresholds:\n  overall: 0.75\n  categroy: 0.7\n", 3, "(did you mean 'category'?)"),
+    (
+        "thresholds:\n  overall: 0.75\n  overall: 0.8\n",
+        3,
+        "key 'overall' appears twice (first at line 2); keep one",
+    ),
+    ("", 1, "the gate file: must be a mapping with 'thresholds', not an empty file"),
+    ("- 0.75\n", 1, "the gate file: must be a mapping with 'thresholds', not a list"),
+    ("attribution_patterns: []\n", 1, "the gate file: missing 'thresholds'; add thresholds:"),
+    ("thresholds: " + "[" * 100 + "]" * 100 + "\n", 1, "nested more than 64 levels deep"),
+    (
+        "thresholds: {overall: 0.75, category: 0.7, attribution_clean: 1}\n"
+        "attribution_patterns: 'one'\n",
+        2,
+        "attribution_patterns: must be a list of regular expressions, not 'one'",
+    ),
 ]
 
 

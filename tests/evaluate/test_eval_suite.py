@@ -74,24 +74,24 @@ MALFORMED = [
     (
         "cases:\n  - id: a\n    category: c\n    prompt: p\n    checks:\n      - regex: '(oops'\n",
         6,
-        ["case 'a'", "checks[0]", "bad regular expression"],
+        ["case 'a': checks[0].regex: bad regular expression '(oops'"],
     ),
     (
         "cases:\n  - id: a\n    category: c\n    prompt: p\n    checks:\n"
         "      - contains: x\n      - sounds_like: y\n",
         7,
-        ["case 'a'", "checks[1]", "unknown check type 'sounds_like'"],
+        ["case 'a': checks[1]: unknown check type 'sounds_like'; expected one of contains,"],
     ),
     (
         "cases:\n  - id: a\n    category: c\n    prompt: p\n    checks:\n"
         "      - {contains: x, max_words: 3}\n",
         6,
-        ["case 'a'", "checks[0]", "one-key mapping"],
+        ["case 'a': checks[0]: must be a one-key mapping", "not 2 keys"],
     ),
     (
         "cases:\n  - id: a\n    category: c\n    prompt: p\n    checks:\n      - max_words: many\n",
         6,
-        ["case 'a'", "checks[0]", "max_words expects a whole number"],
+        ["case 'a': checks[0].max_words: expects a whole number"],
     ),
     (
         "cases:\n  - id: a\n    category: c\n    prompt: p\n    checks: []\n",
@@ -129,7 +129,7 @@ MALFORMED = [
         "cases:\n  - id: a\n    category: c\n    messages:\n      - {role: bot, content: hi}\n"
         "    checks: [contains: x]\n",
         5,
-        ["case 'a'", "messages[0]", "role must be one of"],
+        ["case 'a': messages[0].role: must be 'system', 'user' or 'assistant', not 'bot'"],
     ),
     (
         "generation:\n  max_new_tokens: 0\ncases:\n  - id: a\n",
@@ -137,8 +137,8 @@ MALFORMED = [
         ["generation.max_new_tokens", "from 1 to"],
     ),
     ("generation:\n  temperature: 0.7\ncases: []\n", 2, ["generation", "unknown key"]),
-    ("cases:\n  - id: a\n    id: b\n", 3, ["duplicate key 'id'"]),
-    ("cases: {a: 1}\n", 1, ["'cases' must be a list"]),
+    ("cases:\n  - id: a\n    id: b\n", 3, ["key 'id' appears twice (first at line 2); keep one"]),
+    ("cases: {a: 1}\n", 1, ["cases: must be a list of cases, not a mapping"]),
     (
         "cases:\n  - id: a\n    category: c\n    prompt: ''\n    checks: [contains: x]\n",
         4,
@@ -187,7 +187,9 @@ def test_cli_malformed_suite_is_exit_2_with_one_line(
     assert code == EXIT_USAGE
     assert out == ""
     assert err.count("\n") == 1
-    assert err.startswith(f"spacetrain evaluate: error: {path}:6: case 'a': checks[0]: ")
+    assert err.startswith(
+        f"spacetrain evaluate: error: {path}:6: case 'a': checks[0].regex: bad regular expression"
+    )
 
 
 @pytest.mark.e2e

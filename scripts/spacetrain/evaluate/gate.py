@@ -12,11 +12,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from spacetrain.errors import InputFileError
+from spacetrain import schema
 from spacetrain.evaluate.scoring import Scores, at_least, rounded
-from spacetrain.evaluate.yamlfile import LineDict, LineList, line_of, load_yaml
+from spacetrain.yamlfile import load_yaml
 
 DEFAULT_GATE_PATH = Path("policy/gate.yaml")
 
@@ -76,6 +75,41 @@ def default_policy() -> GatePolicy:
     return GatePolicy(Thresholds(), compile_patterns(()), None)
 
 
+_FRACTION = schema.Number(low=0, high=1)
+
+# DESIGN.md's gate file contract, as a table.
+GATE_SCHEMA = schema.Table(
+    (
+        schema.Field(
+            "thresholds",
+            schema.Table(
+                (
+                    schema.Field("overall", _FRACTION, required=True, hint="add overall: 0.75"),
+                    schema.Field("category", _FRACTION, required=True, hint="add category: 0.70"),
+                    schema.Field(
+                        "attribution_clean",
+                        _FRACTION,
+                        required=True,
+                        hint="add attribution_clean: 1.0",
+                    ),
+                    schema.Field("max_regression", _FRACTION),
+                ),
+                hint="e.g. {overall: 0.75, category: 0.70, attribution_clean: 1.0}",
+            ),
+            required=True,
+            hint="add thresholds: {overall: 0.75, category: 0.70, attribution_clean: 1.0}",
+        ),
+        schema.Field(
+            "attribution_patterns",
+            schema.Items(schema.Pattern(flags=re.IGNORECASE), what="a list of regular expressions"),
+            default=[],
+        ),
+    ),
+    what="a mapping with 'thresholds'",
+    hint="see DESIGN.md 'Evaluation suite and gate files'",
+)
+
+
 def load_gate(path: str | Path | None) -> GatePolicy:
     """Load ``path``; with ``None``, ``policy/gate.yaml`` when it exists, else the defaults.
 
@@ -86,68 +120,10 @@ def load_gate(path: str | Path | None) -> GatePolicy:
         if not DEFAULT_GATE_PATH.is_file():
             return default_policy()
         path = DEFAULT_GATE_PATH
-    path = Path(path)
-    doc = load_yaml(path)
-    if not isinstance(doc, LineDict):
-        raise InputFileError(
-            path, "a gate file is a mapping with 'thresholds'", line=line_of(doc, default=1)
-        )
-    for key in doc:
-        if key not in {"thresholds", "attribution_patterns"}:
-            raise InputFileError(
-                path,
-                f"unknown key {key!r} (expected thresholds, attribution_patterns)",
-                line=line_of(doc, key),
-            )
-    raw = doc.get("thresholds")
-    if not isinstance(raw, LineDict):
-        raise InputFileError(
-            path, "'thresholds' must be a mapping", line=line_of(doc, "thresholds")
-        )
-    values: dict[str, float] = {}
-    for key in raw:
-        if key not in {"overall", "category", "attribution_clean", "max_regression"}:
-            raise InputFileError(
-                path,
-                f"thresholds: unknown key {key!r} "
-                "(expected overall, category, attribution_clean, max_regression)",
-                line=line_of(raw, key),
-            )
-        values[key] = _fraction(raw[key], path, line_of(raw, key), f"thresholds.{key}")
-    for key in ("overall", "category", "attribution_clean"):
-        if key not in raw:
-            raise InputFileError(path, f"thresholds: missing {key!r}", line=raw.line)
-    patterns = doc.get("attribution_patterns", LineList())
-    if not isinstance(patterns, LineList):
-        raise InputFileError(
-            path,
-            "'attribution_patterns' must be a list of regular expressions",
-            line=line_of(doc, "attribution_patterns"),
-        )
-    for i, source in enumerate(patterns):
-        if not isinstance(source, str) or not source:
-            raise InputFileError(
-                path,
-                f"attribution_patterns[{i}]: must be a non-empty string",
-                line=line_of(patterns, i),
-            )
-        try:
-            re.compile(source, re.IGNORECASE)
-        except re.error as exc:
-            raise InputFileError(
-                path,
-                f"attribution_patterns[{i}]: bad regular expression {source!r}: {exc}",
-                line=line_of(patterns, i),
-            ) from None
-    return GatePolicy(Thresholds(**values), compile_patterns(list(patterns)), str(path))
-
-
-def _fraction(value: Any, path: Path, line: int | None, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise InputFileError(
-            path, f"{name}: must be a number from 0 to 1, not {value!r}", line=line
-        )
-    return float(value)
+    doc = schema.Document(str(path), load_yaml(path), root="the gate file")
+    data = doc.validate(GATE_SCHEMA)
+    thresholds = Thresholds(**{k: float(v) for k, v in data["thresholds"].items()})
+    return GatePolicy(thresholds, compile_patterns(data["attribution_patterns"]), str(path))
 
 
 def fmt(value: float, other: float | None = None) -> str:

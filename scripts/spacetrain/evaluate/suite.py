@@ -10,22 +10,20 @@ exits 1: there is nothing to gate on, and the gate fails closed.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spacetrain.errors import CheckFailed, InputFileError
+from spacetrain import schema
+from spacetrain.errors import CheckFailed
 from spacetrain.evaluate.checks import REGISTRY, CheckType
-from spacetrain.evaluate.yamlfile import LineDict, LineList, line_of, load_yaml
+from spacetrain.yamlfile import load_yaml
 
 ROLES = ("system", "user", "assistant")
 DEFAULT_MAX_NEW_TOKENS = 48
 DEFAULT_BATCH_SIZE = 8
 MAX_NEW_TOKENS_LIMIT = 4096
-
-_SUITE_KEYS = {"name", "description", "generation", "cases"}
-_GENERATION_KEYS = {"max_new_tokens", "system_prompt", "batch_size"}
-_CASE_KEYS = {"id", "category", "prompt", "messages", "checks", "notes"}
 
 
 class EmptySuite(CheckFailed):
@@ -103,25 +101,106 @@ class Suite:
         return out
 
 
-class _Where:
-    """Builds InputFileErrors that name the file, line, case and field."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def error(
-        self, detail: str, *, line: int | None, case: str | None = None, fld: str | None = None
-    ) -> InputFileError:
-        prefix = ""
-        if case is not None:
-            prefix += f"case {case!r}: "
-        if fld is not None:
-            prefix += f"{fld}: "
-        return InputFileError(self.path, prefix + detail, line=line)
+def _case_id(value: Any) -> str:
+    """A case id: a non-empty string, or a number (``id: 7``) read as its text."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be a non-empty string, not {schema.shown(value)}")
+    return value.strip()
 
 
-def _nonempty_str(value: Any) -> bool:
-    return isinstance(value, str) and bool(value.strip())
+def _check_types() -> schema.Table:
+    """A check: a one-key mapping whose key is a registered type and whose value its
+    parser accepts (the parser's own words say what is wrong)."""
+    return schema.Table(
+        tuple(schema.Field(name, schema.Custom(kind.parse)) for name, kind in REGISTRY.items()),
+        what='a one-key mapping such as `- contains: "unity"`',
+        noun="check type",
+        single=True,
+    )
+
+
+_MESSAGE = schema.Table(
+    (
+        schema.Field("role", schema.Text(choices=ROLES), required=True),
+        schema.Field("content", schema.Text(), required=True),
+    ),
+    what="a mapping with 'role' and 'content'",
+)
+
+
+def suite_schema() -> schema.Table:
+    """DESIGN.md's suite contract, as a table (check types come from the registry)."""
+    case = schema.Table(
+        (
+            schema.Field(
+                "id", schema.Custom(_case_id), required=True, hint="give each case a unique id"
+            ),
+            schema.Field("category", schema.Text(), required=True, hint="add category: <name>"),
+            schema.Field("prompt", schema.Text()),
+            schema.Field(
+                "messages",
+                schema.Items(_MESSAGE, nonempty=True, what="a non-empty list of {role, content}"),
+            ),
+            schema.Field(
+                "checks",
+                schema.Items(_check_types(), nonempty=True, what="a non-empty list of checks"),
+                required=True,
+                hint='add checks: [contains: "..."]',
+            ),
+            schema.Field("notes", schema.Anything()),
+        ),
+        what="a mapping with id, category, prompt, checks",
+        one_of=(("prompt", "messages"),),
+    )
+    generation = schema.Table(
+        (
+            schema.Field(
+                "max_new_tokens",
+                schema.Number(low=1, high=MAX_NEW_TOKENS_LIMIT, whole=True),
+                default=DEFAULT_MAX_NEW_TOKENS,
+            ),
+            schema.Field("system_prompt", schema.Nullable(schema.Text()), default=None),
+            schema.Field(
+                "batch_size",
+                schema.Number(low=1, high=1024, whole=True),
+                default=DEFAULT_BATCH_SIZE,
+            ),
+        )
+    )
+    return schema.Table(
+        (
+            schema.Field("name", schema.Text()),
+            schema.Field("description", schema.Anything()),
+            schema.Field("generation", schema.Nullable(generation, label="a mapping")),
+            schema.Field(
+                "cases",
+                schema.Nullable(
+                    schema.Items(case, what="a list of cases"), label="a list of cases"
+                ),
+            ),
+        ),
+        what="a mapping with 'cases'",
+        hint="see DESIGN.md 'Evaluation suite and gate files'",
+    )
+
+
+def _namer(doc: Any) -> Callable[[tuple[Any, ...]], str]:
+    """Name entries under ``cases`` by the case's id: ``case 'umoja': checks[1]``."""
+
+    def name(at: tuple[Any, ...]) -> str:
+        if len(at) < 2 or at[0] != "cases" or not isinstance(at[1], int):
+            return schema.dotted(at)
+        raw = doc["cases"][at[1]]
+        ident = raw.get("id") if isinstance(raw, dict) else None
+        try:
+            label = f"case {_case_id(ident)!r}"
+        except ValueError:
+            label = f"case #{at[1] + 1}"
+        return f"{label}: {schema.dotted(at[2:])}" if len(at) > 2 else label
+
+    return name
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -132,203 +211,55 @@ def load_suite(path: str | Path) -> Suite:
         EmptySuite: the suite has no cases (exit 1).
     """
     path = Path(path)
-    doc = load_yaml(path)
-    where = _Where(path)
-    if not isinstance(doc, LineDict):
-        raise where.error(
-            "a suite is a mapping with 'cases' (see DESIGN.md)", line=line_of(doc, default=1)
-        )
-    for key in doc:
-        if key not in _SUITE_KEYS:
-            raise where.error(
-                f"unknown key {key!r} (expected one of {', '.join(sorted(_SUITE_KEYS))})",
-                line=line_of(doc, key),
-            )
-    name = doc.get("name", path.stem)
-    if not _nonempty_str(name):
-        raise where.error("'name' must be a non-empty string", line=line_of(doc, "name"))
-    generation = _generation(doc.get("generation"), where, line_of(doc, "generation"))
-    raw_cases = doc.get("cases")
-    if raw_cases is None or (isinstance(raw_cases, LineList) and not raw_cases):
+    raw = load_yaml(path)
+    doc = schema.Document(str(path), raw, root="the suite", name=_namer(raw))
+    data = doc.validate(suite_schema())
+    if not data.get("cases"):
         raise EmptySuite(f"{path}: the suite has no cases, so there is nothing to gate on")
-    if not isinstance(raw_cases, LineList):
-        raise where.error("'cases' must be a list of cases", line=line_of(doc, "cases"))
     cases: list[Case] = []
     seen: dict[str, int | None] = {}
-    for index, raw in enumerate(raw_cases):
-        case = _case(raw, where, line_of(raw_cases, index), index)
-        if case.id in seen:
-            raise where.error(
-                f"duplicate id (first at line {seen[case.id]})", line=case.line, case=case.id
-            )
-        seen[case.id] = case.line
-        cases.append(case)
-    categories = tuple(dict.fromkeys(c.category for c in cases))
+    for index, case in enumerate(data["cases"]):
+        at = ("cases", index)
+        line = doc.line_of(at)
+        if case["id"] in seen:
+            doc.fail(at, f"duplicate id (first at line {seen[case['id']]})", "ids must be unique")
+        seen[case["id"]] = line
+        messages = _messages(doc, at, case)
+        checks = []
+        for n, check in enumerate(case["checks"]):
+            ((kind, parsed),) = check.items()
+            arg = raw["cases"][index]["checks"][n][kind]
+            plain = list(arg) if isinstance(arg, list) else arg
+            checks.append(Check(kind, plain, parsed, line=doc.line_of((*at, "checks", n))))
+        cases.append(Case(case["id"], case["category"].strip(), messages, tuple(checks), line))
+    generation = data.get("generation") or {}
     return Suite(
-        name=name.strip(),
+        name=data.get("name", path.stem).strip(),
         path=str(path),
-        generation=generation,
+        generation=Generation(**generation),
         cases=tuple(cases),
         sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-        categories=categories,
+        categories=tuple(dict.fromkeys(c.category for c in cases)),
     )
 
 
-def _generation(raw: Any, where: _Where, line: int | None) -> Generation:
-    if raw is None:
-        return Generation()
-    if not isinstance(raw, LineDict):
-        raise where.error("must be a mapping", line=line, fld="generation")
-    for key in raw:
-        if key not in _GENERATION_KEYS:
-            raise where.error(
-                f"unknown key {key!r} (expected one of {', '.join(sorted(_GENERATION_KEYS))})",
-                line=line_of(raw, key),
-                fld="generation",
-            )
-    values: dict[str, Any] = {}
-    for key, upper in (("max_new_tokens", MAX_NEW_TOKENS_LIMIT), ("batch_size", 1024)):
-        if key in raw:
-            value = raw[key]
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= upper:
-                raise where.error(
-                    f"must be a whole number from 1 to {upper}, not {value!r}",
-                    line=line_of(raw, key),
-                    fld=f"generation.{key}",
-                )
-            values[key] = value
-    if "system_prompt" in raw:
-        value = raw["system_prompt"]
-        if value is not None and not _nonempty_str(value):
-            raise where.error(
-                "must be a non-empty string",
-                line=line_of(raw, "system_prompt"),
-                fld="generation.system_prompt",
-            )
-        values["system_prompt"] = value
-    return Generation(**values)
-
-
-def _case(raw: Any, where: _Where, line: int | None, index: int) -> Case:
-    if not isinstance(raw, LineDict):
-        raise where.error(
-            f"case #{index + 1} must be a mapping with id, category, prompt, checks", line=line
-        )
-    ident = raw.get("id")
-    if not _nonempty_str(ident) and not isinstance(ident, int):
-        raise where.error(
-            f"case #{index + 1} needs an 'id' (a non-empty string)", line=line_of(raw, "id")
-        )
-    ident = str(ident).strip()
-    for key in raw:
-        if key not in _CASE_KEYS:
-            raise where.error(
-                f"unknown key {key!r} (expected one of {', '.join(sorted(_CASE_KEYS))})",
-                line=line_of(raw, key),
-                case=ident,
-            )
-    category = raw.get("category")
-    if not _nonempty_str(category):
-        raise where.error(
-            "needs a non-empty string", line=line_of(raw, "category"), case=ident, fld="category"
-        )
-    messages = _messages(raw, where, ident)
-    raw_checks = raw.get("checks")
-    if not isinstance(raw_checks, LineList) or not raw_checks:
-        raise where.error(
-            "needs a non-empty list of checks",
-            line=line_of(raw, "checks"),
-            case=ident,
-            fld="checks",
-        )
-    checks = tuple(
-        _check(item, where, line_of(raw_checks, i), ident, i) for i, item in enumerate(raw_checks)
-    )
-    return Case(ident, category.strip(), messages, checks, line=line)
-
-
-def _messages(raw: LineDict, where: _Where, ident: str) -> tuple[dict[str, str], ...]:
-    has_prompt, has_messages = "prompt" in raw, "messages" in raw
-    if has_prompt == has_messages:
-        raise where.error("needs exactly one of 'prompt' or 'messages'", line=raw.line, case=ident)
-    if has_prompt:
-        prompt = raw["prompt"]
-        if not _nonempty_str(prompt):
-            raise where.error(
-                "must be a non-empty string", line=line_of(raw, "prompt"), case=ident, fld="prompt"
-            )
-        return ({"role": "user", "content": prompt},)
-    msgs = raw["messages"]
-    if not isinstance(msgs, LineList) or not msgs:
-        raise where.error(
-            "must be a non-empty list of {role, content}",
-            line=line_of(raw, "messages"),
-            case=ident,
-            fld="messages",
-        )
-    out: list[dict[str, str]] = []
+def _messages(
+    doc: schema.Document, at: tuple[Any, ...], case: dict[str, Any]
+) -> tuple[dict[str, str], ...]:
+    """The case's chat; a system message only first, the user's last (the model answers it)."""
+    if "prompt" in case:
+        return ({"role": "user", "content": case["prompt"]},)
+    msgs = case["messages"]
     for i, msg in enumerate(msgs):
-        fld = f"messages[{i}]"
-        mline = line_of(msgs, i)
-        if not isinstance(msg, LineDict) or set(msg) != {"role", "content"}:
-            raise where.error(
-                "must be a mapping with exactly 'role' and 'content'",
-                line=mline,
-                case=ident,
-                fld=fld,
-            )
-        if msg["role"] not in ROLES:
-            raise where.error(
-                f"role must be one of {', '.join(ROLES)}, not {msg['role']!r}",
-                line=line_of(msg, "role"),
-                case=ident,
-                fld=fld,
-            )
         if msg["role"] == "system" and i != 0:
-            raise where.error(
-                "a system message may only come first", line=mline, case=ident, fld=fld
-            )
-        if not _nonempty_str(msg["content"]):
-            raise where.error(
-                "content must be a non-empty string",
-                line=line_of(msg, "content"),
-                case=ident,
-                fld=fld,
-            )
-        out.append({"role": msg["role"], "content": msg["content"]})
-    if out[-1]["role"] != "user":
-        raise where.error(
+            doc.fail((*at, "messages", i), "a system message may only come first")
+    if msgs[-1]["role"] != "user":
+        doc.fail(
+            (*at, "messages"),
             "the last message must be the user's: the model answers it",
-            line=line_of(msgs, len(msgs) - 1),
-            case=ident,
-            fld="messages",
+            line_at=(*at, "messages", len(msgs) - 1),
         )
-    return tuple(out)
-
-
-def _check(item: Any, where: _Where, line: int | None, ident: str, index: int) -> Check:
-    fld = f"checks[{index}]"
-    if not isinstance(item, LineDict) or len(item) != 1:
-        raise where.error(
-            'each check is a one-key mapping such as `- contains: "unity"`',
-            line=line,
-            case=ident,
-            fld=fld,
-        )
-    ((kind, arg),) = item.items()
-    if kind not in REGISTRY:
-        raise where.error(
-            f"unknown check type {kind!r} (known: {', '.join(sorted(REGISTRY))})",
-            line=line,
-            case=ident,
-            fld=fld,
-        )
-    try:
-        parsed = REGISTRY[kind].parse(arg)
-    except ValueError as exc:
-        raise where.error(f"{kind} {exc}", line=line, case=ident, fld=fld) from None
-    plain = list(arg) if isinstance(arg, list) else arg
-    return Check(kind, plain, parsed, line=line)
+    return tuple({"role": m["role"], "content": m["content"]} for m in msgs)
 
 
 __all__ = ["Case", "Check", "EmptySuite", "Generation", "Suite", "load_suite"]

@@ -9,17 +9,15 @@ loader does not know, a wrong type, an unknown rule id or a bad regex is exit 2 
 from __future__ import annotations
 
 import copy
-import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from spacetrain import schema
 from spacetrain.errors import InputFileError
-from spacetrain.inputs import read_bytes
+from spacetrain.inputs import read_text
 from spacetrain.lint.model import Severity
+from spacetrain.yamlfile import load_yaml
 
 DEFAULT_POLICY_PATH = Path("policy/space.yaml")
 
@@ -125,7 +123,6 @@ def load_policy(path: str | Path | None) -> Policy:
             unknown rule id, bad severity or regex (exit 2, with the line).
     """
     from spacetrain.lint.registry import load_rules
-    from spacetrain.lint.space_folder import duplicate_key
 
     if path is None:
         if not DEFAULT_POLICY_PATH.is_file():
@@ -133,35 +130,12 @@ def load_policy(path: str | Path | None) -> Policy:
         path = DEFAULT_POLICY_PATH
     shown = Path(path).as_posix()
     try:
-        raw = read_bytes(path)  # a FIFO or a folder is refused before anything blocks
+        text = read_text(path)  # a FIFO or a folder is refused before anything blocks
     except InputFileError as exc:
-        raise InputFileError(shown, f"cannot read policy: {exc.detail}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise InputFileError(shown, "policy is not valid UTF-8", line=line) from None
-    try:
-        loader = yaml.SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else {}
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputFileError(shown, f"invalid YAML: {problem}", line=line) from None
-    except RecursionError:  # PyYAML recurses once per nesting level
-        raise InputFileError(shown, "invalid YAML: lists or mappings nested too deeply") from None
-    if data is None:
-        data = {}
-    duplicate = duplicate_key(node)
-    if duplicate is not None:
-        raise InputFileError(shown, f"key {duplicate[1]!r} appears twice", line=duplicate[0])
-    checker = _Checker(shown, node)
-    checker.check(data, _SCHEMA, ())
+        raise InputFileError(shown, f"cannot read policy: {exc.detail}", line=exc.line) from None
+    raw = load_yaml(shown, text)
+    doc = schema.Document(shown, raw, root="the policy")
+    data = doc.validate(POLICY_SCHEMA) if raw is not None else {}
     merged = copy.deepcopy(DEFAULTS)
     for key, value in data.items():
         if isinstance(value, dict) and key not in {"rules"}:
@@ -169,171 +143,165 @@ def load_policy(path: str | Path | None) -> Policy:
         else:
             merged[key] = value
     registry = load_rules()
-    severities: dict[str, Severity] = {}
-    for rule_id, level in (data.get("rules") or {}).items():
+
+    def known_rule(rule_id: str, at: tuple[Any, ...], line_at: tuple[Any, ...]) -> str:
         if rule_id not in registry:
-            raise InputFileError(
-                shown,
-                f"unknown rule id {rule_id!r} under rules:; `spacetrain rule` lists them",
-                line=checker.line_of(("rules", rule_id)),
+            doc.fail(
+                at,
+                f"unknown rule id {rule_id!r}{schema.did_you_mean(rule_id, registry)}",
+                "`spacetrain rule` lists them",
+                line_at=line_at,
             )
-        severities[rule_id] = Severity(level)
-    ignores = []
-    for n, item in enumerate(data.get("ignore") or []):
-        if item["rule"] not in registry:
-            raise InputFileError(
-                shown,
-                f"unknown rule id {item['rule']!r} under ignore:; `spacetrain rule` lists them",
-                line=checker.line_of(("ignore", n, "rule")),
-            )
-        ignores.append(PolicyIgnore(item["rule"], item["path"], item["reason"].strip()))
-    return Policy(merged, shown, severities, tuple(ignores))
+        return rule_id
+
+    severities = {
+        known_rule(rule_id, ("rules",), ("rules", rule_id)): Severity(level)
+        for rule_id, level in data.get("rules", {}).items()
+    }
+    ignores = tuple(
+        PolicyIgnore(
+            known_rule(item["rule"], ("ignore", n, "rule"), ("ignore", n, "rule")),
+            item["path"],
+            item["reason"].strip(),
+        )
+        for n, item in enumerate(data.get("ignore", []))
+    )
+    return Policy(merged, shown, severities, ignores)
 
 
 # ------------------------------------------------------------------ schema
 
-Check = Callable[["_Checker", Any, tuple[Any, ...]], None]
+_NAMES = schema.Items(schema.Text(), what="a list of strings")
+_SEVERITIES = tuple(s.value for s in Severity)
 
-
-def _list_of_str(checker: _Checker, value: Any, where: tuple[Any, ...]) -> None:
-    checker.expect(isinstance(value, list), where, "a list of strings")
-    for n, item in enumerate(value):
-        checker.expect(isinstance(item, str) and bool(item), (*where, n), "a non-empty string")
-
-
-def _typed(*types: type, what: str, nullable: bool = False) -> Check:
-    def check(checker: _Checker, value: Any, where: tuple[Any, ...]) -> None:
-        ok = (value is None and nullable) or (
-            (isinstance(value, types) and not isinstance(value, bool)) or bool in types
-        )
-        checker.expect(ok, where, what)
-
-    return check
-
-
-def _regex(checker: _Checker, value: Any, where: tuple[Any, ...]) -> None:
-    checker.expect(isinstance(value, str), where, "a regular expression string")
-    try:
-        re.compile(value)
-    except re.error as exc:
-        checker.fail(where, f"is not a valid regular expression: {exc}")
-
-
-def _port(checker: _Checker, value: Any, where: tuple[Any, ...]) -> None:
-    ok = value is None or (
-        isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
-    )
-    checker.expect(ok, where, "a port number 1-65535 (or null)")
-
-
-def _forbidden_kwargs(checker: _Checker, value: Any, where: tuple[Any, ...]) -> None:
-    checker.expect(isinstance(value, dict), where, "a mapping of callable name to kwargs")
-    for name, kwargs in value.items():
-        at = (*where, name)
-        if isinstance(kwargs, list):
-            _list_of_str(checker, kwargs, at)
-        else:
-            checker.expect(isinstance(kwargs, dict), at, "a list of kwargs or kwarg: reason")
-            for kw, reason in kwargs.items():
-                checker.expect(isinstance(reason, str), (*at, kw), "a reason string")
-
-
-def _token_patterns(checker: _Checker, value: Any, where: tuple[Any, ...]) -> None:
-    checker.expect(isinstance(value, list), where, "a list of {name, regex}")
-    for n, item in enumerate(value):
-        checker.check(item, {"name": _typed(str, what="a string"), "regex": _regex}, (*where, n))
-        for key in ("name", "regex"):
-            checker.expect(key in item, (*where, n), f"a mapping with {key!r}")
-
-
-def _severities(checker: _Checker, value: Any, where: tuple[Any, ...]) -> None:
-    checker.expect(isinstance(value, dict), where, "a mapping of rule id to error|warning|off")
-    levels = [s.value for s in Severity]
-    for rule_id, level in value.items():
-        checker.expect(level in levels, (*where, rule_id), f"one of {', '.join(levels)}")
-
-
-def _ignores(checker: _Checker, value: Any, where: tuple[Any, ...]) -> None:
-    checker.expect(isinstance(value, list), where, "a list of {rule, path, reason}")
-    string = _typed(str, what="a string")
-    for n, item in enumerate(value):
-        checker.check(item, {"rule": string, "path": string, "reason": string}, (*where, n))
-        for key in ("rule", "path", "reason"):
-            checker.expect(key in item, (*where, n), f"a mapping with {key!r}")
-        checker.expect(bool(item["reason"].strip()), (*where, n, "reason"), "a non-empty reason")
-
-
-_SCHEMA: dict[str, Any] = {
-    "version": _typed(int, what="the integer 1"),
-    "files": {
-        "required": _list_of_str,
-        "allowed": _list_of_str,
-        "forbidden": _list_of_str,
-        "ignore": _list_of_str,
-    },
-    "base_images": {"allow": _list_of_str},
-    "pip": {"torch_packages": _list_of_str, "cuda_index": _regex},
-    "readme": {"sdk": _typed(str, what="a string"), "required_keys": _list_of_str},
-    "app": {"file": _typed(str, what="a file name"), "port": _port, "listen": _list_of_str},
-    "gradio": {"forbidden_kwargs": _forbidden_kwargs},
-    "secrets": {
-        "token_patterns": _token_patterns,
-        "env_names": _list_of_str,
-        "min_entropy": _typed(int, float, what="a number"),
-    },
-    "user": {"uid": _typed(int, what="an integer uid")},
-    "resolve": {
-        "python_version": _typed(str, what="a version string like '3.11'", nullable=True),
-        "platform": _typed(str, what="a pip platform tag"),
-        "timeout_s": _typed(int, float, what="a number of seconds"),
-    },
-    "rules": _severities,
-    "ignore": _ignores,
-}
-
-
-class _Checker:
-    """Walks the parsed policy beside its YAML node tree, so errors carry a line."""
-
-    def __init__(self, path: str, node: yaml.Node | None) -> None:
-        self.path = path
-        self.node = node
-
-    def line_of(self, where: tuple[Any, ...]) -> int | None:
-        node = self.node
-        line = node.start_mark.line + 1 if node is not None else None
-        for step in where:
-            if isinstance(node, yaml.MappingNode):
-                for key, value in node.value:
-                    if key.value == step:
-                        line, node = key.start_mark.line + 1, value
-                        break
-                else:
-                    return line
-            elif isinstance(node, yaml.SequenceNode) and isinstance(step, int):
-                if step >= len(node.value):
-                    return line
-                node = node.value[step]
-                line = node.start_mark.line + 1
-            else:
-                return line
-        return line
-
-    def fail(self, where: tuple[Any, ...], detail: str) -> None:
-        name = ".".join(str(s) for s in where) or "the policy"
-        raise InputFileError(self.path, f"{name} {detail}", line=self.line_of(where))
-
-    def expect(self, ok: bool, where: tuple[Any, ...], what: str) -> None:
-        if not ok:
-            self.fail(where, f"must be {what}")
-
-    def check(self, value: Any, schema: Any, where: tuple[Any, ...]) -> None:
-        if callable(schema):
-            schema(self, value, where)
-            return
-        self.expect(isinstance(value, dict), where, "a mapping")
-        for key, item in value.items():
-            if key not in schema:
-                known = ", ".join(sorted(schema))
-                self.fail((*where, key), f"is not a policy key (known here: {known})")
-            self.check(item, schema[key], (*where, key))
+# Every key a policy file may set; the values of DEFAULTS fill in what it leaves out.
+POLICY_SCHEMA = schema.Table(
+    (
+        schema.Field("version", schema.Number(whole=True, what="the integer 1")),
+        schema.Field(
+            "files",
+            schema.Table(
+                tuple(
+                    schema.Field(k, _NAMES) for k in ("required", "allowed", "forbidden", "ignore")
+                )
+            ),
+        ),
+        schema.Field("base_images", schema.Table((schema.Field("allow", _NAMES),))),
+        schema.Field(
+            "pip",
+            schema.Table(
+                (
+                    schema.Field("torch_packages", _NAMES),
+                    schema.Field("cuda_index", schema.Pattern()),
+                )
+            ),
+        ),
+        schema.Field(
+            "readme",
+            schema.Table(
+                (schema.Field("sdk", schema.Text()), schema.Field("required_keys", _NAMES))
+            ),
+        ),
+        schema.Field(
+            "app",
+            schema.Table(
+                (
+                    schema.Field("file", schema.Text(what="a file name")),
+                    schema.Field(
+                        "port",
+                        schema.Nullable(
+                            schema.Number(
+                                low=1, high=65535, whole=True, what="a port number from 1 to 65535"
+                            )
+                        ),
+                    ),
+                    schema.Field("listen", _NAMES),
+                )
+            ),
+        ),
+        schema.Field(
+            "gradio",
+            schema.Table(
+                (
+                    schema.Field(
+                        "forbidden_kwargs",
+                        schema.Mapping(
+                            schema.AnyOf(
+                                (_NAMES, schema.Mapping(schema.Text(what="a reason string"))),
+                                what="a list of kwargs or a mapping of kwarg: reason",
+                            ),
+                            what="a mapping of callable name to kwargs",
+                        ),
+                    ),
+                )
+            ),
+        ),
+        schema.Field(
+            "secrets",
+            schema.Table(
+                (
+                    schema.Field(
+                        "token_patterns",
+                        schema.Items(
+                            schema.Table(
+                                (
+                                    schema.Field("name", schema.Text(), required=True),
+                                    schema.Field("regex", schema.Pattern(), required=True),
+                                ),
+                                what="a mapping {name, regex}",
+                            ),
+                            what="a list of {name, regex}",
+                        ),
+                    ),
+                    schema.Field("env_names", _NAMES),
+                    schema.Field("min_entropy", schema.Number()),
+                )
+            ),
+        ),
+        schema.Field(
+            "user", schema.Table((schema.Field("uid", schema.Number(whole=True, what="a uid")),))
+        ),
+        schema.Field(
+            "resolve",
+            schema.Table(
+                (
+                    schema.Field(
+                        "python_version",
+                        schema.Nullable(schema.Text(what="a version string like '3.11'")),
+                    ),
+                    schema.Field("platform", schema.Text(what="a pip platform tag")),
+                    schema.Field("timeout_s", schema.Number(what="a number of seconds")),
+                )
+            ),
+        ),
+        schema.Field(
+            "rules",
+            schema.Mapping(
+                schema.Text(choices=_SEVERITIES), what="a mapping of rule id to error|warning|off"
+            ),
+        ),
+        schema.Field(
+            "ignore",
+            schema.Items(
+                schema.Table(
+                    (
+                        schema.Field("rule", schema.Text(), required=True),
+                        schema.Field("path", schema.Text(), required=True),
+                        schema.Field(
+                            "reason",
+                            schema.Text(
+                                what="a non-empty reason",
+                                hint="say why the finding does not apply here",
+                            ),
+                            required=True,
+                            hint="say why the finding does not apply here",
+                        ),
+                    ),
+                    what="a mapping {rule, path, reason}",
+                ),
+                what="a list of {rule, path, reason}",
+            ),
+        ),
+    ),
+    what="a mapping",
+)

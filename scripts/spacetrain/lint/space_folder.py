@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from spacetrain.dockerfile import Dockerfile
 from spacetrain.errors import InputFileError
 from spacetrain.inputs import read_bytes
 from spacetrain.lint.globs import glob_match
 from spacetrain.lint.policy import Policy
+from spacetrain.yamlfile import LineDict, YamlProblem, parse_yaml
 
 if TYPE_CHECKING:
     from spacetrain.lint.resolver import Resolution
@@ -235,55 +234,19 @@ def parse_front_matter(text: str) -> FrontMatter:
     if end is None:
         return FrontMatter(None, (1, "front matter is never closed with a --- line"))
     body = "\n".join(lines[1:end])
-    try:
-        loader = yaml.SafeLoader(body)
-        try:
-            node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = mark.line + 2 if mark is not None else 1
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        return FrontMatter(
-            None, (line, f"front matter is not valid YAML: {problem}"), {}, 1, end + 1
-        )
-    except RecursionError:  # PyYAML recurses once per nesting level
-        detail = "front matter is not valid YAML: nested too deeply"
-        return FrontMatter(None, (2, detail), {}, 1, end + 1)
-    duplicate = duplicate_key(node)
-    if duplicate is not None:
-        line, key = duplicate
-        detail = f"front matter is not valid YAML: duplicated key {key!r} (the Hub rejects it)"
-        return FrontMatter(None, (line + 1, detail), {}, 1, end + 1)
-    if not isinstance(data, dict):
+    try:  # the Hub allows any YAML key (``1:``), so keys need not be text here
+        data = parse_yaml(body, first_line=2, string_keys=False)
+    except YamlProblem as exc:
+        detail = f"front matter is not valid YAML: {exc.detail}"
+        if not exc.syntax and "appears twice" in exc.detail:
+            detail += " (the Hub rejects it)"
+        return FrontMatter(None, (exc.line or 2, detail), {}, 1, end + 1)
+    if not isinstance(data, LineDict):
         return FrontMatter(
             None, (2, "front matter must be a YAML mapping (key: value)"), {}, 1, end + 1
         )
-    key_lines = {}
-    if isinstance(node, yaml.MappingNode):
-        for key, _value in node.value:
-            key_lines[str(key.value)] = key.start_mark.line + 2
-    return FrontMatter(data, None, key_lines, 1, end + 1)
-
-
-def duplicate_key(node: yaml.Node | None) -> tuple[int, str] | None:
-    """(1-based line, key) of the first key that a mapping repeats; PyYAML keeps the last."""
-    stack = [node] if node is not None else []
-    while stack:
-        current = stack.pop()
-        if isinstance(current, yaml.MappingNode):
-            seen = set()
-            for key, value in current.value:
-                name = str(key.value)
-                if name in seen:
-                    return key.start_mark.line + 1, name
-                seen.add(name)
-                stack.append(value)
-        elif isinstance(current, yaml.SequenceNode):
-            stack.extend(current.value)
-    return None
+    key_lines = {str(key): line for key, line in data.lines.items()}
+    return FrontMatter(dict(data), None, key_lines, 1, end + 1)
 
 
 def shown_path(path: Path) -> str:
