@@ -167,6 +167,7 @@ def test_a_job_past_its_timeout_is_exit_3_and_its_meter_stops(world: dict[str, A
     )
     stage, message, meter = ended(world, state)
     assert (stage, message, meter["billing"]) == ("ERROR", "Job timed out after 3 seconds", None)
+    assert state.get("run_state") == "failed"  # the next train starts a new run
     nothing_promoted(world, result, state)
 
 

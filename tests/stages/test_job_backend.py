@@ -148,6 +148,9 @@ def test_start_is_idempotent_by_run_id(hub: Hub, hub_server: LocalHub, tmp_path:
         assert not again.created and again.raw["job_id"] == first.raw["job_id"]
         # another process with the same state rejoins the job, it starts none
         later = backend_for(hub, PipelineState.load(state.path), "sleep", [])
+        with pytest.MonkeyPatch.context() as env:  # following needs no Space token
+            env.delenv("SPACE_HF_TOKEN")
+            later.preflight({**PARAMS, "run_id": "run-idem"})
         rejoined = later.start({**PARAMS, "run_id": "run-idem"})
         assert not rejoined.created and rejoined.raw["job_id"] == first.raw["job_id"]
         # a job whose start lost its answer is found by its label, not started twice

@@ -284,8 +284,10 @@ class JobBackend:
     # -- the seam
 
     def preflight(self, params: Mapping[str, Any]) -> None:
-        """What can be checked before a job bills (:func:`preflight_job`)."""
-        preflight_job(self.space, dict(params))
+        """What can be checked before a job bills (:func:`preflight_job`); nothing for a
+        run whose job is known (a rejoin is followed as it is)."""
+        if self.job_id(str(params["run_id"])) is None:
+            preflight_job(self.space, dict(params))
 
     def start(self, params: Mapping[str, Any]) -> RunStatus:
         """The job of ``params["run_id"]``: the one already known, or a new one.
@@ -400,6 +402,7 @@ class JobBackend:
             error = (log.error or {}).get("error") or info.status.message
             error = error or f"the job ended {stage}"
             if state == "failed" and self._timed_out(info, log):
+                self.state.update(run_state="failed")  # ended: the next train starts anew
                 raise StageTimeout(
                     f"job {job} of run {run_id} reached its timeout ({self.settings.timeout} "
                     f"s, job_timeout) and was ended by the Hub: {info.status.message or stage}"
