@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from huggingface_hub import HfApi
 
-from spacetrain.errors import StageTimeout, TrainingFailed, UsageError
+from spacetrain.errors import CheckFailed, StageTimeout, TrainingFailed, UsageError
 from spacetrain.hub import Hub, RetryPolicy
 from spacetrain.localhub import LocalHub
 from spacetrain.stages.job_backend import JobBackend, JobSettings
@@ -238,3 +238,22 @@ def test_without_the_spaces_token_nothing_starts(
     assert (
         list(hub.api.list_jobs(labels={"spacetrain-run": "run-notoken"}, namespace="alice")) == []
     )
+
+
+def test_a_space_that_moved_on_since_sync_starts_no_job(hub: Hub, tmp_path: Path) -> None:
+    state = PipelineState(tmp_path / "state.json")
+    head = hub.api.space_info(SPACE).sha
+    stale = JobSettings(flavor="cpu-basic", timeout=60, env={"MODE": "push"}, space_commit="0" * 40)
+    backend = JobBackend(hub, SPACE, stale, state, progress=lambda _: None)
+    with pytest.raises(CheckFailed, match=f"is at {head[:12]}, not at the synced commit 000000"):
+        backend.start({**PARAMS, "run_id": "run-stale"})
+    assert list(hub.api.list_jobs(labels={"spacetrain-run": "run-stale"}, namespace="alice")) == []
+    synced = JobSettings(flavor="cpu-basic", timeout=60, env={"MODE": "push"}, space_commit=head)
+    result = run_training(
+        hub, options("run-synced"), state,
+        backend=JobBackend(hub, SPACE, synced, state, progress=lambda _: None),
+        progress=lambda _: None,
+    )  # fmt: skip
+    namespace, _, job = str(state.get("job_id")).rpartition("/")
+    labels = hub.api.inspect_job(job_id=job, namespace=namespace).labels
+    assert labels["spacetrain-space-commit"] == head and result.adapter_revision == REVISION

@@ -35,7 +35,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spacetrain import contract
-from spacetrain.errors import HubUnreachable, SpacetrainError, StageTimeout, UsageError
+from spacetrain.errors import (
+    CheckFailed,
+    HubUnreachable,
+    SpacetrainError,
+    StageTimeout,
+    UsageError,
+)
 from spacetrain.hub import Hub, explain, is_transient
 from spacetrain.stages.backend import FINAL, LogPage, RunStatus
 from spacetrain.stages.progress import Progress
@@ -312,6 +318,7 @@ class JobBackend:
             return self.status(run_id)
         labels = {RUN_LABEL: run_id}
         if self.settings.space_commit:
+            self._check_image(self.settings.space_commit)
             labels[COMMIT_LABEL] = self.settings.space_commit
         spec = {
             "image": space_image(self.space),
@@ -328,6 +335,20 @@ class JobBackend:
         self._remember(run_id, info.id)
         self.progress(f"job {info.id} for run {run_id}: {self.url(run_id)}")
         return dataclasses.replace(self.status(run_id), created=True)
+
+    def _check_image(self, commit: str) -> None:
+        """The Space's head is still the synced commit: the image named without a
+        revision (the Hub's documented form) is then that commit's.
+
+        Raises:
+            CheckFailed: someone pushed to the Space since `sync` (exit 1).
+        """
+        info = self.hub.call(f"read the Space {self.space}", self.hub.api.space_info, self.space)
+        if info.sha and info.sha != commit:
+            raise CheckFailed(
+                f"the Space {self.space} is at {info.sha[:12]}, not at the synced commit "
+                f"{commit[:12]}: its image is not this commit's; sync and wait again"
+            )
 
     def _run_job(self, run_id: str, spec: dict[str, Any]) -> Any:
         """``run_job``, never twice for one run: a transient failure may have started the
