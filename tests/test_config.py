@@ -126,3 +126,44 @@ def test_a_broken_config_is_one_line_naming_the_file(
 def test_a_float_setting_takes_an_integer(tmp_path: Path) -> None:
     root = write(tmp_path, GOOD.replace("learning_rate = 2e-4", "learning_rate = 1"))
     assert load_config(root).adapter("kwanzaa").train["learning_rate"] == 1
+
+
+def test_the_backend_defaults_to_the_space_and_an_adapter_may_choose_jobs(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD))
+    adapter = config.adapter(None)
+    assert (config.backend, adapter.backend) == ("space", "space")
+    assert (adapter.job_flavor, adapter.job_timeout) == ("a10g-small", 6 * 3600)
+    text = GOOD.replace(
+        'space = "me/trainer"', 'space = "me/trainer"\njob_flavor = "l4x1"\njob_timeout = 600'
+    ).replace('output_repo = "me/adapter"', 'output_repo = "me/adapter"\nbackend = "job"')
+    config = load_config(write(tmp_path, text))
+    adapter = config.adapter(None)
+    assert config.backend == "space"  # the project's; the adapter chose jobs
+    assert (adapter.backend, adapter.job_flavor, adapter.job_timeout) == ("job", "l4x1", 600)
+    text = text.replace('backend = "job"', 'backend = "job"\njob_flavor = "h200"')
+    assert load_config(write(tmp_path, text)).adapter(None).job_flavor == "h200"
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ('backend = "jobs"', r"\[tool.spacetrain\] backend: must be 'space' or 'job', not 'jobs'"),
+        (
+            'job_flavor = "a10g"',
+            r"\[tool.spacetrain\] job_flavor: must be a Jobs flavor, not 'a10g'",
+        ),
+        ("job_timeout = 0", r"\[tool.spacetrain\] job_timeout: must be whole seconds \(>= 1\)"),
+        ('job_timeout = "1h"', r"\[tool.spacetrain\] job_timeout: must be whole seconds"),
+        ("job_timeout = true", r"\[tool.spacetrain\] job_timeout: must be whole seconds"),
+        ("job_timeout = 1.5", r"\[tool.spacetrain\] job_timeout: must be whole seconds"),
+    ],
+)
+def test_a_bad_backend_setting_is_one_line(tmp_path: Path, setting: str, message: str) -> None:
+    root = write(tmp_path, GOOD.replace('space = "me/trainer"', f'space = "me/trainer"\n{setting}'))
+    with pytest.raises(InputFileError, match=message):
+        load_config(root)
+    repo = 'output_repo = "me/adapter"'
+    adapter_level = GOOD.replace(repo, f"{repo}\n{setting}")
+    message = message.replace(r"\[tool.spacetrain\]", r"\[tool.spacetrain.adapters.kwanzaa\]")
+    with pytest.raises(InputFileError, match=message):
+        load_config(write(tmp_path, adapter_level))

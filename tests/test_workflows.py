@@ -351,7 +351,10 @@ def test_reusable_pipeline_contract() -> None:
         "promote": "boolean",
         "environment": "string",
         "train-timeout-minutes": "number",
+        "backend": "string",
+        "sync": "boolean",
     }
+    assert (call["inputs"]["backend"]["default"], call["inputs"]["sync"]["default"]) == ("", True)
     (job,) = jobs(ALL["_pipeline.yml"]).values()
     assert job["environment"]["name"] == "${{ inputs.environment }}"
     assert call["inputs"]["environment"]["default"] == "huggingface-space"
@@ -398,13 +401,46 @@ def test_deploy_trigger_concurrency_and_environment() -> None:
         workflow = ALL[name]
         assert workflow["concurrency"] == {"group": "deploy-space", "cancel-in-progress": False}
         assert workflow["permissions"] == {"contents": "read"}
-        (job,) = jobs(workflow).values()
-        assert job["uses"] == "$/.github/workflows/_pipeline.yml"
-        assert job["with"]["environment"] == "huggingface-space"
-        assert job["secrets"] == {
-            "HF_TOKEN": "${{ secrets.HF_TOKEN }}",
-            "SPACE_HF_TOKEN": "${{ secrets.SPACE_HF_TOKEN }}",
-        }
+        callers = [job for job in jobs(workflow).values() if "uses" in job]
+        assert len(callers) == (2 if name == "deploy.yml" else 1)
+        for job in callers:
+            assert job["uses"] == "$/.github/workflows/_pipeline.yml"
+            assert job["with"]["environment"] == "huggingface-space"
+            assert job["secrets"] == {
+                "HF_TOKEN": "${{ secrets.HF_TOKEN }}",
+                "SPACE_HF_TOKEN": "${{ secrets.SPACE_HF_TOKEN }}",
+            }
+
+
+def test_deploy_trains_each_changed_adapter_space_ones_in_turn_jobs_in_parallel() -> None:
+    deploy = jobs(ALL["deploy.yml"])
+    assert set(deploy) == {"changes", "space-adapters", "image", "job-adapters"}
+    changed = "\n".join(str(s.get("run", "")) for s in deploy["changes"]["steps"])
+    assert '.venv/bin/spacetrain changed --base "$BEFORE"' in changed
+    assert deploy["changes"]["steps"][0]["with"]["fetch-depth"] == 0  # the base is there
+    space, job = deploy["space-adapters"], deploy["job-adapters"]
+    assert space["strategy"]["max-parallel"] == 1  # one Space: one run at a time
+    assert "max-parallel" not in job["strategy"]  # jobs: side by side
+    for caller, backend, key in ((space, "space", "space"), (job, "job", "job")):
+        assert caller["strategy"]["fail-fast"] is False  # each adapter gated on its own
+        wanted = f"${{{{ fromJSON(needs.changes.outputs.{key}) }}}}"
+        assert caller["strategy"]["matrix"] == {"adapter": wanted}
+        assert caller["with"]["adapter"] == "${{ matrix.adapter }}"
+        assert caller["with"]["backend"] == backend and caller["with"]["promote"] is True
+        assert f"needs.changes.outputs.{key} != '[]'" in caller["if"]
+    # the jobs run the image synced once before them, and do not sync the Space again
+    assert job["with"]["sync"] is False and "image" in job["needs"]
+    image = deploy["image"]
+    commands = [str(s.get("run", "")) for s in image["steps"]]
+    assert [c.split()[1] for c in commands if c.startswith(".venv/bin/spacetrain")] == [
+        "sync",
+        "wait",
+        "release",
+    ]
+    assert image["steps"][-1]["if"] == "always() && steps.setup.outcome == 'success'"
+    assert image["environment"] == {"name": "huggingface-space"}
+    # space adapters still train when there are no job adapters (the image job skipped)
+    assert "needs.image.result != 'failure'" in space["if"] and "!cancelled()" in space["if"]
 
 
 def test_retrain_form_matches_the_configured_adapters() -> None:
@@ -420,7 +456,9 @@ def test_retrain_form_matches_the_configured_adapters() -> None:
         "learning-rate": "number",
         "dataset-revision": "string",
         "promote": "boolean",
+        "backend": "choice",
     }
+    assert inputs["backend"]["options"] == ["configured", "space", "job"]
     (job,) = jobs(retrain).values()
     for key in inputs:  # every field of the form reaches the pipeline, unchanged
         assert job["with"][key] == f"${{{{ inputs.{key} }}}}"
@@ -512,6 +550,7 @@ def simulate(
     cancel_during: str | None = None,
     promote: bool = True,
     outputs: dict[str, dict[str, str]] | None = None,
+    sync: bool = True,
 ) -> dict[str, str]:
     """Each step's outcome (by id or name) when the steps in ``outcome`` end that way
     (``outputs``: what a step that ran wrote to ``$GITHUB_OUTPUT``)."""
@@ -528,7 +567,7 @@ def simulate(
             outcomes=outcomes,
             failed=failed,
             cancelled=cancelled,
-            inputs={"promote": promote},
+            inputs={"promote": promote, "sync": sync},
             files=files,
             outputs=written,
         )
@@ -593,6 +632,20 @@ def test_conditions_release_the_gpu_on_every_path() -> None:
     assert _ran(shown) == ["preflight", "sync", "wait", "train"]
     assert shown["Say why the Space was left running"] == "success"
     assert simulate(wf)["Say why the Space was left running"] == "skipped"
+    # a job of deploy's matrix (sync: false): the Space was synced before it and is left
+    # alone, the job has nothing to release; a space run without sync still releases
+    job = {"plan": {"backend": "job"}}
+    shown = simulate(wf, sync=False, outputs=job)
+    assert _ran(shown) == ["preflight", "train", "fetch", "evaluate", "promote"]
+    shown = simulate(wf, sync=False, outputs=job, cancel_during="train")
+    assert _ran(shown) == ["preflight", "train"]
+    assert _ran(simulate(wf, outputs=job)) == everything  # a retrain as a job: it synced
+    space = {"plan": {"backend": "space"}}
+    assert "release" in _ran(simulate(wf, sync=False, outputs=space, cancel_during="train"))
+    early = "Release the Space before the job trains"
+    assert simulate(wf, outputs=job)[early] == "success"  # its GPU stops before the job's
+    assert simulate(wf, sync=False, outputs=job)[early] == "skipped"
+    assert simulate(wf, outputs=space)[early] == "skipped"
 
 
 def test_condition_evaluator_follows_github_defaults() -> None:
@@ -695,6 +748,8 @@ class Sandbox:
             env={
                 "PATH": f"{self.root / 'bin'}:{os.environ['PATH']}",
                 "HOME": str(self.root),
+                # the package under test, when it is not the venv's installed one
+                **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
                 "SPACETRAIN_CALLS": str(self.calls),
                 "GITHUB_OUTPUT": str(self.output),
                 "GITHUB_STEP_SUMMARY": str(self.summary),
@@ -780,6 +835,7 @@ def test_plan_step_reads_the_project_config(sandbox: Sandbox) -> None:
     (name, adapter), *_ = config.adapters.items()
     assert outputs == {
         "adapter": name,
+        "backend": adapter.backend,
         "space": config.space,
         "space_url": f"https://huggingface.co/spaces/{config.space}",
         "base_model": adapter.base_model,
@@ -805,6 +861,9 @@ def test_plan_step_reads_the_project_config(sandbox: Sandbox) -> None:
         ({"learning-rate": "5"}, "input learning_rate must be a number > 0 and <= 1"),
         ({"train-timeout-minutes": "2.5"}, "train-timeout-minutes '2.5' must be a whole number"),
         ({"train-timeout-minutes": "0"}, "train-timeout-minutes '0' must be a whole number"),
+        ({"backend": "configured"}, None),  # the retrain form's default
+        ({"backend": "job"}, None),
+        ({"backend": "cloud"}, "backend 'cloud' must be space or job"),
     ],
 )
 def test_plan_checks_the_forms_values_before_anything_is_synced(
@@ -839,6 +898,14 @@ def _spacetrain_steps() -> Iterator[tuple[str, str, int, dict[str, Any]]]:
                 yield name, job_id, index, step
 
 
+# What the callers' own jobs read (deploy's `changes` and `image` jobs).
+CALLER_CONTEXT = {
+    "github.event.before": "b" * 40,
+    "secrets.HF_TOKEN": "hf_sandbox_not_a_token",
+    "secrets.SPACE_HF_TOKEN": "hf_sandbox_space_not_a_token",
+}
+
+
 def test_every_spacetrain_command_line_parses(sandbox: Sandbox) -> None:
     """Run every script that calls spacetrain; the real parser must accept each call."""
     _, plan = run_plan(sandbox)
@@ -852,7 +919,7 @@ def test_every_spacetrain_command_line_parses(sandbox: Sandbox) -> None:
     for name, job_id, index, step in _spacetrain_steps():
         script = step["run"]
         assert "sudo" not in script, "the sandbox does not run scripts that need root"
-        for context in contexts if name == "_pipeline.yml" else [{}]:
+        for context in contexts if name == "_pipeline.yml" else [CALLER_CONTEXT]:
             done, calls, _ = sandbox.run(script, resolve_env(step, context))
             label = f"{name}: {where(job_id, index, step)}"
             assert done.returncode == 0, f"{label}: {done.stderr}"
@@ -861,7 +928,7 @@ def test_every_spacetrain_command_line_parses(sandbox: Sandbox) -> None:
                 handlers[argv[0]] = parse(argv).handler
                 seen.add(argv[0])
     assert {"preflight", "sync", "wait", "train", "release", "fetch", "evaluate", "promote"} <= seen
-    assert {"lint", "build", "rehearse"} <= seen
+    assert {"lint", "build", "rehearse", "changed"} <= seen
     # and each command the workflows call has a handler to run
     missing = []
     for command, target in sorted(handlers.items()):
@@ -885,7 +952,7 @@ def _run_stage(
 def test_train_uses_the_config_unless_the_form_overrides_it(sandbox: Sandbox) -> None:
     done, calls = _run_stage(sandbox, "train")
     assert done.returncode == 0, done.stderr
-    assert calls == [["train", "--adapter", "kwanzaa", "--timeout", "14400"]]
+    assert calls == [["train", "--adapter", "kwanzaa", "--backend", "space", "--timeout", "14400"]]
     args = parse(calls[0])
     assert (args.epochs, args.learning_rate, args.dataset_revision) == (None, None, None)
 
@@ -1195,6 +1262,7 @@ def e2e_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, P
         "SPACETRAIN_HUB_DEADLINE": "30",
         "OMP_NUM_THREADS": "1",
         "PYTHONUNBUFFERED": "1",
+        **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
     }
     with LocalHub(root=root / "hub", tokens={E2E_TOKEN: "me", E2E_SPACE_TOKEN: "me"}) as hub:
         env["HF_ENDPOINT"] = hub.url
@@ -1264,3 +1332,33 @@ def test_pipeline_job_failed_training_still_releases_the_gpu(e2e_world: tuple) -
     assert run.outcomes["Evaluation summary"] == "skipped"
     assert hub.billing()["spaces"][E2E_SPACE]["billing"] is None
     assert E2E_TOKEN not in "".join(run.logs.values())
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_pipeline_job_trains_as_an_hf_job_in_the_spaces_image(e2e_world: tuple) -> None:
+    """The retrain form's backend = job: the same steps, train.py as a job on localhub's
+    Jobs API; the Space is paused before the job trains, the job's meter stops."""
+    from huggingface_hub import HfApi
+
+    hub, project, env = e2e_world
+    shutil.rmtree(project / "reports", ignore_errors=True)
+    run = run_pipeline_job(project, env, backend="job")
+    early = "Release the Space before the job trains"
+    for key in ["plan", "preflight", "sync", "wait", early, "train", "release", "fetch",
+                "evaluate", "promote"]:  # fmt: skip
+        assert run.outcomes[key] == "success", f"{key}:\n{run.logs.get(key, '')[-3000:]}"
+    assert run.outputs["plan"]["backend"] == "job"
+    assert "on an HF Job in hf.co/spaces/" in run.logs["train"]
+    state = json.loads((project / ".spacetrain/state.json").read_text())
+    revision = run.outputs["train"]["adapter_revision"]
+    assert state["adapter_revision"] == revision and state["job_id"]
+    tags = {t.name: t.target_commit for t in HfApi(endpoint=hub.url, token=E2E_TOKEN)
+            .list_repo_refs(E2E_ADAPTER).tags}  # fmt: skip
+    assert tags[state["promoted_tag"]] == revision
+    billing = hub.billing()
+    job = state["job_id"].rpartition("/")[2]
+    assert billing["jobs"][job]["billing"] is None and billing["jobs"][job]["flavors"]
+    assert billing["spaces"][E2E_SPACE]["billing"] is None
+    readable = "".join(run.logs.values()) + run.summary
+    assert E2E_TOKEN not in readable and E2E_SPACE_TOKEN not in readable

@@ -190,6 +190,17 @@ def _train_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=float, default=None, help="checked by space/train.py's rules")
     p.add_argument("--learning-rate", type=float, default=None)
     p.add_argument("--run-id", default=None, help="default: a new id (commit sha + time)")
+    _backend_arg(p)
+
+
+def _backend_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend",
+        choices=("space", "job"),
+        default=None,
+        help="train on the Space's API or as an HF Job in the Space's image "
+        "(default: the adapter's backend in [tool.spacetrain])",
+    )
 
 
 def _add_stages(sub: argparse._SubParsersAction) -> None:
@@ -286,7 +297,15 @@ def _add_stages(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", default=None, metavar="OUT.json")
     p.add_argument("--markdown", default=None, metavar="OUT.md")
     p.add_argument("--workdir", default=None, metavar="DIR", help="keep everything here")
+    _backend_arg(p)
     _handler(p, "spacetrain.commands.rehearse:run")
+
+    p = sub.add_parser(
+        "changed", help="the adapters whose inputs changed since a commit (JSON, by backend)"
+    )
+    p.add_argument("--base", default=None, metavar="SHA", help="default: none (every adapter)")
+    p.add_argument("--head", default="HEAD", metavar="REF", help="default: HEAD")
+    _handler(p, "spacetrain.commands.changes:run")
 
     p = sub.add_parser("build", help="docker build + run + health check of space/ (needs Docker)")
     p.add_argument("path", nargs="?", default="space", metavar="PATH")

@@ -11,6 +11,9 @@ offline rehearsal never disagree. Command-line flags override these values.
     private = true                          # a Space that set-up creates is private
     # sleep_time = 3600                     # optional: idle seconds before the Space sleeps
     # variables = {HF_HUB_ENABLE_HF_TRANSFER = "1"}   # optional: more Space variables
+    backend = "space"                       # "space" (the Space's API) or "job" (HF Jobs)
+    job_flavor = "a10g-small"               # the job backend's hardware (a Jobs flavor)
+    job_timeout = 21600                     # seconds a job may run before the Hub ends it
     gate = "policy/gate.yaml"
     lint_policy = "policy/space.yaml"
 
@@ -20,7 +23,8 @@ offline rehearsal never disagree. Command-line flags override these values.
     output_repo = "owner/kwanzaa-adapter"
     suite = "policy/evals/kwanzaa.yaml"
     # optional: base_revision, dataset_revision, and train = {epochs = 4, learning_rate = 2e-4}
-    # (train takes the hyper-parameters of space/train.py's PARAMS, checked by its rules)
+    # (train takes the hyper-parameters of space/train.py's PARAMS, checked by its rules);
+    # backend, job_flavor and job_timeout override the project's for this adapter
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import SpaceHardware
+from huggingface_hub import JobHardware, SpaceHardware
 
 from spacetrain import schema
 from spacetrain.errors import InputFileError, UsageError
@@ -41,6 +45,11 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The Hub's own list (huggingface_hub's SpaceHardware), so a new flavor needs no release here.
 SPACE_FLAVORS: tuple[str, ...] = tuple(flavor.value for flavor in SpaceHardware)
+JOB_FLAVORS: tuple[str, ...] = tuple(flavor.value for flavor in JobHardware)
+# Where training runs: the Space's own Gradio API, or an HF Job in the Space's image.
+BACKENDS = ("space", "job")
+DEFAULT_JOB_FLAVOR = "a10g-small"
+DEFAULT_JOB_TIMEOUT = 6 * 3600  # seconds; the train stage's own default deadline
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,9 @@ class AdapterConfig:
     base_revision: str | None = None
     dataset_revision: str | None = None
     train: dict[str, Any] = field(default_factory=dict)
+    backend: str = "space"  # the adapter's own, else the project's
+    job_flavor: str = DEFAULT_JOB_FLAVOR
+    job_timeout: int = DEFAULT_JOB_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,9 @@ class ProjectConfig:
     private: bool = True
     sleep_time: int | None = None
     variables: dict[str, str] = field(default_factory=dict)
+    backend: str = "space"
+    job_flavor: str = DEFAULT_JOB_FLAVOR
+    job_timeout: int = DEFAULT_JOB_TIMEOUT
 
     def adapter(self, name: str | None) -> AdapterConfig:
         """The adapter called ``name``; without a name, the only one there is."""
@@ -140,6 +155,36 @@ def _hyperparameter(name: str) -> schema.Custom:
     return schema.Custom(check)
 
 
+def _backend_fields(*, defaults: bool) -> tuple[schema.Field, ...]:
+    """``backend``, ``job_flavor``, ``job_timeout``: the project's (with defaults), or an
+    adapter's (without: an adapter inherits the project's)."""
+
+    def field_(name: str, spec: schema.Spec, default: Any) -> schema.Field:
+        return schema.Field(name, spec, default=default) if defaults else schema.Field(name, spec)
+
+    return (
+        field_(
+            "backend",
+            schema.Text(
+                choices=BACKENDS,
+                what="'space' or 'job'",
+                hint="space: the Space's API; job: an HF Job in the Space's image",
+            ),
+            "space",
+        ),
+        field_(
+            "job_flavor",
+            schema.Text(choices=JOB_FLAVORS, what="a Jobs flavor", hint="e.g. a10g-small, l4x1"),
+            DEFAULT_JOB_FLAVOR,
+        ),
+        field_(
+            "job_timeout",
+            schema.Number(low=1, whole=True, what="whole seconds (>= 1)"),
+            DEFAULT_JOB_TIMEOUT,
+        ),
+    )
+
+
 def _adapter_schema() -> schema.Table:
     from spacetrain import contract
 
@@ -166,6 +211,7 @@ def _adapter_schema() -> schema.Table:
                 ),
                 default={},
             ),
+            *_backend_fields(defaults=False),
         ),
         what="a table",
     )
@@ -215,6 +261,7 @@ def _config_schema() -> schema.Table:
                 schema.Mapping(_adapter_schema(), what="a table of tables"),
                 default={},
             ),
+            *_backend_fields(defaults=True),
         ),
         what="a table",
     )
@@ -309,6 +356,9 @@ def load_config(root: Path | None = None) -> ProjectConfig:
             base_revision=raw.get("base_revision"),
             dataset_revision=raw.get("dataset_revision"),
             train=raw["train"],
+            backend=raw.get("backend", data["backend"]),
+            job_flavor=raw.get("job_flavor", data["job_flavor"]),
+            job_timeout=int(raw.get("job_timeout", data["job_timeout"])),
         )
         for name, raw in sorted(data["adapters"].items())
     }
@@ -324,10 +374,15 @@ def load_config(root: Path | None = None) -> ProjectConfig:
         private=data["private"],
         sleep_time=data["sleep_time"],
         variables=dict(data["variables"]),
+        backend=data["backend"],
+        job_flavor=data["job_flavor"],
+        job_timeout=int(data["job_timeout"]),
     )
 
 
 __all__ = [
+    "BACKENDS",
+    "JOB_FLAVORS",
     "SPACE_FLAVORS",
     "AdapterConfig",
     "ProjectConfig",

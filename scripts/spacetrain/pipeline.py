@@ -37,6 +37,7 @@ class PipelineOptions:
     wait_timeout: float = 3600.0
     train_timeout: float = 6 * 3600.0
     poll_interval: float = 5.0
+    backend: str | None = None  # "space" | "job"; default: the adapter's
 
 
 @dataclass
@@ -119,6 +120,11 @@ class _Run:
     def progress(self, stage: str) -> Progress:
         return self.progress_for(stage)
 
+    @property
+    def backend(self) -> str:
+        """Where training runs: ``--backend``, else the adapter's."""
+        return self.options.backend or self.adapter.backend
+
 
 def _preflight(run: _Run, record: StageRecord) -> None:
     from spacetrain.stages.params import build_params
@@ -127,7 +133,7 @@ def _preflight(run: _Run, record: StageRecord) -> None:
     # The training parameters first, by the contract: a value the Space would refuse
     # stops the run here (exit 2), before anything is synced or billed.
     ov = run.options.overrides
-    build_params(
+    params = build_params(
         run_id=ov.run_id or "preflight",
         adapter=run.adapter,
         base_model=ov.base_model,
@@ -136,6 +142,10 @@ def _preflight(run: _Run, record: StageRecord) -> None:
         output_repo=ov.output_repo,
         overrides=ov.hyperparameters(),
     )
+    if run.backend == "job":  # the job's token, image and command, before any sync
+        from spacetrain.stages.job_backend import preflight_job
+
+        preflight_job(run.config.space, params)
     checks = preflight(run.hub, run.config, run.adapter, run.state)
     for check in checks.checks:
         run.say(check.line())
@@ -185,7 +195,29 @@ def _train(run: _Run, record: StageRecord) -> None:
         timeout=run.options.train_timeout,
         poll_interval=run.options.poll_interval,
     )
-    trained = run_training(run.hub, options, run.state, progress=run.progress("train"))
+    backend = None
+    if run.backend == "job":  # an HF Job in the image `wait` saw running this commit
+        from spacetrain.stages.job_backend import job_backend
+        from spacetrain.stages.release import release
+
+        # The job needs the Space's image, not its hardware: stop that bill first.
+        release(
+            run.hub,
+            run.config.space,
+            after_training=run.config.after_training,
+            progress=run.progress("release"),
+        )
+        backend = job_backend(
+            run.hub,
+            run.config,
+            run.adapter,
+            run.state,
+            space=options.space,
+            progress=run.progress("train"),
+        )
+    trained = run_training(
+        run.hub, options, run.state, progress=run.progress("train"), backend=backend
+    )
     run.result.released = trained.released
     record.detail = f"run {trained.run_id}: {trained.adapter_repo}@{trained.adapter_revision}"
 

@@ -51,6 +51,7 @@ class RehearsalOptions:
     workdir: Path | None = None
     report: Path | None = None
     markdown: Path | None = None
+    backend: str = "space"  # "job": train as an HF Job on localhub's Jobs API
 
 
 @dataclass
@@ -112,6 +113,9 @@ def rehearsal_config(
         output_repo=ADAPTER_REPO,
         suite=suite,
         train=train,
+        backend=options.backend,
+        job_flavor="cpu-basic",  # localhub runs the job on this CPU
+        job_timeout=1800,
     )
     return ProjectConfig(
         root=root,
@@ -128,6 +132,9 @@ def rehearsal_config(
             "OMP_NUM_THREADS": "1",
             contract.ENV_EXPECT_GPU: "0",
         },
+        backend=options.backend,
+        job_flavor="cpu-basic",
+        job_timeout=1800,
     )
 
 
@@ -203,6 +210,7 @@ def run_rehearsal(options: RehearsalOptions, *, root: Path | None = None) -> dic
                     wait_timeout=600.0,
                     train_timeout=1800.0,
                     poll_interval=0.5,
+                    backend=options.backend,
                 ),
             )
         except KeyboardInterrupt:  # SIGINT or SIGTERM: the pipeline released the Space
@@ -235,7 +243,7 @@ def _interrupted(hub: Any, server: Any, space: str, report: Path | None, started
         stage = "none"  # interrupted before the Space existed: nothing to release
     billing = server.billing()
     metered = (billing.get("spaces") or {}).get(space) or {}
-    still = metered.get("billing") is not None
+    still = metered.get("billing") is not None or bool(billing_jobs(billing))
     _say(
         f"interrupted: the Space is {stage}; "
         + ("it would still be billing" if still else "nothing is billed any more")
@@ -245,7 +253,7 @@ def _interrupted(hub: Any, server: Any, space: str, report: Path | None, started
         data = {
             "exit_code": 130,
             "error": "interrupted (SIGINT or SIGTERM)",
-            "problems": ["the Space was left billing"] if still else [],
+            "problems": ["the Space or a job was left billing"] if still else [],
             "space": {"id": space, "stage_after": stage},
             "billing": billing,
             "seconds": round(time.perf_counter() - started, 1),
@@ -265,6 +273,9 @@ def _rehearsal_report(
     }:
         problems.append(f"the Space was left {stage}: it would still be billing")
         exit_code = exit_code or 1
+    for job in billing_jobs(billing):
+        problems.append(f"job {job} was left running: it would still be billing")
+        exit_code = exit_code or 1
     evaluation = result.report.to_json() if result.report else {}
     return {
         **result.to_json(),
@@ -280,6 +291,12 @@ def _rehearsal_report(
         "base_scores": evaluation.get("base"),
         "billing": billing,
     }
+
+
+def billing_jobs(billing: dict[str, Any]) -> list[str]:
+    """The jobs localhub's meter still bills (none, once every job has ended)."""
+    jobs = billing.get("jobs") or {}
+    return sorted(job for job, meter in jobs.items() if (meter or {}).get("billing") is not None)
 
 
 @contextlib.contextmanager
@@ -338,6 +355,7 @@ __all__ = [
     "REHEARSAL_TRAIN",
     "Rehearsal",
     "RehearsalOptions",
+    "billing_jobs",
     "check_outputs",
     "demo_corpus",
     "localhub_session",

@@ -21,9 +21,11 @@ def _print(**values: object) -> None:
 
 
 def train(args: argparse.Namespace) -> int:
-    """Start training through the Space's API, follow it, record the adapter revision."""
+    """Start training (the Space's API, or an HF Job), follow it, record the adapter revision."""
     from spacetrain.hub import Hub
+    from spacetrain.stages.job_backend import choose_backend, job_backend
     from spacetrain.stages.params import TrainingOverrides, train_options
+    from spacetrain.stages.progress import progress_for
     from spacetrain.stages.release import untouched
     from spacetrain.stages.train import check_release_rights, run_training
 
@@ -46,12 +48,19 @@ def train(args: argparse.Namespace) -> int:
         )
         space = options.space
         hub = Hub.from_env()
-        # The pipeline's preflight asks this; `train` alone asks it here, before the Space.
-        check_release_rights(hub, space)
+        backend = None
+        if choose_backend(config, args.adapter, args.backend) == "job":
+            # an HF Job in the Space's image: cancelled on every way out (its release)
+            chosen = config.adapter(args.adapter) if config.adapters or args.adapter else None
+            backend = job_backend(
+                hub, config, chosen, state, space=space, progress=progress_for("train")
+            )
+        else:  # The pipeline's preflight asks this; `train` alone asks it before the Space.
+            check_release_rights(hub, space)
     except KeyboardInterrupt:
         untouched(space, "before training started")
         raise
-    result = run_training(hub, options, state)
+    result = run_training(hub, options, state, backend=backend)
     _print(
         run_id=result.run_id,
         adapter_repo=result.adapter_repo,

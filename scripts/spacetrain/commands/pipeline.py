@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
         overrides=overrides,
         report_dir=Path(args.report_dir),
         promote=not args.no_promote,
+        backend=args.backend,
     )
     result = run_pipeline(config, Hub.from_env(), PipelineState.load(args.state), options)
     summary = mask(render_summary(result))  # stage details carry error messages

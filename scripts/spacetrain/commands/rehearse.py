@@ -19,6 +19,7 @@ def run(args: argparse.Namespace) -> int:
             workdir=Path(args.workdir) if args.workdir else None,
             report=Path(args.report) if args.report else None,
             markdown=Path(args.markdown) if args.markdown else None,
+            backend=args.backend or "space",
         )
     )
     for stage in report["stages"]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from spacetrain.localhub.billing import merge
 from spacetrain.localhub.context import Context
 from spacetrain.localhub.faults import parse_faults
 from spacetrain.localhub.wire import Request, Response, json_response
@@ -20,15 +21,16 @@ def reset(ctx: Context, req: Request) -> Response:
 
 
 def billing(ctx: Context, req: Request) -> Response:
-    """Every meter for the admin; a user's token sees the Spaces it can see."""
+    """Every meter for the admin; a user's token sees the Spaces it can see and the Jobs
+    of the namespaces it may read."""
     if req.admin:
-        return json_response(ctx.meter.snapshot())
+        return json_response(merge(ctx.meter.snapshot(), ctx.jobs.billing()))
 
     def visible(space_id: str) -> bool:
         repo = ctx.store.find("space", space_id)
         return repo is not None and ctx.auth.can_see(req.caller, repo.private, "space", space_id)
 
-    return json_response(ctx.meter.snapshot(visible))
+    return json_response({**ctx.meter.snapshot(visible), **ctx.jobs.billing(viewer=req.caller)})
 
 
 def requests(ctx: Context, req: Request) -> Response:
@@ -51,7 +53,9 @@ def apply_faults(ctx: Context, payload: Any) -> None:
     the payload is checked whole first (``faults.parse_faults``)."""
     rules, actions = parse_faults(payload)
     for action in actions:
-        if "kill_space" in action:
+        if "kill_job" in action or "job_start_error" in action:
+            ctx.jobs.apply_fault(action)
+        elif "kill_space" in action:
             ctx.spaces.kill(ctx.find_space(action["kill_space"]))
         elif "app_outage" in action:
             spec = action["app_outage"]

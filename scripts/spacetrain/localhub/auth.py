@@ -41,6 +41,11 @@ ENTITIES = ("model", "dataset", "space", "user")
 HUB, ADMIN, ADMIN_OR_USER = "hub", "admin", "admin-or-user"
 
 
+def user_id(name: str) -> str:
+    """A user's stable 24-hex id (``whoami-v2``'s ``id``, a Job's ``owner.id``)."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"localhub:{name}").hex[:24]
+
+
 @dataclass(frozen=True)
 class Scope:
     """One entry of a fine-grained token: an entity and what the token may do on it."""
@@ -228,6 +233,36 @@ class Auth:
             f"{repo_id.split('/', 1)[0]!r} is not your namespace ({user})"
         )
 
+    def check_namespace(self, caller: Caller, namespace: str, *, write: bool) -> str:
+        """The user acting on ``namespace``'s Jobs (the Jobs API: run and cancel write,
+        inspect, logs and list read); raises where the Hub refuses.
+
+        Every Jobs call needs a token, even on an open server (401 anonymous: the Hub
+        has no anonymous Jobs). A token outside the namespace gets 403, a read token
+        403 for a write. A fine-grained token needs a ``user/<namespace>`` scope: a
+        scope on one repo does not reach the namespace's Jobs.
+        """
+        if caller.user is None:
+            raise Unauthorized("You must be authenticated to use Jobs: pass a token")
+        info = caller.info
+        permission = WRITE if write else READ
+        if info is None or info.allows(permission, "user", f"{namespace}/*"):
+            return caller.user
+        if write and info.role == "read":
+            raise Forbidden(
+                "You don't have write access with a read token: running or cancelling a Job "
+                "needs a token with the write role"
+            )
+        if info.role == "fineGrained":
+            raise Forbidden(
+                f"This fine-grained token has no {permission} permission on the namespace "
+                f"{namespace!r} (its Jobs need a user/{namespace} scope)"
+            )
+        raise Forbidden(
+            f"You don't have the rights to use the Jobs of {namespace!r}: "
+            f"it is not your namespace ({caller.user})"
+        )
+
     def whoami(self, caller: Caller, now: str) -> dict[str, object]:
         """``whoami-v2``: the user behind the token; 401 for an anonymous call."""
         if caller.anonymous:
@@ -235,7 +270,7 @@ class Auth:
         name = caller.user
         return {
             "type": "user",
-            "id": uuid.uuid5(uuid.NAMESPACE_URL, f"localhub:{name}").hex[:24],
+            "id": user_id(name),
             "name": name,
             "fullname": name,
             "email": f"{name}@users.noreply.localhub",
@@ -323,4 +358,5 @@ __all__ = [
     "Scope",
     "Token",
     "parse_token",
+    "user_id",
 ]

@@ -19,7 +19,8 @@ from spacetrain.localhub.errors import BadRequest
 
 @dataclass(frozen=True)
 class Flavor:
-    """One hardware flavor (huggingface_hub's ``SpaceHardware``): what it is and costs.
+    """One hardware flavor (huggingface_hub's ``SpaceHardware``, or ``JobHardware`` in
+    ``jobs.JOB_FLAVORS``): what it is and costs.
 
     ``usd_per_hour`` is the public list price as we last read it (huggingface.co/pricing,
     docs/hub/spaces-gpus); treat it as an estimate, the meter's seconds are the fact.
@@ -33,6 +34,32 @@ class Flavor:
     gpus: int = 0
     vram: str | None = None
     usd_per_hour: float = 0.0
+    storage: str | None = None  # a Job's ephemeral storage (Spaces do not list one)
+
+    def to_json(self) -> dict[str, Any]:
+        """One row of ``list_jobs_hardware`` (the Hub's shape, priced per minute)."""
+        per_minute = self.usd_per_hour / 60
+        return {
+            "name": self.name,
+            "prettyName": self.pretty,
+            "cpu": self.cpu,
+            "ram": self.ram,
+            **({"ephemeralStorage": self.storage} if self.storage else {}),
+            "accelerator": (
+                {
+                    "type": "gpu",
+                    "model": self.gpu,
+                    "quantity": str(self.gpus),
+                    "vram": self.vram or "",
+                    "manufacturer": "Nvidia",
+                }
+                if self.gpu
+                else None
+            ),
+            "unitCostMicroUSD": round(per_minute * 1_000_000),
+            "unitCostUSD": round(per_minute, 6),
+            "unitLabel": "minute",
+        }
 
 
 # huggingface_hub 2.4.0's SpaceHardware, in its order.
@@ -107,10 +134,22 @@ FREE_SLEEP_SECONDS = 48 * 3600  # cpu-basic sleeps after 48 h; not configurable 
 
 class BillingMeter:
     """Seconds billed per Space and flavor (at most one open segment per Space), and how
-    often each Space was built or restarted: every restart of a GPU Space costs minutes."""
+    often each Space was built or restarted: every restart of a GPU Space costs minutes.
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    ``jobs.py`` keeps a second meter, one entry per Job, priced from its own table
+    (``flavors``) and listed under ``group`` ("jobs") instead of "spaces".
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        flavors: dict[str, Flavor] | None = None,
+        group: str = "spaces",
+    ) -> None:
         self._clock = clock
+        self._flavors = FLAVORS if flavors is None else flavors
+        self.group = group
         self._lock = threading.Lock()
         self._done: dict[str, dict[str, float]] = {}
         self._open: dict[str, tuple[str, float]] = {}
@@ -143,15 +182,15 @@ class BillingMeter:
             return current[0] if current else None
 
     def snapshot(self, visible: Callable[[str], bool] | None = None) -> dict[str, Any]:
-        """``{"spaces": {id: {"billing": flavor|None, "flavors": {flavor: {seconds, usd}},
+        """``{group: {id: {"billing": flavor|None, "flavors": {flavor: {seconds, usd}},
         "builds": n, "restarts": n}}, "total": {"seconds", "usd"}}``.
 
-        With ``visible`` (a user's look, not the admin's): only the Spaces it accepts,
+        With ``visible`` (a user's look, not the admin's): only the entries it accepts,
         and no ``total``: the whole hub's bill is the admin's business.
         """
         data = self._snapshot()
         if visible is not None:
-            data["spaces"] = {k: v for k, v in data["spaces"].items() if visible(k)}
+            data[self.group] = {k: v for k, v in data[self.group].items() if visible(k)}
             del data["total"]
         return data
 
@@ -167,7 +206,8 @@ class BillingMeter:
                     per[flavor] = per.get(flavor, 0.0) + now - since
                 flavors = {}
                 for flavor, seconds in sorted(per.items()):
-                    rate = FLAVORS[flavor].usd_per_hour if flavor in FLAVORS else 0.0
+                    known = self._flavors.get(flavor)
+                    rate = known.usd_per_hour if known is not None else 0.0
                     usd = seconds / 3600 * rate
                     flavors[flavor] = {"seconds": round(seconds, 3), "usd": round(usd, 6)}
                     total_s += seconds
@@ -180,7 +220,7 @@ class BillingMeter:
                     **starts,
                 }
             return {
-                "spaces": spaces,
+                self.group: spaces,
                 "total": {"seconds": round(total_s, 3), "usd": round(total_usd, 6)},
             }
 
@@ -191,6 +231,20 @@ class BillingMeter:
             self._starts.clear()
 
 
+def merge(*snapshots: dict[str, Any]) -> dict[str, Any]:
+    """Several meters' snapshots as one: each meter's group, and one total."""
+    out: dict[str, Any] = {}
+    seconds = usd = 0.0
+    for snap in snapshots:
+        for key, value in snap.items():
+            if key != "total":
+                out[key] = value
+        seconds += snap["total"]["seconds"]
+        usd += snap["total"]["usd"]
+    out["total"] = {"seconds": round(seconds, 3), "usd": round(usd, 6)}
+    return out
+
+
 __all__ = [
     "DEFAULT_FLAVOR",
     "FLAVORS",
@@ -198,4 +252,5 @@ __all__ = [
     "BillingMeter",
     "Flavor",
     "check_flavor",
+    "merge",
 ]

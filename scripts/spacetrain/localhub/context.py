@@ -13,6 +13,7 @@ from spacetrain.localhub.auth import Auth
 from spacetrain.localhub.billing import BillingMeter
 from spacetrain.localhub.errors import RepoNotFound
 from spacetrain.localhub.faults import FaultPlan
+from spacetrain.localhub.jobs import JobSupervisor
 from spacetrain.localhub.spaces import SpaceSupervisor
 from spacetrain.localhub.store import URL_PREFIX, Repo, RepoStore
 from spacetrain.localhub.wire import Request
@@ -29,6 +30,7 @@ class Context:
     faults: FaultPlan
     meter: BillingMeter
     auth: Auth
+    jobs: JobSupervisor
     base_url: Callable[[], str]
     reset: Callable[[], None]
     stopping: threading.Event = field(default_factory=threading.Event)

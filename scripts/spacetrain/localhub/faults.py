@@ -26,7 +26,7 @@ from spacetrain.localhub.errors import BadRequest
 
 RETRYABLE = (408, 429, 500, 502, 503, 504)
 _RULE_KEYS = {"seed", "error_rate", "status_codes", "paths", "methods", "latency_ms", "count"}
-_ACTION_KEYS = {"kill_space", "force_stage", "app_outage"}
+_ACTION_KEYS = {"kill_space", "force_stage", "app_outage", "kill_job", "job_start_error"}
 
 
 @dataclass
@@ -146,7 +146,8 @@ def parse_faults(payload: Any) -> tuple[list[FaultRule], list[dict[str, Any]]]:
         if set(item) & _ACTION_KEYS:
             if len(item) != 1:
                 raise BadRequest(
-                    "fault: kill_space / force_stage / app_outage must be alone in their object"
+                    "fault: kill_space / force_stage / app_outage / kill_job / job_start_error "
+                    "must be alone in their object"
                 )
             actions.append(_action(item))
         else:

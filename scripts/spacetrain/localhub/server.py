@@ -19,10 +19,11 @@ from typing import Any, Self
 
 from spacetrain.localhub.api_control import apply_faults
 from spacetrain.localhub.auth import Auth, Token
-from spacetrain.localhub.billing import BillingMeter
+from spacetrain.localhub.billing import BillingMeter, merge
 from spacetrain.localhub.context import Context
 from spacetrain.localhub.dispatch import HubHandler
 from spacetrain.localhub.faults import FaultPlan, parse_faults
+from spacetrain.localhub.jobs import JobSupervisor
 from spacetrain.localhub.spaces import SpaceOptions, SpaceSupervisor
 from spacetrain.localhub.store import RepoStore
 from spacetrain.localhub.wire import ThreadedServer
@@ -83,6 +84,7 @@ class LocalHub:
         self.faults = FaultPlan()
         self.store: RepoStore | None = None
         self.spaces: SpaceSupervisor | None = None
+        self.jobs: JobSupervisor | None = None
         self._server: ThreadedServer | None = None
         self._thread: threading.Thread | None = None
         self._ctx: Context | None = None
@@ -126,12 +128,20 @@ class LocalHub:
                 options=self._options,
                 admit=self._admit,
             )
+            self.jobs = JobSupervisor(
+                self.store,
+                self.auth,
+                root=self.root,
+                hub_url=lambda: self.url,
+                options=self._options,
+            )
             self._ctx = Context(
                 store=self.store,
                 spaces=self.spaces,
                 faults=self.faults,
                 meter=self.meter,
                 auth=self.auth,
+                jobs=self.jobs,
                 base_url=lambda: self.url,
                 reset=self.reset,
             )
@@ -142,6 +152,7 @@ class LocalHub:
             self._thread.start()
             try:
                 self.spaces.start()
+                self.jobs.start()
                 for payload in payloads:
                     apply_faults(self._ctx, payload)
             except BaseException:
@@ -167,7 +178,10 @@ class LocalHub:
         if self._server is None:
             return
         assert self._ctx is not None and self.spaces is not None and self.store is not None
+        assert self.jobs is not None
         self._ctx.stopping.set()
+        self.jobs.stopping.set()
+        self.jobs.close()
         self.spaces.close()
         self._server.shutdown()
         self._server.server_close()
@@ -176,12 +190,13 @@ class LocalHub:
         self.store.close()
         self._server = self._thread = None
         self._ctx = None
-        self.store = self.spaces = None
+        self.store = self.spaces = self.jobs = None
 
     def reset(self) -> None:
-        """Wipe repos, Spaces, faults, billing and the request log; keep serving."""
-        if self.spaces is None or self.store is None or self._ctx is None:
+        """Wipe repos, Spaces, Jobs, faults, billing and the request log; keep serving."""
+        if self.spaces is None or self.store is None or self._ctx is None or self.jobs is None:
             raise RuntimeError("LocalHub is not started")
+        self.jobs.reset()
         self.spaces.reset()
         self.store.wipe()
         shutil.rmtree(self.root / "_spaces", ignore_errors=True)
@@ -215,8 +230,11 @@ class LocalHub:
         apply_faults(self._ctx, payload)
 
     def billing(self) -> dict[str, Any]:
-        """Same as ``GET /_localhub/billing``."""
-        return self.meter.snapshot()
+        """Same as ``GET /_localhub/billing`` (the admin's view): ``spaces``, ``jobs``
+        (one entry per Job: ``billing``, ``flavors``, ``namespace``) and ``total``."""
+        if self.jobs is None:
+            return self.meter.snapshot()
+        return merge(self.meter.snapshot(), self.jobs.billing())
 
 
 __all__ = ["FAULTS_ENV", "LocalHub"]

@@ -82,7 +82,7 @@ ERRORS = (NO_APP_FILE, CONFIG_ERROR, BUILD_ERROR, RUNTIME_ERROR)
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LOG_LINES = 20_000
 _TAIL_LINES = 20
-_BASE_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SYSTEMROOT", "LD_LIBRARY_PATH")
+BASE_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SYSTEMROOT", "LD_LIBRARY_PATH")
 
 
 class LogBuffer:
@@ -120,11 +120,18 @@ class LogBuffer:
         with self._cond:
             return self._lines[max(0, start - self._dropped) :]
 
+    def size(self) -> int:
+        """How many lines were ever appended (the absolute index of the next one)."""
+        with self._cond:
+            return self._dropped + len(self._lines)
+
     def follow(
-        self, stop: threading.Event, poll: float = 0.5
+        self, stop: threading.Event, poll: float = 0.5, start: int = 0
     ) -> Iterator[tuple[float, str] | None]:
-        """Every line, then new ones as they come; ``None`` now and then as a keep-alive."""
-        index = self._dropped
+        """Every line from absolute index ``start`` (those still kept), then new ones as
+        they come; ``None`` now and then as a keep-alive."""
+        with self._cond:
+            index = max(start, self._dropped)
         while True:
             with self._cond:
                 batch = self._lines[max(0, index - self._dropped) :]
@@ -766,7 +773,7 @@ class SpaceSupervisor:
         flavor = FLAVORS[self.requested_flavor(repo)]
         home = space.home / "home"
         home.mkdir(parents=True, exist_ok=True)
-        env = {k: os.environ[k] for k in _BASE_ENV if k in os.environ}
+        env = {k: os.environ[k] for k in BASE_ENV if k in os.environ}
         env.update(self.options.env)
         env.update({k: v["value"] for k, v in settings.get("variables", {}).items()})
         env.update({k: v["value"] for k, v in settings.get("secrets", {}).items()})
@@ -989,6 +996,7 @@ def check_sleep(seconds: Any) -> int:
 
 
 __all__ = [
+    "BASE_ENV",
     "BILLED",
     "ERRORS",
     "SERVING",

@@ -3,10 +3,11 @@ who may call it). Adding an API surface is a module of handlers plus its lines h
 
 Paths are regular expressions anchored at both ends, with placeholders for the parts
 most routes share: ``{kind}`` (``models|datasets|spaces``), ``{repo}`` (``ns/name``),
-``{space}`` (``/api/spaces/ns/name``), ``{rev}`` (one path segment) and ``{path}`` (the
-rest). Named groups become the handler's keyword arguments, percent-decoded; a group
-that did not match is left out, so the handler's default applies. The first pattern
-that matches wins; a path that matches with another method is 405, none is 404.
+``{space}`` (``/api/spaces/ns/name``), ``{jobs}`` (``/api/jobs/ns``), ``{job}`` (a Job
+id), ``{rev}`` (one path segment) and ``{path}`` (the rest). Named groups become the
+handler's keyword arguments, percent-decoded; a group that did not match is left out,
+so the handler's default applies. The first pattern that matches wins; a path that
+matches with another method is 405, none is 404.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from spacetrain.localhub import api_account, api_control, api_files, api_repos, api_spaces
+from spacetrain.localhub import (
+    api_account,
+    api_control,
+    api_files,
+    api_jobs,
+    api_repos,
+    api_spaces,
+)
 from spacetrain.localhub.auth import ADMIN, ADMIN_OR_USER, HUB
 from spacetrain.localhub.errors import HubError, NotFound
 from spacetrain.localhub.wire import Response
@@ -29,6 +37,8 @@ _PLACEHOLDERS = {
     "{space}": r"/api/spaces/(?P<ns>[^/]+)/(?P<name>[^/]+)",
     "{rev}": r"(?P<rev>[^/]+)",
     "{path}": r"(?P<path>.+)",
+    "{jobs}": r"/api/jobs/(?P<ns>[^/]+)",
+    "{job}": r"(?P<job_id>[^/]+)",
 }
 
 
@@ -82,6 +92,13 @@ ROUTES: list[Route] = [
     route("POST", "{space}/sleeptime", api_spaces.space_sleeptime),
     route("GET POST DELETE", "{space}/(?P<kind>variables|secrets)", api_spaces.space_env),
     route("GET", "{space}/logs/(?P<which>build|run)", api_spaces.space_logs),
+    # Jobs (hardware first: it is not a namespace)
+    route("GET", "/api/jobs/hardware", api_jobs.jobs_hardware),
+    route("POST", "{jobs}", api_jobs.run_job),
+    route("GET", "{jobs}", api_jobs.list_jobs),
+    route("GET", "{jobs}/{job}", api_jobs.inspect_job),
+    route("POST", "{jobs}/{job}/cancel", api_jobs.cancel_job),
+    route("GET", "{jobs}/{job}/logs", api_jobs.job_logs),
 ]
 # fmt: on
 

@@ -21,6 +21,8 @@ Keys of the training stages (``stages/train.py``, ``fetch.py``, ``promote.py``):
   never rejoined). A new run id clears the keys below.
 - ``space_hold`` (train): why train left the Space as it is (it trains a run that is not
   ours); absent otherwise. The workflow's release step is skipped when it is set.
+- ``job_id``, ``job_run_id`` (train, job backend): the HF Job (``<namespace>/<id>``)
+  running run ``job_run_id``, so a second train with that run id rejoins it.
 - ``adapter_repo``, ``adapter_revision`` (train, fetch): the repo and the commit sha the
   run pushed (fetch resolves a branch or tag to its sha).
 - ``adapter_dir`` (fetch): the checked download; null while a fetch is under way or failed.
