@@ -8,13 +8,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+# pytest-xdist workers. The e2e tests mostly wait (on sockets, subprocesses, a trainer
+# with one thread), so more workers than cores pay off; `make test WORKERS=0` runs serially.
+WORKERS ?= 4
+FAST_WORKERS ?= 2
 
-.PHONY: help setup space-lint rehearse test lint format check clean workflows-lint screenshots
+.PHONY: help setup space-lint rehearse test test-fast lint format check clean workflows-lint \
+	screenshots
 
 help:
 	@echo "make rehearse     the main job: the whole pipeline offline (localhub, tiny model)"
 	@echo "make space-lint   lint space/ against policy/space.yaml"
-	@echo "make test         ruff check, ruff format --check, pytest (what CI runs)"
+	@echo "make test         ruff check, ruff format --check, every test (what CI runs)"
+	@echo "make test-fast    the unit tests only (not e2e: no sockets, no subprocesses)"
 	@echo "make format       ruff format + ruff check --fix"
 	@echo "make setup        only create .venv/ and install everything"
 	@echo "make workflows-lint  zizmor (offline) and actionlint + shellcheck on .github/workflows"
@@ -47,7 +53,10 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(WORKERS)
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -n $(FAST_WORKERS) -m "not e2e"
 
 # Also run by tests/test_workflows.py (so by `make test`); this target prints the findings.
 workflows-lint: $(STAMP)

@@ -1,15 +1,49 @@
-"""Test isolation shared by every test: no token, private caches, loopback only."""
+"""What every test shares: isolation, the ``e2e`` marker's one meaning, artefacts built once.
+
+Isolation: no token, private HF caches, loopback only (``_isolated``).
+
+Markers: a test is ``e2e`` when it opens a socket or starts a process (a localhub, the
+Space app, train.py, a browser, a CLI in a subprocess); every other test is a unit test,
+pure Python in this process (``make test-fast`` runs those). The marker is applied here,
+not by hand: a test that uses one of ``E2E_FIXTURES`` is marked, and a test that does
+such a thing without the marker fails with a line that says so, so the marker cannot drift.
+
+Parallel runs (pytest-xdist, ``--dist loadgroup``): the tests of a module that share a
+module-scoped fixture (a running Space, a trained world) run on one worker, so it is
+built once; e2e tests are handed out first, so the long ones do not finish last; and
+what is expensive and read-only (the tiny models) is built once per run for all
+workers (``build_once``).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import ipaddress
+import json
+import os
+import shutil
 import socket
-from collections.abc import Iterator
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Fixtures that start servers or processes, or load a real model: a test that uses one
+# (directly or through another fixture) is e2e.
+E2E_FIXTURES = frozenset(
+    {"localhub", "tiny_model", "tiny_llama", "eval_model", "random_adapter", "world"}
+)
+# Audit events that mean "this test is e2e" (https://docs.python.org/3/library/audit_events.html).
+E2E_EVENTS = frozenset(
+    {"socket.bind", "socket.connect", "subprocess.Popen", "os.posix_spawn", "os.system",
+     "os.fork", "os.exec"}
+)  # fmt: skip
 
 
 def _is_loopback(address: object) -> bool:
@@ -49,3 +83,145 @@ def _isolated(
 
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)
     yield
+
+
+# ------------------------------------------------------------------ the e2e marker
+
+
+class _E2EWatch:
+    """Audit hook: notes e2e events (``E2E_EVENTS``) into every open record. Only the main
+    thread's count: a server thread an earlier e2e test left running is not this test's."""
+
+    def __init__(self) -> None:
+        self.records: list[list[str]] = []
+        self.main = threading.main_thread()
+
+    def __call__(self, event: str, args: tuple) -> None:
+        if self.records and event in E2E_EVENTS and threading.current_thread() is self.main:
+            detail = args[1] if event == "subprocess.Popen" else args[-1] if args else ""
+            for record in self.records:
+                record.append(f"{event} {detail!r}"[:160])
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[list[str]]:
+        record: list[str] = []
+        self.records.append(record)
+        try:
+            yield record
+        finally:
+            self.records.remove(record)
+
+
+_WATCH = _E2EWatch()
+sys.addaudithook(_WATCH)  # audit hooks cannot be removed; it is idle outside a record
+# Fixture definitions whose set-up did an e2e event: a test using one is e2e even when it
+# gets the fixture from the cache, set up by an earlier test.
+_E2E_FIXTURE_DEFS: set[tuple[str, str]] = set()
+
+
+def _key(fixturedef: pytest.FixtureDef) -> tuple[str, str]:
+    return (fixturedef.baseid, fixturedef.argname)
+
+
+def _fixturedefs(item: pytest.Item) -> list[pytest.FixtureDef]:
+    info = getattr(item, "_fixtureinfo", None)
+    return [defs[-1] for defs in info.name2fixturedefs.values() if defs] if info else []
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    xdist = config.pluginmanager.hasplugin("xdist")
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+        if xdist and any(d.scope in ("module", "class", "package") for d in _fixturedefs(item)):
+            # One worker runs the module, so its module-scoped fixtures are built once.
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # e2e first: the scheduler hands tests out in this order, so the long ones start early.
+        items.sort(key=lambda i: i.get_closest_marker("e2e") is None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef, request: pytest.FixtureRequest) -> object:
+    with _WATCH.recording() as record:
+        result = yield
+    if record:
+        _E2E_FIXTURE_DEFS.add(_key(fixturedef))
+    return result
+
+
+def _watched(item: pytest.Item, phase: str) -> Iterator[None]:
+    if item.get_closest_marker("e2e") is not None:
+        yield
+        return
+    with _WATCH.recording() as record:
+        yield
+    record += [
+        f"fixture {d.argname} (its set-up did)"
+        for d in _fixturedefs(item)
+        if _key(d) in _E2E_FIXTURE_DEFS
+    ]
+    if record:
+        raise pytest.fail.Exception(
+            f"{item.nodeid} is not marked e2e but in its {phase} used: "
+            f"{'; '.join(dict.fromkeys(record))[:400]}. Mark it "
+            "(@pytest.mark.e2e, or pytestmark in its module) or use an e2e fixture "
+            "(E2E_FIXTURES in tests/conftest.py).",
+            pytrace=False,
+        )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    return (yield from _watched(item, "set-up"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    return (yield from _watched(item, "call"))
+
+
+# ------------------------------------------------------------ built once per run
+
+
+BuildOnce = Callable[[str, Callable[[Path], object]], Path]
+
+
+@pytest.fixture(scope="session")
+def build_once(tmp_path_factory: pytest.TempPathFactory) -> BuildOnce:
+    """``build_once(key, build)``: the folder ``build(path)`` made for ``key`` in this run.
+
+    The first worker to ask builds it; the others wait on a lock and reuse it (the
+    folder lies above each xdist worker's basetemp, so it is this run's alone). What it
+    returns is shared: read it, and copy it before changing anything in it.
+    """
+    base = tmp_path_factory.getbasetemp()
+    cache = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "built-once"
+    cache.mkdir(exist_ok=True)
+
+    def get(key: str, build: Callable[[Path], object]) -> Path:
+        target = cache / key
+        with FileLock(str(cache / f"{key}.lock")):
+            if not target.is_dir():
+                partial = cache / f"{key}.partial"
+                shutil.rmtree(partial, ignore_errors=True)
+                build(partial)
+                partial.rename(target)
+        return target
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(build_once: BuildOnce) -> Callable[[Sequence[str]], Path]:
+    """``tiny_llama(corpus)``: spacetrain.tinymodel's tiny Llama for that corpus, built once
+    per run (it is deterministic) and shared read-only by every test and worker."""
+
+    def get(corpus: Sequence[str]) -> Path:
+        from spacetrain.tinymodel import build_tiny_llama
+
+        key = "tiny-llama-" + hashlib.sha256(json.dumps(list(corpus)).encode()).hexdigest()[:16]
+        return build_once(key, lambda path: build_tiny_llama(path, corpus))
+
+    return get

@@ -182,6 +182,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.e2e
 def test_probe_reports_status_or_why_not(app_server: list) -> None:
     app_server.append(_serve(status=200))
     app_server.append(_serve(status=500))
@@ -190,6 +191,7 @@ def test_probe_reports_status_or_why_not(app_server: list) -> None:
     assert "refused" in probe(f"http://127.0.0.1:{_free_port()}/").lower()
 
 
+@pytest.mark.e2e
 def test_healthy_after_the_app_warms_up(app_server: list) -> None:
     app_server.append(_serve(fail_first=3))
     health = wait_healthy(_url(app_server[0]), timeout=10, interval=0.02)
@@ -198,6 +200,7 @@ def test_healthy_after_the_app_warms_up(app_server: list) -> None:
     assert health.last == "200"
 
 
+@pytest.mark.e2e
 def test_healthy_once_a_late_app_starts_listening(app_server: list) -> None:
     port = _free_port()
     timer = threading.Timer(0.4, lambda: app_server.append(_serve(port=port)))
@@ -210,6 +213,7 @@ def test_healthy_once_a_late_app_starts_listening(app_server: list) -> None:
     assert health.attempts > 1
 
 
+@pytest.mark.e2e
 def test_never_healthy_ends_at_the_timeout_with_the_last_answer(app_server: list) -> None:
     app_server.append(_serve(status=500))
     out = io.StringIO()
@@ -224,6 +228,7 @@ def test_never_healthy_ends_at_the_timeout_with_the_last_answer(app_server: list
     assert "waiting for" in out.getvalue()  # a person watching the CI log sees progress
 
 
+@pytest.mark.e2e
 def test_an_exited_container_fails_at_once_not_at_the_timeout(app_server: list) -> None:
     app_server.append(_serve(status=503))
     calls = []
