@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.abc
 import ipaddress
 import json
 import os
@@ -34,10 +35,22 @@ from filelock import FileLock
 
 REPO = Path(__file__).resolve().parent.parent
 
+# One intra-op thread in every process of the run (this one, the xdist workers and the
+# subprocesses they start, which inherit it): the parallelism is the workers'. Several
+# busy processes whose OpenMP threads outnumber the cores spin against each other (an
+# in-process evaluation took minutes instead of seconds under four workers).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 # Fixtures that start servers or processes, or load a real model: a test that uses one
 # (directly or through another fixture) is e2e.
 E2E_FIXTURES = frozenset(
     {"localhub", "tiny_model", "tiny_llama", "eval_model", "random_adapter", "world"}
+)
+# The model stack: loading it takes seconds, so a test that imports it is e2e too. A run
+# of unit tests only (make test-fast) refuses these imports, which makes every unit test
+# that needs them fail; in a run with e2e tests an earlier one may have loaded them.
+MODEL_STACK = frozenset(
+    {"torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets", "gradio"}
 )
 # Audit events that mean "this test is e2e" (https://docs.python.org/3/library/audit_events.html).
 E2E_EVENTS = frozenset(
@@ -136,10 +149,41 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.e2e)
         if xdist and any(d.scope in ("module", "class", "package") for d in _fixturedefs(item)):
             # One worker runs the module, so its module-scoped fixtures are built once.
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+            _xdist_group(config, item, item.nodeid.split("::")[0])
     if os.environ.get("PYTEST_XDIST_WORKER"):
         # e2e first: the scheduler hands tests out in this order, so the long ones start early.
         items.sort(key=lambda i: i.get_closest_marker("e2e") is None)
+
+
+class _RefuseModelStack(importlib.abc.MetaPathFinder):
+    """In a run of unit tests only: importing the model stack is a unit test's mistake."""
+
+    def find_spec(self, name: str, path: object, target: object = None) -> None:
+        if _WATCH.records and name.partition(".")[0] in MODEL_STACK:
+            for record in _WATCH.records:
+                record.append(f"import {name}")
+            raise ImportError(f"{name} is the model stack: mark the test e2e (tests/conftest.py)")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    units_only = not any(item.get_closest_marker("e2e") for item in session.items)
+    if session.items and units_only:
+        loaded = MODEL_STACK & set(sys.modules)
+        assert not loaded, (
+            f"a test module imports {sorted(loaded)} at import time: import it in the test"
+        )
+        sys.meta_path.insert(0, _RefuseModelStack())
+
+
+def _xdist_group(config: pytest.Config, item: pytest.Item, name: str) -> None:
+    item.add_marker(pytest.mark.xdist_group(name))
+    # xdist 3.8 tells the scheduler the group by renaming the item to "<id>@<group>", but
+    # it sets the old ``_nodeid`` field, which pytest 9.2's structured ids ignore: every
+    # group is silently lost (pytest-dev/pytest-xdist#1386). Rename it the new way.
+    if config.getoption("loadgroup", False) and hasattr(item, "_id"):
+        from _pytest.nodeid import NodeId
+
+        item._id = NodeId.parse(f"{item.nodeid}@{name}")
 
 
 @pytest.hookimpl(wrapper=True)
