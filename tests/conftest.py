@@ -33,6 +33,8 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+pytest_plugins = ["pytester"]  # tests/test_markers.py runs a throwaway suite with this file
+
 REPO = Path(__file__).resolve().parent.parent
 
 # One intra-op thread in every process of the run (this one, the xdist workers and the
