@@ -436,6 +436,7 @@ def test_the_apps_gpu_check_runs_in_a_child_and_says_why(
     assert check["facts"]["cuda_available"] is False and check["facts"]["torch"]
 
 
+@pytest.mark.e2e  # imports torch or gradio in this process: the model stack
 def test_the_start_button_checks_first_and_shows_the_failing_line(
     app: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

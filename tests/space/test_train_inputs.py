@@ -130,6 +130,7 @@ def test_hub_unreachable_exits_3(tmp_path: Path) -> None:
     assert "retrying" in res.stdout  # it did retry before giving up
 
 
+@pytest.mark.e2e  # imports torch or gradio in this process: the model stack
 def test_cuda_out_of_memory_exits_1_with_a_hint(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
