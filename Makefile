@@ -20,7 +20,7 @@ help:
 	@echo "make rehearse     the main job: the whole pipeline offline (localhub, tiny model)"
 	@echo "make space-lint   lint space/ against policy/space.yaml"
 	@echo "make test         ruff check, ruff format --check, every test (what CI runs)"
-	@echo "make test-fast    the unit tests only (not e2e: no sockets, no subprocesses)"
+	@echo "make test-fast    the unit tests only (not e2e: no sockets, processes or torch)"
 	@echo "make format       ruff format + ruff check --fix"
 	@echo "make setup        only create .venv/ and install everything"
 	@echo "make workflows-lint  zizmor (offline) and actionlint + shellcheck on .github/workflows"

@@ -1,18 +1,22 @@
 """What every test shares: isolation, the ``e2e`` marker's one meaning, artefacts built once.
 
-Isolation: no token, private HF caches, loopback only (``_isolated``).
+Isolation: no token, private HF caches, loopback only (``_isolated``); one OpenMP thread.
 
-Markers: a test is ``e2e`` when it opens a socket or starts a process (a localhub, the
-Space app, train.py, a browser, a CLI in a subprocess); every other test is a unit test,
-pure Python in this process (``make test-fast`` runs those). The marker is applied here,
-not by hand: a test that uses one of ``E2E_FIXTURES`` is marked, and a test that does
-such a thing without the marker fails with a line that says so, so the marker cannot drift.
+Markers: a test is ``e2e`` when it opens a socket, starts a process (a localhub, the Space
+app, train.py, a browser, a CLI in a subprocess) or loads the model stack (torch,
+transformers, gradio...); every other test is a unit test, plain Python in this process,
+and ``make test-fast`` runs those. A test that uses one of ``E2E_FIXTURES`` is marked
+here; the rest is checked, so the marker cannot drift: an unmarked test that opens a
+socket or starts a process (itself, or in a fixture's set-up, even a cached one) fails
+with a line that says so (an audit hook), and a run of unit tests only refuses to import
+the model stack (tests/test_markers.py shows each case).
 
 Parallel runs (pytest-xdist, ``--dist loadgroup``): the tests of a module that share a
 module-scoped fixture (a running Space, a trained world) run on one worker, so it is
 built once; e2e tests are handed out first, so the long ones do not finish last; and
-what is expensive and read-only (the tiny models) is built once per run for all
-workers (``build_once``).
+what is expensive and read-only (the tiny models, the random adapter) is built once per
+run for all workers (``build_once``). Every test has its own tmp_path, free ports and
+monkeypatched environment, so any two can run at the same time.
 """
 
 from __future__ import annotations
