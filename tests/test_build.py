@@ -443,15 +443,23 @@ class FakeDocker:
         return [c[0] for c in self.calls()]
 
     def running(self) -> list[str]:
-        """Containers not removed, or whose process still runs."""
+        """Containers not removed, or whose process still runs.
+
+        A removed container's process got SIGKILL; on a busy machine (parallel workers)
+        it may take a moment to end, so it is given 10 s to.
+        """
         left = []
         for folder in (self.state / "containers").glob("*"):
             pid = int((folder / "pid").read_text())
-            if not folder.name.endswith(".removed") or Path(f"/proc/{pid}").exists():
-                status = Path(f"/proc/{pid}/status")
-                zombie = status.exists() and "\tZ" in status.read_text().split("State:")[1][:4]
-                if not zombie:
+            if not folder.name.endswith(".removed"):
+                if not _zombie(pid):
                     left.append(folder.name)
+                continue
+            deadline = time.monotonic() + 10
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _alive(pid):
+                left.append(folder.name)
         return left
 
     def kill_all(self) -> None:
@@ -459,6 +467,19 @@ class FakeDocker:
             pid = int(pid_file.read_text())
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, 9)
+
+
+def _zombie(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "\tZ" in status.read_text().split("State:")[1][:4]
+    except FileNotFoundError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is no zombie."""
+    return Path(f"/proc/{pid}").exists() and not _zombie(pid)
 
 
 @pytest.fixture
