@@ -11,7 +11,6 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 # pytest-xdist workers. The e2e tests mostly wait (on sockets, subprocesses, a trainer
 # with one thread), so more workers than cores pay off; `make test WORKERS=0` runs serially.
 WORKERS ?= 4
-FAST_WORKERS ?= 2
 
 .PHONY: help setup space-lint rehearse test test-fast lint format check clean workflows-lint \
 	screenshots
@@ -55,8 +54,9 @@ format: $(STAMP)
 test: lint
 	$(BIN)/pytest -n $(WORKERS)
 
+# The unit tests: about 8 s, serially (workers would only add their start-up).
 test-fast: $(STAMP)
-	$(BIN)/pytest -n $(FAST_WORKERS) -m "not e2e"
+	$(BIN)/pytest -m "not e2e"
 
 # Also run by tests/test_workflows.py (so by `make test`); this target prints the findings.
 workflows-lint: $(STAMP)
