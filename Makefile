@@ -8,13 +8,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+# pytest-xdist workers. The e2e tests mostly wait (on sockets, subprocesses, a trainer
+# with one thread), so more workers than cores pay off; `make test WORKERS=0` runs serially.
+WORKERS ?= 4
 
-.PHONY: help setup space-lint rehearse test lint format check clean workflows-lint screenshots
+.PHONY: help setup space-lint rehearse test test-fast lint format check clean workflows-lint \
+	screenshots
 
 help:
 	@echo "make rehearse     the main job: the whole pipeline offline (localhub, tiny model)"
 	@echo "make space-lint   lint space/ against policy/space.yaml"
-	@echo "make test         ruff check, ruff format --check, pytest (what CI runs)"
+	@echo "make test         ruff check, ruff format --check, every test (what CI runs)"
+	@echo "make test-fast    the unit tests only (not e2e: no sockets, processes or torch)"
 	@echo "make format       ruff format + ruff check --fix"
 	@echo "make setup        only create .venv/ and install everything"
 	@echo "make workflows-lint  zizmor (offline) and actionlint + shellcheck on .github/workflows"
@@ -47,7 +52,11 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(WORKERS)
+
+# The unit tests: about 8 s, serially (workers would only add their start-up).
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not e2e"
 
 # Also run by tests/test_workflows.py (so by `make test`); this target prints the findings.
 workflows-lint: $(STAMP)

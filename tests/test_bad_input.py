@@ -23,6 +23,8 @@ REPO = Path(__file__).resolve().parent.parent
 SHA = "0123456789abcdef0123456789abcdef01234567"
 DEEP = "[" * 100_000 + "]" * 100_000
 
+pytestmark = pytest.mark.e2e  # every test runs the real command in a subprocess
+
 
 def project(tmp_path: Path) -> Path:
     """A throwaway project: its own pyproject.toml and policy files, the real space/."""

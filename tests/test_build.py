@@ -182,6 +182,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.e2e
 def test_probe_reports_status_or_why_not(app_server: list) -> None:
     app_server.append(_serve(status=200))
     app_server.append(_serve(status=500))
@@ -190,6 +191,7 @@ def test_probe_reports_status_or_why_not(app_server: list) -> None:
     assert "refused" in probe(f"http://127.0.0.1:{_free_port()}/").lower()
 
 
+@pytest.mark.e2e
 def test_healthy_after_the_app_warms_up(app_server: list) -> None:
     app_server.append(_serve(fail_first=3))
     health = wait_healthy(_url(app_server[0]), timeout=10, interval=0.02)
@@ -198,6 +200,7 @@ def test_healthy_after_the_app_warms_up(app_server: list) -> None:
     assert health.last == "200"
 
 
+@pytest.mark.e2e
 def test_healthy_once_a_late_app_starts_listening(app_server: list) -> None:
     port = _free_port()
     timer = threading.Timer(0.4, lambda: app_server.append(_serve(port=port)))
@@ -210,6 +213,7 @@ def test_healthy_once_a_late_app_starts_listening(app_server: list) -> None:
     assert health.attempts > 1
 
 
+@pytest.mark.e2e
 def test_never_healthy_ends_at_the_timeout_with_the_last_answer(app_server: list) -> None:
     app_server.append(_serve(status=500))
     out = io.StringIO()
@@ -224,6 +228,7 @@ def test_never_healthy_ends_at_the_timeout_with_the_last_answer(app_server: list
     assert "waiting for" in out.getvalue()  # a person watching the CI log sees progress
 
 
+@pytest.mark.e2e
 def test_an_exited_container_fails_at_once_not_at_the_timeout(app_server: list) -> None:
     app_server.append(_serve(status=503))
     calls = []
@@ -438,15 +443,23 @@ class FakeDocker:
         return [c[0] for c in self.calls()]
 
     def running(self) -> list[str]:
-        """Containers not removed, or whose process still runs."""
+        """Containers not removed, or whose process still runs.
+
+        A removed container's process got SIGKILL; on a busy machine (parallel workers)
+        it may take a moment to end, so it is given 10 s to.
+        """
         left = []
         for folder in (self.state / "containers").glob("*"):
             pid = int((folder / "pid").read_text())
-            if not folder.name.endswith(".removed") or Path(f"/proc/{pid}").exists():
-                status = Path(f"/proc/{pid}/status")
-                zombie = status.exists() and "\tZ" in status.read_text().split("State:")[1][:4]
-                if not zombie:
+            if not folder.name.endswith(".removed"):
+                if not _zombie(pid):
                     left.append(folder.name)
+                continue
+            deadline = time.monotonic() + 10
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _alive(pid):
+                left.append(folder.name)
         return left
 
     def kill_all(self) -> None:
@@ -454,6 +467,19 @@ class FakeDocker:
             pid = int(pid_file.read_text())
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, 9)
+
+
+def _zombie(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "\tZ" in status.read_text().split("State:")[1][:4]
+    except FileNotFoundError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is no zombie."""
+    return Path(f"/proc/{pid}").exists() and not _zombie(pid)
 
 
 @pytest.fixture

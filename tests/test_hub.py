@@ -87,6 +87,7 @@ def make_hub(deadline: float = 30.0) -> tuple[Hub, FakeTime]:
     return hub, t
 
 
+@pytest.mark.e2e
 def test_endpoint_and_token_come_from_the_environment(
     server: Scripted, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -101,6 +102,7 @@ def test_endpoint_and_token_come_from_the_environment(
     assert server.requests[-1][2] == "Bearer hf_secret_value_for_tests_only_0000"
 
 
+@pytest.mark.e2e
 def test_a_token_file_on_disk_is_never_used(server: Scripted) -> None:
     import os
 
@@ -111,6 +113,7 @@ def test_a_token_file_on_disk_is_never_used(server: Scripted) -> None:
     assert server.requests[-1][2] is None
 
 
+@pytest.mark.e2e
 def test_transient_errors_are_retried_with_backoff(server: Scripted) -> None:
     server.script = [(503, {}, {"error": "busy"}), (502, {}, {}), (500, {}, {}), OK]
     hub, t = make_hub()
@@ -121,6 +124,7 @@ def test_transient_errors_are_retried_with_backoff(server: Scripted) -> None:
     assert all(0 <= s <= 4.0 for s in t.sleeps)
 
 
+@pytest.mark.e2e
 def test_429_honours_retry_after(server: Scripted) -> None:
     server.script = [(429, {"Retry-After": "3"}, {"error": "slow down"}), OK]
     hub, t = make_hub()
@@ -128,6 +132,7 @@ def test_429_honours_retry_after(server: Scripted) -> None:
     assert t.sleeps and t.sleeps[0] >= 3
 
 
+@pytest.mark.e2e
 def test_gives_up_at_the_deadline_with_exit_3(server: Scripted) -> None:
     server.script = [(503, {}, {"error": "down"})] * 100
     hub, t = make_hub(deadline=10.0)
@@ -141,6 +146,7 @@ def test_gives_up_at_the_deadline_with_exit_3(server: Scripted) -> None:
     assert 2 <= hub.attempts < 100
 
 
+@pytest.mark.e2e
 def test_connection_refused_is_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -175,6 +181,7 @@ NOT_RETRIED = [
 ]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("response", "kind", "words"), NOT_RETRIED)
 def test_client_errors_are_not_retried_and_map_to_exit_2(
     server: Scripted,
@@ -197,6 +204,7 @@ def test_client_errors_are_not_retried_and_map_to_exit_2(
     assert hub.attempts == 1 and len(server.requests) == 1 and t.sleeps == []
 
 
+@pytest.mark.e2e
 def test_invalid_repo_id_is_usage_error(server: Scripted) -> None:
     hub, _ = make_hub()
     with pytest.raises(UsageError, match="cannot read the repo: "):

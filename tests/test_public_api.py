@@ -20,6 +20,7 @@ def test_all_names_import_and_are_documented(package: str) -> None:
             assert inspect.getdoc(value), f"{package}.{name} has no docstring"
 
 
+@pytest.mark.e2e
 def test_light_imports_do_not_load_the_model_stack() -> None:
     """`spacetrain lint` and `spacetrain gate` must start fast: no torch at import."""
     import subprocess

@@ -18,7 +18,8 @@ from spacetrain.stages.follow import readable
     [
         "hf_" + "aB3dE" * 7,  # hf_ and 34 characters, as huggingface.co issues them
         "hf_abc-DEF_ghi-JKL_mno-PQR_stu-VWX",  # - and _ inside
-        "hf_" + secrets.token_urlsafe(24),  # what rehearse makes: - and _ likely
+        # what rehearse makes: - and _ likely (a fixed id: xdist workers must agree on ids)
+        pytest.param("hf_" + secrets.token_urlsafe(24), id="hf_token_urlsafe"),
         "hf_abcdefghijklmnopqrst-uvwxyz",  # lower case only, but long
         "api_org_AbCdEfGh-1234_5678",
     ],

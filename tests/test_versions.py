@@ -14,6 +14,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+import pytest
 from packaging.version import Version
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,6 +66,7 @@ def drift(pins: dict[str, str]) -> list[str]:
     return problems
 
 
+@pytest.mark.e2e
 def test_installed_versions_match_the_dockerfile() -> None:
     pins = pins_of(DOCKERFILE)
     assert set(pins) >= STACK, f"not pinned in space/Dockerfile: {sorted(STACK - set(pins))}"
@@ -72,6 +74,7 @@ def test_installed_versions_match_the_dockerfile() -> None:
     assert not problems, "rebuild the venv (make clean setup):\n" + "\n".join(problems)
 
 
+@pytest.mark.e2e
 def test_a_drifted_pin_is_reported(tmp_path: Path) -> None:
     text = DOCKERFILE.read_text()
     assert "transformers==5.24.0" in text and "torch==2.13.0" in text

@@ -7,7 +7,7 @@ where ``spacetrain`` is a shim that records its arguments; each recorded command
 then parsed by the real ``build_parser()``. Step ``if:`` conditions are evaluated as
 GitHub does, to show the GPU is released on every path. zizmor (offline) and actionlint
 (with shellcheck) must report nothing. Last, the pipeline job runs for real, step by step
-with its own scripts, against localhub, the real space/ app and a tiny model (e2e, slow).
+with its own scripts, against localhub, the real space/ app and a tiny model (e2e).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,7 +109,10 @@ def test_the_four_workflows_exist_and_parse() -> None:
 
 
 def pinning_problems(name: str, text: str) -> list[str]:
-    """Every ``uses:`` is a local workflow or one of PINNED at its SHA, with its version."""
+    """Every ``uses:`` is a local workflow or one of PINNED at its SHA, with its version.
+
+    zizmor's unpinned-uses asks for some SHA; this asks for the reviewed one.
+    """
     problems = []
     for number, line in enumerate(text.splitlines(), 1):
         found = USES_LINE.match(line)
@@ -122,9 +125,6 @@ def pinning_problems(name: str, text: str) -> list[str]:
                 problems.append(f"{name}:{number}: {ref} does not exist")
             continue
         action, _, sha = ref.partition("@")
-        if not re.fullmatch(r"[0-9a-f]{40}", sha):
-            problems.append(f"{name}:{number}: {ref} is not pinned to a 40-hex commit SHA")
-            continue
         if not comment or not re.fullmatch(r"v\d+(\.\d+)*", comment):
             problems.append(f"{name}:{number}: {ref} has no '# vX.Y.Z' version comment")
             continue
@@ -139,18 +139,16 @@ def pinning_problems(name: str, text: str) -> list[str]:
 
 
 def permission_problems(name: str, workflow: dict[str, Any]) -> list[str]:
+    """No job may write anything but code-scanning results. (zizmor's excessive-permissions
+    flags a missing top-level block, write-all, read-all and workflow-level writes, but
+    not a job's own write grants.)"""
     problems = []
-    if "permissions" not in workflow:
-        problems.append(f"{name}: no top-level permissions (the default token can write)")
-    for scope_owner, perms in [("top level", workflow.get("permissions"))] + [
-        (f"job {j}", job.get("permissions")) for j, job in jobs(workflow).items()
-    ]:
-        if perms in ("write-all", "read-all"):
-            problems.append(f"{name}: {scope_owner} grants {perms}")
-        elif isinstance(perms, dict):
+    for job_id, job in jobs(workflow).items():
+        perms = job.get("permissions")
+        if isinstance(perms, dict):
             writes = {k for k, v in perms.items() if v == "write"} - {"security-events"}
             if writes:
-                problems.append(f"{name}: {scope_owner} may write {sorted(writes)}")
+                problems.append(f"{name}: job {job_id} may write {sorted(writes)}")
     return problems
 
 
@@ -167,30 +165,12 @@ def timeout_problems(name: str, workflow: dict[str, Any]) -> list[str]:
     return problems
 
 
-def checkout_problems(name: str, workflow: dict[str, Any]) -> list[str]:
-    return [
-        f"{name}: {where(j, i, s)} keeps the token in .git/config (persist-credentials)"
-        for j, i, s in steps(workflow)
-        if str(s.get("uses", "")).startswith("actions/checkout@")
-        and (s.get("with") or {}).get("persist-credentials") is not False
-    ]
-
-
-def injection_problems(name: str, workflow: dict[str, Any]) -> list[str]:
-    """No ``${{ }}`` at all inside ``run:``: values reach scripts through ``env:``."""
-    problems = []
-    for job_id, index, step in steps(workflow):
-        for body in EXPRESSION.findall(str(step.get("run", ""))):
-            problems.append(f"{name}: {where(job_id, index, step)} expands ${{{{ {body} }}}}")
-    return problems
-
-
 def secret_problems(name: str, workflow: dict[str, Any]) -> list[str]:
-    """Secrets: passed by name to a reusable workflow, else only in the env of one step."""
+    """Secrets: passed by name to a reusable workflow, else only in the env of one step.
+    (zizmor's secrets-inherit flags ``secrets: inherit``, its template-injection a secret
+    expanded in ``run:``.)"""
     problems = []
     for job_id, job in jobs(workflow).items():
-        if job.get("secrets") == "inherit":
-            problems.append(f"{name}: job {job_id} passes every secret (secrets: inherit)")
         passed = job.get("secrets") if isinstance(job.get("secrets"), dict) else {}
         for key, value in passed.items():
             if value != f"${{{{ secrets.{key} }}}}":
@@ -207,11 +187,18 @@ def secret_problems(name: str, workflow: dict[str, Any]) -> list[str]:
 
 
 RULES = {
-    "env": lambda n, w: injection_problems(n, w),
     "permissions": permission_problems,
     "timeouts": timeout_problems,
-    "checkout": checkout_problems,
     "secrets": secret_problems,
+}
+# What zizmor (offline, auditor persona) reports and these rules therefore leave to it,
+# each shown on BAD by test_the_tools_do_report_a_broken_workflow.
+LEFT_TO_ZIZMOR = {
+    "unpinned-uses",  # a uses: not pinned to a commit SHA
+    "excessive-permissions",  # no top-level permissions, write-all / read-all, writes on top
+    "artipacked",  # actions/checkout without persist-credentials: false
+    "template-injection",  # any ${{ }} inside run: (the auditor persona flags every one)
+    "secrets-inherit",  # secrets: inherit
 }
 
 
@@ -243,6 +230,14 @@ jobs:
       - uses: ./.github/workflows/missing.yml
       - run: echo "${{ github.event.pull_request.title }}" "${{ inputs.epochs }}"
       - run: deploy --token "${{ secrets.HF_TOKEN }}"
+  push:
+    runs-on: ubuntu-24.04
+    timeout-minutes: 5
+    permissions:
+      contents: write
+      security-events: write
+    steps:
+      - run: echo
   call:
     uses: ./.github/workflows/_pipeline.yml
     secrets: inherit
@@ -256,26 +251,17 @@ jobs:
 def test_each_rule_catches_a_broken_workflow() -> None:
     bad = load_text(BAD)
     pins = "\n".join(pinning_problems("bad.yml", BAD))
-    assert "actions/checkout@v5 is not pinned to a 40-hex" in pins
-    assert "has no '# vX.Y.Z' version comment" in pins
+    assert "actions/checkout@v5 has no '# vX.Y.Z' version comment" in pins
     assert "# v6.0.1 is not the reviewed pin" in pins
     assert "evil/action is not an action this repo trusts" in pins
     assert "missing.yml does not exist" in pins
-    assert permission_problems("bad.yml", bad) == [
-        "bad.yml: no top-level permissions (the default token can write)",
-        "bad.yml: job build grants write-all",
-    ]
+    assert permission_problems("bad.yml", bad) == ["bad.yml: job push may write ['contents']"]
     assert timeout_problems("bad.yml", bad) == [
         "bad.yml: job build has no timeout-minutes (default 360)"
     ]
-    assert len(checkout_problems("bad.yml", bad)) == 2
-    injected = injection_problems("bad.yml", bad)
-    assert any("github.event.pull_request.title" in p for p in injected)
-    assert any("inputs.epochs" in p for p in injected)
     secrets = "\n".join(secret_problems("bad.yml", bad))
     assert "puts a secret in every step's env" in secrets
     assert "uses a secret outside env:" in secrets
-    assert "passes every secret (secrets: inherit)" in secrets
     assert "passes HF_TOKEN as '${{ secrets.OTHER }}'" in secrets
 
 
@@ -828,6 +814,7 @@ def run_plan(
     return done, outputs
 
 
+@pytest.mark.e2e
 def test_plan_step_reads_the_project_config(sandbox: Sandbox) -> None:
     done, outputs = run_plan(sandbox)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -851,6 +838,7 @@ def test_plan_step_reads_the_project_config(sandbox: Sandbox) -> None:
     assert outputs == {}
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("inputs", "message"),
     [
@@ -878,6 +866,7 @@ def test_plan_checks_the_forms_values_before_anything_is_synced(
     assert outputs == {}
 
 
+@pytest.mark.e2e
 def test_token_check_fails_early_with_a_pointer_to_the_environment(sandbox: Sandbox) -> None:
     (job,) = jobs(ALL["_pipeline.yml"]).values()
     (step,) = [s for s in job["steps"] if "Check that HF_TOKEN" in s.get("name", "")]
@@ -906,6 +895,7 @@ CALLER_CONTEXT = {
 }
 
 
+@pytest.mark.e2e
 def test_every_spacetrain_command_line_parses(sandbox: Sandbox) -> None:
     """Run every script that calls spacetrain; the real parser must accept each call."""
     _, plan = run_plan(sandbox)
@@ -949,6 +939,7 @@ def _run_stage(
     return done, calls
 
 
+@pytest.mark.e2e
 def test_train_uses_the_config_unless_the_form_overrides_it(sandbox: Sandbox) -> None:
     done, calls = _run_stage(sandbox, "train")
     assert done.returncode == 0, done.stderr
@@ -968,6 +959,7 @@ def test_train_uses_the_config_unless_the_form_overrides_it(sandbox: Sandbox) ->
     assert args.dataset_revision == "v2 'quoted'"  # one argument, never re-split by the shell
 
 
+@pytest.mark.e2e
 def test_time_budget_fits_the_job_timeout(sandbox: Sandbox) -> None:
     """wait + train give up (exit 3) before GitHub kills the job, so release still runs."""
     (job,) = jobs(ALL["_pipeline.yml"]).values()
@@ -978,6 +970,7 @@ def test_time_budget_fits_the_job_timeout(sandbox: Sandbox) -> None:
     assert wait_s + train_s + setup_and_evaluate_s <= job["timeout-minutes"] * 60
 
 
+@pytest.mark.e2e
 def test_evaluate_judges_the_exact_revision_training_pushed(sandbox: Sandbox) -> None:
     done, calls = _run_stage(sandbox, "evaluate")
     assert done.returncode == 0, done.stderr
@@ -1008,6 +1001,7 @@ def test_evaluate_judges_the_exact_revision_training_pushed(sandbox: Sandbox) ->
     assert calls == []
 
 
+@pytest.mark.e2e
 def test_promote_takes_the_report_that_evaluate_wrote(sandbox: Sandbox) -> None:
     _, evaluate_calls = _run_stage(sandbox, "evaluate")
     _, promote_calls = _run_stage(sandbox, "promote")
@@ -1083,9 +1077,13 @@ def test_the_tools_do_report_a_broken_workflow(tmp_path: Path) -> None:
     folder = tmp_path / ".github" / "workflows"
     folder.mkdir(parents=True)
     (folder / "broken.yml").write_text(BROKEN_FOR_TOOLS)
+    (folder / "bad.yml").write_text(BAD)
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
-    idents = {f["ident"] for f in _zizmor(folder)}
-    assert {"unpinned-uses", "template-injection", "dangerous-triggers", "artipacked"} <= idents
+    findings = _zizmor(folder)
+    assert LEFT_TO_ZIZMOR | {"dangerous-triggers"} <= {f["ident"] for f in findings}
+    # every expansion in run:, not only the attacker-controlled title
+    injected = [f for f in findings if f["ident"] == "template-injection"]
+    assert len(injected) >= 4, injected
     done = _actionlint(tmp_path)
     assert done.returncode == 1
     assert "shellcheck reported issue" in done.stdout  # shellcheck really ran
@@ -1218,14 +1216,15 @@ def run_pipeline_job(project: Path, base_env: dict[str, str], **inputs: Any) -> 
 
 
 @pytest.fixture(scope="module")
-def e2e_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path, dict]]:
+def e2e_world(
+    tmp_path_factory: pytest.TempPathFactory, tiny_llama: Callable[[list[str]], Path]
+) -> Iterator[tuple[Any, Path, dict]]:
     from huggingface_hub import HfApi
 
     from spacetrain.localhub import LocalHub
-    from spacetrain.tinymodel import build_tiny_llama
 
     root = tmp_path_factory.mktemp("workflow-e2e")
-    model = build_tiny_llama(root / "model", [f"{q} {a}" for q, a in E2E_QA])
+    model = tiny_llama([f"{q} {a}" for q, a in E2E_QA])
     data = root / "train.jsonl"
     data.write_text(
         "".join(
@@ -1278,7 +1277,6 @@ def e2e_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, P
 
 
 @pytest.mark.e2e
-@pytest.mark.slow
 def test_pipeline_job_trains_gates_promotes_and_releases(e2e_world: tuple) -> None:
     from huggingface_hub import HfApi
 
@@ -1321,7 +1319,6 @@ def test_pipeline_job_trains_gates_promotes_and_releases(e2e_world: tuple) -> No
 
 
 @pytest.mark.e2e
-@pytest.mark.slow
 def test_pipeline_job_failed_training_still_releases_the_gpu(e2e_world: tuple) -> None:
     hub, project, env = e2e_world
     shutil.rmtree(project / "reports", ignore_errors=True)

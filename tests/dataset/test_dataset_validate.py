@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -195,14 +196,12 @@ def test_empty_file_is_an_error(tmp_path: Path) -> None:
     assert codes(report) == [(None, "error", "empty")]
 
 
-def test_too_long_with_a_tokenizer(tmp_path: Path) -> None:
+def test_too_long_with_a_tokenizer(tmp_path: Path, tiny_llama: Callable[[list[str]], Path]) -> None:
     from transformers import AutoTokenizer
-
-    from spacetrain.tinymodel import build_tiny_llama
 
     rows = [chat("Short?", "Yes."), chat("Long?", " ".join(["unity"] * 200))]
     corpus = [m["content"] for r in rows for m in r["messages"]]
-    model_dir = build_tiny_llama(tmp_path / "tiny", corpus)
+    model_dir = tiny_llama(corpus)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     data = write_jsonl(tmp_path / "long.jsonl", rows)
     report = validate_file(data, tokenizer=tokenizer, max_length=64)

@@ -22,7 +22,7 @@ from spacetrain.errors import EXIT_FAILED, EXIT_OK
 from spacetrain.evaluate.generate import Generator, resolve
 from spacetrain.evaluate.suite import load_suite
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.e2e
 
 # Rehearsal settings: far more epochs and a far higher learning rate than a real run,
 # so a 64-wide random model learns 50 short answers by heart in seconds.

@@ -37,6 +37,7 @@ def case_space(tmp_path: Path, rule: str, kind: str = "bad") -> Path:
     return root
 
 
+@pytest.mark.e2e
 def test_clean_space_exits_0(tmp_path: Path) -> None:
     case_space(tmp_path, "missing-file", "good")
     done = cli("lint", "space", "--policy", str(REPO / "policy/space.yaml"), cwd=tmp_path)
@@ -45,6 +46,7 @@ def test_clean_space_exits_0(tmp_path: Path) -> None:
     assert done.stderr == ""
 
 
+@pytest.mark.e2e
 def test_default_path_is_space_and_default_policy_applies(tmp_path: Path) -> None:
     case_space(tmp_path, "forbidden-file")  # no policy/ here: the built-in defaults apply
     done = cli("lint", cwd=tmp_path)
@@ -55,6 +57,7 @@ def test_default_path_is_space_and_default_policy_applies(tmp_path: Path) -> Non
     assert done.stderr == ""
 
 
+@pytest.mark.e2e
 def test_errors_exit_1_with_file_line_rule_and_hint(tmp_path: Path) -> None:
     case_space(tmp_path, "pip-unpinned")
     done = cli("lint", "space/", cwd=tmp_path)
@@ -68,6 +71,7 @@ def test_errors_exit_1_with_file_line_rule_and_hint(tmp_path: Path) -> None:
     assert lines[-1].startswith("8 errors, 0 warnings, 0 suppressed in space/")
 
 
+@pytest.mark.e2e
 def test_warnings_alone_exit_0_and_exit_zero_forces_0(tmp_path: Path) -> None:
     case_space(tmp_path, "user-not-1000")
     done = cli("lint", "space", cwd=tmp_path)
@@ -78,6 +82,7 @@ def test_warnings_alone_exit_0_and_exit_zero_forces_0(tmp_path: Path) -> None:
     assert cli("lint", "space", "--exit-zero", cwd=tmp_path).returncode == 0
 
 
+@pytest.mark.e2e
 def test_absolute_path_inside_cwd_is_shown_relative(tmp_path: Path) -> None:
     root = case_space(tmp_path, "forbidden-file")
     done = cli("lint", str(root), "--format", "json", cwd=tmp_path)
@@ -147,6 +152,7 @@ def test_absolute_path_inside_cwd_is_shown_relative(tmp_path: Path) -> None:
         (None, ["lint", "space", "--find-links", "nowheels"], "nowheels: --find-links needs"),
     ],
 )
+@pytest.mark.e2e
 def test_bad_usage_is_exit_2_with_one_line(
     tmp_path: Path, setup: str | None, args: list[str], message: str
 ) -> None:
@@ -313,6 +319,7 @@ def test_big_binary_file_is_read_only_in_part_and_reported(
 # ------------------------------------------------------------------ formats
 
 
+@pytest.mark.e2e
 def test_json_matches_the_contract(tmp_path: Path) -> None:
     case_space(tmp_path, "suppression-without-reason")
     done = cli("lint", "space", "--format", "json", cwd=tmp_path)
@@ -335,6 +342,7 @@ def test_json_matches_the_contract(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.e2e
 def test_sarif_is_2_1_0_with_rules_and_suppressions(tmp_path: Path) -> None:
     root = case_space(tmp_path, "suppression-without-reason", "good")
     (root / "requirements.txt").write_text("x\n")
@@ -370,6 +378,7 @@ def test_sarif_is_2_1_0_with_rules_and_suppressions(tmp_path: Path) -> None:
     assert suppressed[0]["locations"][0]["physicalLocation"]["region"]["startLine"] == 3
 
 
+@pytest.mark.e2e
 def test_github_annotations_escape_and_summarise(tmp_path: Path) -> None:
     odd = tmp_path / "odd,dir:x" / "space"
     assemble(FIXTURES / "rules" / "user-not-1000" / "bad", odd)
@@ -406,6 +415,7 @@ def test_github_annotations_escape_and_summarise(tmp_path: Path) -> None:
     assert "`odd,dir:x/space/Dockerfile:2`" in text
 
 
+@pytest.mark.e2e
 def test_output_file_gets_the_report_and_stderr_the_summary(tmp_path: Path) -> None:
     case_space(tmp_path, "forbidden-file")
     done = cli("lint", "space", "--format", "sarif", "-o", "reports/x.sarif", cwd=tmp_path)

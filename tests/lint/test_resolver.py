@@ -47,6 +47,7 @@ def wheels(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.e2e
 def test_a_conflict_names_the_pin_and_pips_reason(wheels: Path) -> None:
     doc = dockerfile(
         "FROM python:3.11-slim\nRUN pip install gradio==5.10.0 \\\n    huggingface_hub==0.20.0\n"
@@ -59,6 +60,7 @@ def test_a_conflict_names_the_pin_and_pips_reason(wheels: Path) -> None:
     assert "gradio 5.10.0 depends on huggingface-hub>=0.25.1" in result.reason
 
 
+@pytest.mark.e2e
 def test_a_resolvable_set_is_ok_and_counts_packages(wheels: Path) -> None:
     doc = dockerfile("FROM python:3.11-slim\nRUN pip install gradio==5.10.0 peft==0.7.1\n")
     result = resolve_pins(doc, Policy.defaults(), find_links=[str(wheels)])
@@ -67,6 +69,7 @@ def test_a_resolvable_set_is_ok_and_counts_packages(wheels: Path) -> None:
     assert result.requirements == ("gradio==5.10.0", "peft==0.7.1")
 
 
+@pytest.mark.e2e
 def test_a_missing_version_is_unresolvable(wheels: Path) -> None:
     doc = dockerfile("FROM python:3.11-slim\nRUN pip install trl==9.9.9\n")
     result = resolve_pins(doc, Policy.defaults(), find_links=[str(wheels)])
@@ -75,6 +78,7 @@ def test_a_missing_version_is_unresolvable(wheels: Path) -> None:
     assert result.reason.startswith("no wheel matches trl==9.9.9")
 
 
+@pytest.mark.e2e
 def test_one_package_pinned_twice_conflicts(wheels: Path) -> None:
     doc = dockerfile(
         "FROM python:3.11-slim\nRUN pip install peft==0.7.1\nRUN pip install peft==0.7.2\n"
@@ -84,6 +88,7 @@ def test_one_package_pinned_twice_conflicts(wheels: Path) -> None:
     assert "peft" in result.culprits
 
 
+@pytest.mark.e2e
 def test_seed_fixture_with_resolve_reports_the_seed_conflict(
     wheels: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -103,6 +108,7 @@ def test_seed_fixture_with_resolve_reports_the_seed_conflict(
     assert "gradio 5.10.0 depends on huggingface-hub>=0.25.1" in finding["message"]
 
 
+@pytest.mark.e2e
 def test_find_links_alone_turns_resolve_on(tmp_path: Path, wheels: Path, space) -> None:
     root = space(
         Dockerfile=(Path(__file__).parent / "fixtures/base/Dockerfile")
@@ -165,6 +171,7 @@ def _closed_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.e2e
 def test_unreachable_torch_index_leaves_torch_out(
     loopback_index: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -182,6 +189,7 @@ def test_unreachable_torch_index_leaves_torch_out(
     assert result.requirements == ("gradio==5.10.0", "huggingface-hub==0.26.0")
 
 
+@pytest.mark.e2e
 def test_unreachable_index_is_infrastructure(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{_closed_port()}/simple")
     doc = dockerfile("FROM python:3.11-slim\nRUN pip install gradio==5.10.0\n")
@@ -189,6 +197,7 @@ def test_unreachable_index_is_infrastructure(monkeypatch: pytest.MonkeyPatch) ->
         resolve_pins(doc, Policy.defaults())
 
 
+@pytest.mark.e2e
 def test_unreachable_index_is_exit_3_on_the_cli(
     space, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -257,6 +266,7 @@ def test_lint_folder_without_resolve_never_runs_pip(space) -> None:
     assert "pins-unresolvable" not in report.rules_run
 
 
+@pytest.mark.e2e
 def test_unreachable_torch_index_with_the_version_elsewhere_is_a_note(
     loopback_index: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,6 +15,12 @@ RULES = FIXTURES / "rules"
 CASES = sorted(p for p in RULES.glob("*/*") if p.is_dir())
 
 
+def _case_param(case: Path) -> object:
+    """A case that resolves its wheels runs pip: e2e."""
+    meta = yaml.safe_load((case / "_case.yaml").read_text()) or {}
+    return pytest.param(case, marks=[pytest.mark.e2e] if "resolve" in meta else [])
+
+
 def _expected(meta: dict, root: Path) -> list[tuple[str, int | None]]:
     """(path, line) of each expected finding; the line is found by its text."""
     out = []
@@ -27,7 +33,9 @@ def _expected(meta: dict, root: Path) -> list[tuple[str, int | None]]:
     return out
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda p: f"{p.parent.name}-{p.name}")
+@pytest.mark.parametrize(
+    "case", [_case_param(c) for c in CASES], ids=lambda p: f"{p.parent.name}-{p.name}"
+)
 def test_rule_case(case: Path, tmp_path: Path, make_wheels) -> None:
     rule_id, kind = case.parent.name, case.name
     root = tmp_path / "space"

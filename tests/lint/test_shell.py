@@ -117,6 +117,7 @@ def test_not_installs() -> None:
     assert installed("uv add trl") is None
 
 
+@pytest.mark.e2e
 def test_the_generated_tables_equal_the_installed_pips_options() -> None:
     tables = pipcli.options_from_pip()
     assert tables["PIP_GENERAL_VALUE"] == pipcli.PIP_GENERAL_VALUE

@@ -45,6 +45,7 @@ def _api(hub: LocalHub, token: str | None) -> HfApi:
     return HfApi(endpoint=hub.url, token=token or False)  # type: ignore[arg-type]
 
 
+@pytest.mark.e2e
 def test_whoami_says_role_and_scopes_as_the_hub(strict: LocalHub) -> None:
     assert _api(strict, ALICE).whoami()["auth"]["accessToken"]["role"] == "write"
     assert _api(strict, ALICE_READ).whoami()["auth"]["accessToken"]["role"] == "read"
@@ -57,6 +58,7 @@ def test_whoami_says_role_and_scopes_as_the_hub(strict: LocalHub) -> None:
     ]  # fmt: skip
 
 
+@pytest.mark.e2e
 def test_a_read_token_reads_its_users_private_repos_and_writes_nothing(strict: LocalHub) -> None:
     api = _api(strict, ALICE_READ)
     assert api.model_info("alice/secret").private is True
@@ -70,6 +72,7 @@ def test_a_read_token_reads_its_users_private_repos_and_writes_nothing(strict: L
     assert _api(strict, ALICE).list_repo_files("alice/public") == [".gitattributes"]
 
 
+@pytest.mark.e2e
 def test_another_users_namespace_is_403_and_their_private_repos_do_not_exist(
     strict: LocalHub,
 ) -> None:
@@ -87,6 +90,7 @@ def test_another_users_namespace_is_403_and_their_private_repos_do_not_exist(
         _api(strict, None).create_repo("bob/anon")
 
 
+@pytest.mark.e2e
 def test_a_fine_grained_token_writes_its_scopes_only(strict: LocalHub) -> None:
     api = _api(strict, SCOPED)
     api.create_repo("alice/out", exist_ok=True)
@@ -99,6 +103,7 @@ def test_a_fine_grained_token_writes_its_scopes_only(strict: LocalHub) -> None:
         api.create_repo("alice/other")
 
 
+@pytest.mark.e2e
 def test_a_space_of_another_user_cannot_be_driven(strict: LocalHub, tmp_path: Path) -> None:
     alice = _api(strict, ALICE)
     alice.create_repo("alice/sp", repo_type="space", space_sdk="docker", exist_ok=True)
@@ -114,6 +119,7 @@ def test_a_space_of_another_user_cannot_be_driven(strict: LocalHub, tmp_path: Pa
     assert bob.get_space_runtime("alice/sp").stage  # public: the runtime is readable
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("path", ["reset", "faults", "requests"])
 def test_the_control_plane_needs_the_admin_token(strict: LocalHub, path: str) -> None:
     url = f"{strict.url}/_localhub/{path}"
@@ -132,6 +138,7 @@ def test_the_control_plane_needs_the_admin_token(strict: LocalHub, path: str) ->
     assert _api(strict, ALICE).model_info("alice/secret").private  # nothing wiped
 
 
+@pytest.mark.e2e
 def test_billing_shows_a_user_the_spaces_it_can_see(strict: LocalHub) -> None:
     alice = _api(strict, ALICE)
     alice.create_repo("alice/hidden", repo_type="space", space_sdk="docker", private=True)
@@ -151,6 +158,7 @@ def test_billing_shows_a_user_the_spaces_it_can_see(strict: LocalHub) -> None:
     assert httpx.get(url, headers={"Authorization": "Bearer hf_unknown"}).status_code == 401
 
 
+@pytest.mark.e2e
 def test_the_admin_token_resets_and_no_admin_token_closes_the_plane(tmp_path: Path) -> None:
     with LocalHub(root=tmp_path / "a", tokens={ALICE: "alice"}, admin_token=ADMIN) as hub:
         _api(hub, ALICE).create_repo("alice/m")
@@ -168,6 +176,7 @@ def test_the_admin_token_resets_and_no_admin_token_closes_the_plane(tmp_path: Pa
         hub.reset()  # the Python API still works
 
 
+@pytest.mark.e2e
 def test_the_open_default_still_accepts_anything(tmp_path: Path) -> None:
     with LocalHub(root=tmp_path / "hub") as hub:
         api = _api(hub, "hf_anything")

@@ -45,6 +45,7 @@ def test_gitignore_matching(path: str, patterns: list[str], ignored: bool) -> No
     assert _gitignore_match(path, patterns) is ignored
 
 
+@pytest.mark.e2e
 def test_store_commits_are_real_git_with_history(tmp_path: Path) -> None:
     store = RepoStore(tmp_path)
     repo = store.create("dataset", "alice/d", author="alice")

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-
-from spacetrain.tinymodel import build_tiny_llama
 
 from .support import QA, chat_rows, write_jsonl
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny Llama whose tokenizer knows the QA text (built once per session)."""
-    corpus = [f"{q} {a}" for q, a in QA]
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny") / "model", corpus)
+def tiny_model(tiny_llama: Callable[[Sequence[str]], Path]) -> Path:
+    """A tiny Llama whose tokenizer knows the QA text (built once per run; read-only)."""
+    return tiny_llama([f"{q} {a}" for q, a in QA])
 
 
 @pytest.fixture(scope="session")

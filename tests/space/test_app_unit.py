@@ -190,6 +190,7 @@ def test_logs_page_by_byte_offsets(app: ModuleType, tmp_path: Path) -> None:
     assert runs.logs("r", 10**9)["text"] == ""  # past the end: empty, done
 
 
+@pytest.mark.e2e
 def test_partial_last_line_waits_while_running(app: ModuleType, tmp_path: Path) -> None:
     """A line still being written is not handed out until its newline arrives."""
     _fake_run(tmp_path, "r", "[train] one\n[train] tw", {"supervisor_pid": 0})
@@ -205,6 +206,7 @@ def test_partial_last_line_waits_while_running(app: ModuleType, tmp_path: Path) 
         sleeper.wait()
 
 
+@pytest.mark.e2e
 def test_stale_lock_of_a_dead_process_is_taken_over(
     app: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -238,6 +240,7 @@ def test_stale_lock_of_a_dead_process_is_taken_over(
     assert not (tmp_path / app.LOCK_NAME).exists()  # the supervisor released the lock
 
 
+@pytest.mark.e2e
 def test_live_lock_is_respected(app: ModuleType, tmp_path: Path) -> None:
     sleeper = _sleeper()
     try:
@@ -258,6 +261,7 @@ def test_live_lock_is_respected(app: ModuleType, tmp_path: Path) -> None:
     assert not app.pid_alive(os.getpid(), ticks=1)  # a recycled pid has another start time
 
 
+@pytest.mark.e2e
 def test_app_module_imports_neither_gradio_nor_torch() -> None:
     """The port must answer at once: heavy imports happen after launch or in a thread."""
     code = (
@@ -451,6 +455,7 @@ def test_train_py_checks_its_params_file_with_the_same_rules(
         train.parse_args(["--params-file", str(file), "--output-dir", "x", "--epochs", "3"])
 
 
+@pytest.mark.e2e
 def test_the_lock_follows_the_whole_process_group(app: ModuleType, tmp_path: Path) -> None:
     """A killed supervisor leaves train.py running: still active, no second start."""
     code = (

@@ -38,6 +38,7 @@ def train() -> ModuleType:
     return load_module(TRAIN_PY, "space_train_gpu_facts")
 
 
+@pytest.mark.e2e  # imports torch or gradio in this process: the model stack
 def test_the_facts_of_a_machine_without_gpu(train: ModuleType) -> None:
     import torch
 
@@ -100,6 +101,7 @@ def test_the_driver_release_is_read_from_the_kernel_module(
     assert train.driver_in_proc(text) == release
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("expected", ["1", ""])
 def test_the_app_says_at_start_that_there_is_no_gpu(
     expected: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

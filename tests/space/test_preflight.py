@@ -87,6 +87,7 @@ def test_a_missing_token_when_pushing_names_space_hf_token(
     )  # fmt: skip
 
 
+@pytest.mark.e2e
 def test_without_push_no_token_is_needed_and_nothing_asks_the_hub(
     train: ModuleType, tmp_path: Path
 ) -> None:
@@ -122,6 +123,7 @@ def test_missing_local_paths_are_exit_2(train: ModuleType, tmp_path: Path) -> No
     assert train.preflight_summary(list(checks.values()))["exit_code"] == 2
 
 
+@pytest.mark.e2e  # imports torch or gradio in this process: the model stack
 def test_an_expected_gpu_that_is_absent_is_exit_2(train: ModuleType) -> None:
     import torch
 
@@ -223,6 +225,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
 HUB_PARAMS = {"base_model": MODEL, "dataset": DATA, "output_repo": OUTPUT, "push": True}
 
 
+@pytest.mark.e2e
 def test_everything_readable_and_writable_passes(train: ModuleType, hub: LocalHub) -> None:
     checks = train.preflight(HUB_PARAMS, env={"HF_TOKEN": TOKEN})
     by_name = _by_name(checks)
@@ -238,6 +241,7 @@ def test_everything_readable_and_writable_passes(train: ModuleType, hub: LocalHu
     assert TOKEN not in json.dumps(checks)
 
 
+@pytest.mark.e2e
 def test_a_rejected_token_names_space_hf_token(train: ModuleType, hub: LocalHub) -> None:
     bad = "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"
     checks = train.preflight(HUB_PARAMS, env={"HF_TOKEN": bad})
@@ -251,6 +255,7 @@ def test_a_rejected_token_names_space_hf_token(train: ModuleType, hub: LocalHub)
     assert bad not in json.dumps(checks)
 
 
+@pytest.mark.e2e
 def test_unreadable_repos_and_foreign_namespaces_are_exit_2(
     train: ModuleType, hub: LocalHub
 ) -> None:
@@ -277,6 +282,7 @@ def test_unreadable_repos_and_foreign_namespaces_are_exit_2(
     assert detail.endswith(" has no .jsonl or .parquet file")
 
 
+@pytest.mark.e2e
 def test_a_read_only_token_is_refused_naming_space_hf_token(
     train: ModuleType, hub: LocalHub
 ) -> None:
@@ -296,6 +302,7 @@ def test_a_read_only_token_is_refused_naming_space_hf_token(
     assert READ_TOKEN not in json.dumps(checks)
 
 
+@pytest.mark.e2e
 def test_a_scoped_token_is_accepted_for_its_repo_and_refused_for_another(
     train: ModuleType, hub: LocalHub
 ) -> None:
@@ -327,6 +334,7 @@ def test_a_scoped_token_is_accepted_for_its_repo_and_refused_for_another(
         HfApi(endpoint=hub.url, token=TOKEN).delete_repo(OUTPUT)
 
 
+@pytest.mark.e2e
 def test_the_order_of_a_fine_grained_tokens_scopes_does_not_matter(
     train: ModuleType, hub: LocalHub
 ) -> None:
@@ -334,6 +342,7 @@ def test_the_order_of_a_fine_grained_tokens_scopes_does_not_matter(
     assert _by_name(checks)["output-repo"]["ok"], _by_name(checks)["output-repo"]
 
 
+@pytest.mark.e2e
 def test_an_unreachable_hub_is_exit_3_and_skips_the_rest(train: ModuleType, hub: LocalHub) -> None:
     hub.add_faults({"status_codes": [503], "paths": "/api/*"})
     try:
@@ -351,6 +360,7 @@ def test_an_unreachable_hub_is_exit_3_and_skips_the_rest(train: ModuleType, hub:
 # ------------------------------------------------------------------ train.py and app.py
 
 
+@pytest.mark.e2e
 def test_train_py_stops_before_loading_anything(tmp_path: Path) -> None:
     params = _local(tmp_path)
     out = tmp_path / "out"
@@ -371,6 +381,7 @@ def test_train_py_stops_before_loading_anything(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+@pytest.mark.e2e  # imports torch or gradio in this process: the model stack
 def test_training_preflight_answers_like_start_training_reads(
     app: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -409,6 +420,7 @@ def test_training_preflight_answers_like_start_training_reads(
         app.runs.cache_clear()
 
 
+@pytest.mark.e2e
 def test_the_apps_gpu_check_runs_in_a_child_and_says_why(
     app: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -424,6 +436,7 @@ def test_the_apps_gpu_check_runs_in_a_child_and_says_why(
     assert check["facts"]["cuda_available"] is False and check["facts"]["torch"]
 
 
+@pytest.mark.e2e  # imports torch or gradio in this process: the model stack
 def test_the_start_button_checks_first_and_shows_the_failing_line(
     app: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -19,6 +19,7 @@ def _digests(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
+@pytest.mark.e2e  # imports torch or gradio in this process: the model stack
 def test_same_seed_same_files_other_seed_other_weights(tmp_path: Path) -> None:
     start = time.monotonic()
     a = build_tiny_llama(tmp_path / "a", CORPUS, seed=3)

@@ -91,6 +91,7 @@ def test_bad_arguments_exit_2(
     assert expected in res.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.e2e
 def test_push_or_no_push_is_required(tmp_path: Path) -> None:
     res = run_train("--base-model", "a/b", "--dataset", "c/d", "--output-dir", tmp_path)
     assert res.returncode == 2
@@ -114,6 +115,7 @@ def test_unknown_local_model_and_dataset(tiny_model: Path, tmp_path: Path) -> No
     assert "not a model folder (no config.json)" in _one_error_line(res.stderr)
 
 
+@pytest.mark.e2e
 def test_hub_unreachable_exits_3(tmp_path: Path) -> None:
     data = write_jsonl(tmp_path / "d.jsonl", chat_rows([("a?", "b.")]))
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
@@ -128,6 +130,7 @@ def test_hub_unreachable_exits_3(tmp_path: Path) -> None:
     assert "retrying" in res.stdout  # it did retry before giving up
 
 
+@pytest.mark.e2e  # imports torch or gradio in this process: the model stack
 def test_cuda_out_of_memory_exits_1_with_a_hint(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from spacetrain.evaluate.report import build_report
 from spacetrain.evaluate.scoring import CaseResult
 from spacetrain.localhub import LocalHub
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "hf_adapterStagesE2eTokenQwErTyUiOp"
@@ -144,11 +144,11 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    from spacetrain.tinymodel import build_tiny_llama
-
+def world(
+    tmp_path_factory: pytest.TempPathFactory, tiny_llama: Callable[[list[str]], Path]
+) -> Iterator[World]:
     root = tmp_path_factory.mktemp("adapter-stages")
-    model = build_tiny_llama(root / "model", [f"{q} {a}" for q, a in QA])
+    model = tiny_llama([f"{q} {a}" for q, a in QA])
     rows = [
         {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
         for q, a in QA

@@ -93,6 +93,7 @@ def test_bad_run_ids_and_parameters_are_refused_before_asking_the_space() -> Non
         build_params(run_id="r1", overrides={"lr": 1.0})
 
 
+@pytest.mark.e2e
 def test_default_run_id_names_the_commit_and_the_time(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -106,6 +107,7 @@ def test_default_run_id_names_the_commit_and_the_time(
     assert plain.startswith("run-") and contract.RUN_ID_RE.fullmatch(plain)
 
 
+@pytest.mark.e2e
 def test_options_take_flags_over_state_over_config(tmp_path: Path) -> None:
     from spacetrain.config import ProjectConfig
     from spacetrain.stages.state import PipelineState
@@ -357,6 +359,7 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -377,6 +380,7 @@ def test_bad_input_is_one_line_and_exit_2_before_any_network(
     assert lines[0].startswith(f"spacetrain {args[0]}: error: ")
 
 
+@pytest.mark.e2e
 def test_fetch_never_replaces_the_working_folder(project: Path) -> None:
     (project / "state.json").write_text(
         json.dumps({"adapter_repo": "me/a", "adapter_revision": SHA, "run_id": "r1"})
@@ -388,6 +392,7 @@ def test_fetch_never_replaces_the_working_folder(project: Path) -> None:
     assert (project / "pyproject.toml").is_file()
 
 
+@pytest.mark.e2e
 def test_a_broken_state_file_names_itself(project: Path) -> None:
     (project / "state.json").write_text('{"run_id": ')
     proc = _cli(project, "fetch", "--state", "state.json")

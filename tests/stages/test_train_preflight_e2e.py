@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from huggingface_hub import HfApi
 
 from spacetrain.localhub import LocalHub
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "hf_trainPreflightE2eTokenAsDfGhJkLzX"
@@ -105,11 +105,11 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    from spacetrain.tinymodel import build_tiny_llama
-
+def world(
+    tmp_path_factory: pytest.TempPathFactory, tiny_llama: Callable[[list[str]], Path]
+) -> Iterator[World]:
     root = tmp_path_factory.mktemp("train-preflight")
-    model = build_tiny_llama(root / "model", [f"{q} {a}" for q, a in QA])
+    model = tiny_llama([f"{q} {a}" for q, a in QA])
     rows = [
         {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
         for q, a in QA
