@@ -128,7 +128,8 @@ class _E2EWatch:
         try:
             yield record
         finally:
-            self.records.remove(record)
+            # By identity: records are lists, and two equal records are not the same one.
+            self.records[:] = [r for r in self.records if r is not record]
 
 
 _WATCH = _E2EWatch()

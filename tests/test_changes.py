@@ -11,6 +11,8 @@ import pytest
 from spacetrain.changes import changed_adapters
 from spacetrain.cli import main
 
+pytestmark = pytest.mark.e2e  # runs git
+
 PYPROJECT = """
 [tool.spacetrain]
 space = "me/trainer"

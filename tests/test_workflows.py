@@ -1332,7 +1332,6 @@ def test_pipeline_job_failed_training_still_releases_the_gpu(e2e_world: tuple) -
 
 
 @pytest.mark.e2e
-@pytest.mark.slow
 def test_pipeline_job_trains_as_an_hf_job_in_the_spaces_image(e2e_world: tuple) -> None:
     """The retrain form's backend = job: the same steps, train.py as a job on localhub's
     Jobs API; the Space is paused before the job trains, the job's meter stops."""

@@ -24,6 +24,7 @@ from huggingface_hub.errors import (
 from spacetrain.localhub import LocalHub
 from spacetrain.localhub.auth import READ, Scope, Token
 
+pytestmark = pytest.mark.e2e  # every test starts localhub
 ALICE, ALICE_READ, BOB, SCOPED, ADMIN = (
     "hf_jobsAlice",
     "hf_jobsAliceRead",

@@ -33,7 +33,7 @@ from spacetrain.stages.params import TrainingOverrides
 from spacetrain.stages.state import PipelineState
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.e2e
 
 
 def cli_env() -> dict[str, str]:

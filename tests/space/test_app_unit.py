@@ -565,6 +565,7 @@ def test_retry_push_needs_a_failed_run_with_a_saved_adapter(
         runs.retry_push("fine")
 
 
+@pytest.mark.e2e  # imports the model stack (gradio renders the page)
 def test_a_page_tick_reads_the_lock_once_and_offers_retry_as_retry_push_decides(
     app: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

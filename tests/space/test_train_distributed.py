@@ -142,6 +142,7 @@ def test_packing_auto_needs_a_varlen_attention_kernel(train: ModuleType) -> None
     assert train.plan_packing("on", lengths, attention="sdpa", **plan).packing  # asked for
 
 
+@pytest.mark.e2e  # imports torch and transformers
 def test_fsdp_qlora_stores_4bit_weights_in_the_compute_dtype(train: ModuleType) -> None:
     import torch
 
@@ -162,6 +163,7 @@ def test_fsdp_qlora_stores_4bit_weights_in_the_compute_dtype(train: ModuleType) 
     assert settings["fsdp_config"]["use_orig_params"] is False  # FSDP-QLoRA needs it off
 
 
+@pytest.mark.e2e  # imports torch, transformers and trl
 def test_fsdp_qlora_settings_are_ones_trainer_accepts(
     train: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
