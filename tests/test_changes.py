@@ -82,6 +82,21 @@ def test_only_the_adapters_whose_inputs_changed_are_trained(project: tuple[Path,
     assert changes.reasons["alpha"] == "[tool.spacetrain.adapters.alpha] changed"
 
 
+def test_a_file_renamed_out_of_space_or_named_in_unicode_retrains_all(
+    project: tuple[Path, str],
+) -> None:
+    """git diff names only a rename's new path and C-quotes non-ASCII names by default."""
+    root, _ = project
+    commit(root, {"space/helper.py": "x = 1\n"})
+    moved = git(root, "rev-parse", "HEAD")
+    git(root, "mv", "space/helper.py", "tools_helper.py")
+    commit(root, {})
+    assert set(changed_adapters(root, moved).reasons.values()) == {"space/ changed"}
+    unicode = git(root, "rev-parse", "HEAD")
+    commit(root, {"space/café.py": "y = 2\n"})
+    assert set(changed_adapters(root, unicode).reasons.values()) == {"space/ changed"}
+
+
 @pytest.mark.parametrize(
     ("files", "reason"),
     [

@@ -74,8 +74,9 @@ def changed_adapters(root: Path, base: str | None, head: str = "HEAD") -> Change
         root, "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"
     )
     if known:
-        diff = _git(root, "diff", "--name-only", str(base), head)
-        files = diff.splitlines() if diff is not None else None
+        # Both sides of a rename, and paths as they are (not C-quoted): NUL-separated.
+        diff = _git(root, "diff", "--name-only", "--no-renames", "-z", str(base), head)
+        files = [f for f in diff.split("\0") if f] if diff is not None else None
     if files is None:
         why = "no base commit to compare with" if (base or "") in _NO_COMMIT else f"{base} unknown"
         reasons = dict.fromkeys(names, why)

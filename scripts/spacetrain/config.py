@@ -43,6 +43,16 @@ from spacetrain.inputs import read_text
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _token_free_env_name() -> str:
+    """A variable NAME that is not a token's: a Space variable is public and a job's env
+    is shown by inspect_job (the names: :data:`spacetrain.redact.TOKEN_ENVS`)."""
+    from spacetrain.redact import TOKEN_ENVS  # loads space/train.py: only when validating
+
+    return rf"^(?!(?:{'|'.join(map(re.escape, TOKEN_ENVS))})$)[A-Za-z_][A-Za-z0-9_]*$"
+
+
 # The Hub's own list (huggingface_hub's SpaceHardware), so a new flavor needs no release here.
 SPACE_FLAVORS: tuple[str, ...] = tuple(flavor.value for flavor in SpaceHardware)
 JOB_FLAVORS: tuple[str, ...] = tuple(flavor.value for flavor in JobHardware)
@@ -127,6 +137,8 @@ def _parse_toml(path: Path, text: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputFileError(path, f"invalid TOML: {exc}") from None
+    except ValueError as exc:  # an integer of thousands of digits (int()'s own limit)
+        raise InputFileError(path, f"invalid TOML: {exc}") from None
     except RecursionError:  # tomllib recurses once per nested array or inline table
         raise InputFileError(path, "invalid TOML: arrays or tables nested too deeply") from None
 
@@ -179,7 +191,7 @@ def _backend_fields(*, defaults: bool) -> tuple[schema.Field, ...]:
         ),
         field_(
             "job_timeout",
-            schema.Number(low=1, whole=True, what="whole seconds (>= 1)"),
+            schema.Number(low=1, high=7 * 86400, whole=True, what="whole seconds, 1 to 604800"),
             DEFAULT_JOB_TIMEOUT,
         ),
     )
@@ -248,7 +260,9 @@ def _config_schema() -> schema.Table:
                 schema.Mapping(
                     schema.Text(empty=True, what='"text"'),
                     key=schema.Text(
-                        pattern=_ENV_NAME.pattern, what="a NAME of letters, digits and _"
+                        pattern=_token_free_env_name(),
+                        what="a NAME of letters, digits and _, not a token's (tokens are "
+                        "secrets: set HF_TOKEN through SPACE_HF_TOKEN)",
                     ),
                     what='a table of NAME = "text"',
                 ),

@@ -209,6 +209,10 @@ def parse_yaml(text: str, *, first_line: int = 1, string_keys: bool = True) -> A
         raise YamlProblem(problem, loader.line_at(mark), syntax=True) from None
     except yaml.YAMLError as exc:
         raise YamlProblem(" ".join(str(exc).split()), None, syntax=True) from None
+    except YamlProblem:
+        raise
+    except ValueError as exc:  # an integer of thousands of digits (int()'s own limit)
+        raise YamlProblem(" ".join(str(exc).split()), None) from None
     except RecursionError:  # the depth limits make this unreachable; a last line of defence
         raise YamlProblem(f"nested more than {MAX_YAML_DEPTH} levels deep", None) from None
     finally:

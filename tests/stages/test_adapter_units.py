@@ -100,6 +100,7 @@ def test_default_run_id_names_the_commit_and_the_time(
     monkeypatch.setenv("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567")
     run_id = default_run_id()
     assert run_id.startswith("0123456789-") and contract.RUN_ID_RE.fullmatch(run_id)
+    assert default_run_id() != run_id  # two runs in one second (the deploy matrix) differ
     monkeypatch.delenv("GITHUB_SHA")
     monkeypatch.chdir(tmp_path)  # not a git checkout
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))

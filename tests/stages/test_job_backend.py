@@ -126,7 +126,7 @@ def test_a_job_that_pushes_is_followed_to_its_adapter(
     assert state.get("adapter_revision") == REVISION and state.get("run_state") == "succeeded"
     # the job ran with the Space's token as HF_TOKEN, never the pipeline's
     space_hash = hashlib.sha256(SPACE_TOKEN.encode()).hexdigest()[:12]
-    assert f"[train] run run-ok token {space_hash} argv --output-dir /tmp/spacetrain-run" in lines
+    assert f"[train] run run-ok token {space_hash} argv --output-dir spacetrain-run" in lines
     assert "[train] step 4/4 loss 1.0" in lines
     assert not any(line.startswith("@@spacetrain") for line in lines)  # events parsed, not shown
     assert meter(hub_server, state)["billing"] is None
@@ -161,6 +161,22 @@ def test_start_is_idempotent_by_run_id(hub: Hub, hub_server: LocalHub, tmp_path:
         assert len(list(jobs)) == 1
     finally:
         assert backend.stop("run-idem") == "cancelled"
+    assert meter(hub_server, state)["billing"] is None
+
+
+def test_a_job_whose_start_lost_its_answer_is_found_and_cancelled_by_release(
+    hub: Hub, hub_server: LocalHub, tmp_path: Path
+) -> None:
+    """An interrupt (or a lost Hub) during run_job: the job may exist with nothing
+    recorded; release finds it by its run label and cancels it."""
+    state = PipelineState(tmp_path / "state.json")
+    first = JobBackend(hub, SPACE, settings("sleep"), state, progress=lambda _: None)
+    first.start({**PARAMS, "run_id": "run-lost"})  # the job that "lost its answer"
+    blind = JobBackend(hub, SPACE, settings("sleep"), PipelineState(tmp_path / "blind.json"),
+                       progress=lambda _: None)  # fmt: skip
+    assert blind.release(ours="run-lost") == ""  # never asked the Hub: it started nothing
+    blind.answered = True  # run_job was sent, its answer never came
+    assert blind.release(ours="run-lost") == "cancelled"
     assert meter(hub_server, state)["billing"] is None
 
 

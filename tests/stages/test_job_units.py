@@ -14,6 +14,7 @@ from spacetrain.stages.job_backend import (
     JobLog,
     JobSettings,
     choose_backend,
+    flavor_gpus,
     job_command,
     job_env,
     job_secret,
@@ -40,7 +41,7 @@ def params(**train: object) -> dict:
 def test_the_command_is_train_py_with_flags_train_py_reads_back_as_the_same_params() -> None:
     given = params(epochs=40, learning_rate=5e-3, batch_size=4, packing="off", lora_dropout=0.0)
     command = job_command(given)
-    assert command[:4] == ["python", "train.py", "--output-dir", "/tmp/spacetrain-run"]
+    assert command[:4] == ["python", "train.py", "--output-dir", "spacetrain-run"]
     args = contract.trainer.parse_args(command[2:])  # train.py's own parser, flags path
     for name, value in given.items():
         if name == "push":
@@ -57,6 +58,25 @@ def test_a_run_that_does_not_push_says_no_push_and_names_no_repo() -> None:
     command = job_command(given)
     assert "--no-push" in command and "--output-repo" not in command
     assert contract.trainer.parse_args(command[2:]).no_push is True
+
+
+def test_a_multi_gpu_flavor_runs_train_py_under_torchrun_one_process_per_gpu() -> None:
+    assert [flavor_gpus(f) for f in ("a10g-small", "a10g-largex2", "l40sx4", "h200x8")] == [
+        1,
+        2,
+        4,
+        8,
+    ]
+    command = job_command(params(), gpus=4)
+    assert command[:6] == [
+        "python",
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=4",
+        "train.py",
+    ]
+    assert str(contract.trainer.parse_args(command[6:]).output_dir) == "spacetrain-run"
 
 
 def test_no_base_model_is_a_usage_error() -> None:

@@ -58,7 +58,9 @@ STATES = {
 }
 RUN_LABEL = "spacetrain-run"  # the job's label holding our run id (rejoin, `hf jobs ps`)
 COMMIT_LABEL = "spacetrain-space-commit"  # the Space commit whose image the job runs
-OUTPUT_DIR = "/tmp/spacetrain-run"  # noqa: S108 - inside the job's own container
+# Relative: the job's working directory, the image's WORKDIR on the Hub (the Space's
+# user owns it) and a checkout of its own on localhub, where jobs share the host's /tmp.
+OUTPUT_DIR = "spacetrain-run"
 _TIMED_OUT = re.compile(r"(?i)time(d)?[ -]?out|deadline|timeoutseconds")
 
 
@@ -89,8 +91,16 @@ def space_image(space: str) -> str:
     return f"hf.co/spaces/{space}"
 
 
-def job_command(params: dict[str, Any]) -> list[str]:
-    """``python train.py --output-dir DIR <flags>``: train.py's own flags for ``params``.
+def flavor_gpus(flavor: str) -> int:
+    """GPUs of a Jobs flavor: ``a10g-largex2`` 2, ``h200x8`` 8, ``a10g-small`` 1."""
+    match = re.search(r"x(\d+)$", flavor)
+    return int(match.group(1)) if match else 1
+
+
+def job_command(params: dict[str, Any], *, gpus: int = 1) -> list[str]:
+    """``python train.py --output-dir DIR <flags>``: train.py's own flags for ``params``;
+    under ``torch.distributed.run`` with one process per GPU on a multi-GPU flavor, as the
+    Space's app launches it (rank 0 alone logs, writes run.json and pushes).
 
     The flags (not ``--params-file``): a job has no file of ours, and the Space's rules
     of what it serves (``check_served``) guard the Space's API, which a job does not use.
@@ -99,7 +109,10 @@ def job_command(params: dict[str, Any]) -> list[str]:
     Raises:
         UsageError: a parameter train.py has no flag for, or no base model or dataset.
     """
-    command = ["python", "train.py", "--output-dir", OUTPUT_DIR]
+    launcher = ["python"]
+    if gpus > 1:
+        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}"]
+    command = [*launcher, "train.py", "--output-dir", OUTPUT_DIR]
     for name in ("base_model", "dataset"):
         if not params.get(name):
             raise UsageError(f"the job backend needs {name} (configure it for the adapter)")
@@ -322,7 +335,7 @@ class JobBackend:
             labels[COMMIT_LABEL] = self.settings.space_commit
         spec = {
             "image": space_image(self.space),
-            "command": job_command(dict(params)),
+            "command": job_command(dict(params), gpus=flavor_gpus(self.settings.flavor)),
             "env": job_env(self.settings),
             "secrets": job_secret(),
             "flavor": self.settings.flavor,
@@ -356,10 +369,9 @@ class JobBackend:
         attempt = 0
         while True:
             attempt += 1
+            self.answered = True  # from here on the job may exist: release looks it up
             try:
-                info = self.hub.api.run_job(**spec)
-                self.answered = True
-                return info
+                return self.hub.api.run_job(**spec)
             except Exception as exc:
                 what = f"start a job in {spec['image']}"
                 if isinstance(exc, SpacetrainError):
@@ -485,15 +497,20 @@ class JobBackend:
         if job is None:
             return None
         self.progress(f"cancelling job {job} (run {run_id})")
-        try:
-            self.hub.api.cancel_job(job_id=job, namespace=self.namespace)
-        except Exception as exc:
-            self.progress(f"could not cancel job {job}: {type(exc).__name__}: {exc}")
+        try:  # retried like every Hub call: one 5xx must not leave a job billing
+            self.hub.call(
+                f"cancel job {job}", self.hub.api.cancel_job, job_id=job, namespace=self.namespace
+            )
+        except SpacetrainError as exc:
+            self.progress(f"could not cancel job {job}: {exc}")
             return None
         for _ in range(10):  # the Hub says CANCELED once the container is gone
             try:
-                info = self.hub.api.inspect_job(job_id=job, namespace=self.namespace)
-            except Exception:
+                info = self.hub.call(
+                    f"inspect job {job}", self.hub.api.inspect_job, job_id=job,
+                    namespace=self.namespace,
+                )  # fmt: skip
+            except SpacetrainError:
                 break
             stage = str(getattr(info.status.stage, "value", info.status.stage))
             if STATES.get(stage) in FINAL:
@@ -505,12 +522,22 @@ class JobBackend:
     def release(self, *, ours: str | None) -> str:
         """Nothing to release after a job, except the job itself: ``ours``, still queued
         or running (a deadline, a lost Hub, a failure of ours), is cancelled."""
-        if ours is None or self.job_id(ours) is None:
+        if ours is None:
             return ""
+        if self.job_id(ours) is None:
+            # A start that never got its answer (an interrupt or a lost Hub during run_job)
+            # may have started the job all the same: look it up by its label.
+            found = self._find(ours) if self.answered else None
+            if found is None:
+                return ""
+            self._remember(ours, found)
         try:
-            info = self.hub.api.inspect_job(job_id=self._jobs[ours], namespace=self.namespace)
+            info = self.hub.call(
+                f"inspect job {self._jobs[ours]}", self.hub.api.inspect_job,
+                job_id=self._jobs[ours], namespace=self.namespace,
+            )  # fmt: skip
             stage = str(getattr(info.status.stage, "value", info.status.stage))
-        except Exception:
+        except SpacetrainError:
             stage = "unknown"  # cancel it all the same: a job must not bill on unseen
         if STATES.get(stage) in FINAL:
             return ""

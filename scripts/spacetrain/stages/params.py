@@ -12,6 +12,7 @@ any GPU time; :func:`train_options` adds the Space, the run id and the deadlines
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -127,11 +128,14 @@ class TrainOptions:
 
 
 def default_run_id(now: datetime | None = None) -> str:
-    """``<commit>-<UTC time>``: the commit from ``GITHUB_SHA`` or git, else ``run``."""
+    """``<commit>-<UTC time>-<6 hex>``: the commit from ``GITHUB_SHA`` or git, else ``run``.
+
+    The random tail keeps apart the runs the deploy matrix starts from one commit in the
+    same second (a job backend rejoins a job by its run id)."""
     sha = source_commit(Path.cwd()) or ""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
     prefix = sha[:10] if re.fullmatch(r"[0-9a-f]{7,64}", sha) else "run"
-    return f"{prefix}-{stamp}"
+    return f"{prefix}-{stamp}-{secrets.token_hex(3)}"
 
 
 def check_run_id(run_id: str) -> str:
