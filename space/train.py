@@ -2082,10 +2082,10 @@ def run(argv: list[str] | None = None) -> int:
         output_repo=args.output_repo,
     )
     self_check(args)
-    try:
-        manifest = train(args, run_id)
-    finally:
-        _leave_world()
+    # Not in a `finally`: after a failure this rank must exit at once, so that the
+    # launcher ends the others (waiting in a collective for it) instead of all hanging.
+    manifest = train(args, run_id)
+    _leave_world()
     if not WORLD.main:
         return EXIT_OK  # rank 0 writes run.json and pushes
     repo, revision = publish(args, run_id, manifest)

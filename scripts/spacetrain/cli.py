@@ -360,5 +360,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def console_main() -> None:  # pragma: no cover - the console-script shim
-    """Entry point of the ``spacetrain`` console script."""
-    sys.exit(main())
+    """Entry point of the ``spacetrain`` console script (and ``python -m spacetrain``)."""
+    try:
+        code = main()
+    except KeyboardInterrupt:  # one that lands outside main's boundary: still 130, not -2
+        print("spacetrain: interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)

@@ -59,7 +59,9 @@ ThreadingHTTPServer(("127.0.0.1", int(os.environ["GRADIO_SERVER_PORT"])), Handle
 @pytest.fixture(scope="module")
 def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
     root = tmp_path_factory.mktemp("gateway")
-    with LocalHub(root=root / "hub", tokens={ALICE: "alice", BOB: "bob"}) as hub:
+    # A rebuild takes 2 s, as a real one takes minutes: long enough that "nothing serves
+    # while it restarts" is seen however slow the machine (the apps here start at once).
+    with LocalHub(root=root / "hub", tokens={ALICE: "alice", BOB: "bob"}, build_delay=2.0) as hub:
         api = HfApi(endpoint=hub.url, token=ALICE)
         api.create_repo(PRIVATE, repo_type="space", space_sdk="docker", private=True)
         api.upload_folder(
@@ -125,8 +127,8 @@ def test_an_outage_is_503_then_the_same_address_serves_again(strict: LocalHub) -
     assert httpx.get(host).status_code == 503
     time.sleep(0.6)
     assert httpx.get(host).text == "ok"
-    api.restart_space(PUBLIC)
-    assert httpx.get(host).status_code == 503  # restarting: nothing serves, the door answers
+    api.restart_space(PUBLIC, factory_reboot=True)
+    assert httpx.get(host).status_code == 503  # rebuilding: nothing serves, the door answers
     assert api.wait_for_space(PUBLIC, timeout=60, poll_interval=0.1).stage == "RUNNING"
     assert _host(strict, PUBLIC) == host  # the Space's address outlives its app
     assert httpx.get(host).text == "ok"
