@@ -384,10 +384,7 @@ class JobBackend:
                     raise HubUnreachable(f"{failure} after {attempt} attempt(s)") from exc
                 found = self._find(run_id)
                 if found is not None:
-                    return self.hub.call(
-                        "inspect the job", self.hub.api.inspect_job, job_id=found,
-                        namespace=self.namespace,
-                    )  # fmt: skip
+                    return self._inspect(found)[0]
                 self._sleep(min(10.0, 2.0**attempt))
 
     def _find(self, run_id: str) -> str | None:
@@ -416,11 +413,8 @@ class JobBackend:
             UsageError: no job is known for ``run_id``.
         """
         job = self._require(run_id)
-        info = self.hub.call(
-            f"inspect job {job}", self.hub.api.inspect_job, job_id=job, namespace=self.namespace
-        )
+        info, stage = self._inspect(job)
         self.answered = True
-        stage = str(getattr(info.status.stage, "value", info.status.stage))
         state = STATES.get(stage, "running")
         log = self._refresh(run_id)
         if state in FINAL:
@@ -506,13 +500,9 @@ class JobBackend:
             return None
         for _ in range(10):  # the Hub says CANCELED once the container is gone
             try:
-                info = self.hub.call(
-                    f"inspect job {job}", self.hub.api.inspect_job, job_id=job,
-                    namespace=self.namespace,
-                )  # fmt: skip
+                _, stage = self._inspect(job)
             except SpacetrainError:
                 break
-            stage = str(getattr(info.status.stage, "value", info.status.stage))
             if STATES.get(stage) in FINAL:
                 self.progress(f"job {job} is {stage}")
                 return STATES[stage]
@@ -532,11 +522,7 @@ class JobBackend:
                 return ""
             self._remember(ours, found)
         try:
-            info = self.hub.call(
-                f"inspect job {self._jobs[ours]}", self.hub.api.inspect_job,
-                job_id=self._jobs[ours], namespace=self.namespace,
-            )  # fmt: skip
-            stage = str(getattr(info.status.stage, "value", info.status.stage))
+            _, stage = self._inspect(self._jobs[ours])
         except SpacetrainError:
             stage = "unknown"  # cancel it all the same: a job must not bill on unseen
         if STATES.get(stage) in FINAL:
@@ -552,6 +538,13 @@ class JobBackend:
 
     def close(self) -> None:
         """Nothing to close: every call is one HTTP request."""
+
+    def _inspect(self, job: str) -> tuple[Any, str]:
+        """``inspect_job`` through the retry primitive, and the job's stage as text."""
+        info = self.hub.call(
+            f"inspect job {job}", self.hub.api.inspect_job, job_id=job, namespace=self.namespace
+        )
+        return info, str(getattr(info.status.stage, "value", info.status.stage))
 
     def _require(self, run_id: str) -> str:
         job = self.job_id(run_id)
