@@ -55,7 +55,7 @@ import tempfile
 import threading
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,6 @@ CANCEL_NAME = "cancel.json"  # in a run folder: someone asked the run to stop (a
 PUSH_NAME = "push.json"  # in a run folder: a retried push of a failed run's saved adapter
 STOP_WAIT = 20.0  # seconds stop_training waits for the run's processes to end
 STOP_GRACE = 30.0  # after that long a repeated stop ends the run's processes with SIGKILL
-MAX_POINTS = 2000  # loss points kept per run for the plot (every other one dropped beyond)
 LOG_CHUNK = 64 * 1024
 TAIL_LINES = 40
 
@@ -276,49 +275,10 @@ def require_complete(params: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass
-class LogSummary:
-    """What the events of a run's log said so far (parsed incrementally)."""
+class LogSummary(trainer.EventSummary):
+    """What the events of a run's log said so far, and how far it was read."""
 
     offset: int = 0
-    last_step: dict[str, Any] | None = None
-    total: int | None = None
-    pushed: dict[str, Any] | None = None
-    done: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    points: list[tuple[int, float]] = field(default_factory=list)
-
-    def feed(self, line: str) -> None:
-        if not line.startswith(EVENT_PREFIX):
-            return
-        try:
-            event = json.loads(line[len(EVENT_PREFIX) :])
-        except ValueError:
-            return
-        name = event.get("event")
-        if name == "step":
-            self.last_step = event
-            step, loss = event.get("step"), event.get("loss")
-            if (
-                isinstance(step, int)
-                and isinstance(loss, int | float)
-                and not isinstance(loss, bool)
-            ):
-                self.points.append((step, float(loss)))
-                if len(self.points) > MAX_POINTS:  # a long run: half the resolution, same shape
-                    self.points = self.points[::2]
-        elif name == "train_begin":
-            self.total = event.get("total")
-        elif name == "pushed":
-            self.pushed = event
-        elif name == "done":
-            self.done = event
-        elif name == "error" and (self.error is None or self.error.get("state") == "cancelled"):
-            # Under torchrun a rank that fails says so first; the launcher then stops the
-            # others, and rank 0's "cancelled" must not hide the failure that caused it.
-            self.error = event
-        elif name in ("plan", "model", "dataset", "start"):
-            self.extra[name] = event
 
 
 LOCK_NAME = ".active.json"  # no run id starts with a dot: the lock can never be a run's name

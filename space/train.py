@@ -419,6 +419,57 @@ def read_world(env: Mapping[str, str] | None = None) -> World:
     return World(rank, local, size)
 
 
+MAX_POINTS = 2000  # loss points a summary keeps (every other one dropped beyond)
+
+
+@dataclass
+class EventSummary:
+    """What a run's ``@@spacetrain`` lines said so far, read one line at a time: the one
+    reader of :func:`emit`'s events (app.py's run folders, the CLI's job logs)."""
+
+    last_step: dict[str, Any] | None = None
+    total: int | None = None
+    pushed: dict[str, Any] | None = None
+    done: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    points: list[tuple[int, float]] = field(default_factory=list)
+
+    def feed(self, line: str) -> None:
+        if not line.startswith(EVENT_PREFIX):
+            return
+        try:
+            event = json.loads(line[len(EVENT_PREFIX) :])
+        except ValueError:
+            return
+        if not isinstance(event, dict):
+            return
+        name = event.get("event")
+        if name == "step":
+            self.last_step = event
+            step, loss = event.get("step"), event.get("loss")
+            if (
+                isinstance(step, int)
+                and isinstance(loss, int | float)
+                and not isinstance(loss, bool)
+            ):
+                self.points.append((step, float(loss)))
+                if len(self.points) > MAX_POINTS:  # a long run: half the resolution, same shape
+                    self.points = self.points[::2]
+        elif name == "train_begin":
+            self.total = event.get("total")
+        elif name == "pushed":
+            self.pushed = event
+        elif name == "done":
+            self.done = event
+        elif name == "error" and (self.error is None or self.error.get("state") == "cancelled"):
+            # Under torchrun a rank that fails says so first; the launcher then stops the
+            # others, and rank 0's "cancelled" must not hide the failure that caused it.
+            self.error = event
+        elif name in ("plan", "model", "dataset", "start"):
+            self.extra[name] = event
+
+
 def emit(event: str, human: str | None = None, *, every_rank: bool = False, **fields: Any) -> None:
     """Print one human line (optional) and one ``@@spacetrain`` JSON line, flushed.
 

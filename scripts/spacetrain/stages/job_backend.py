@@ -27,7 +27,6 @@ A job the Hub ended at its ``job_timeout`` is :class:`~spacetrain.errors.StageTi
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -181,44 +180,19 @@ def preflight_job(space: str, params: dict[str, Any]) -> None:
 
 
 @dataclass
-class JobLog:
-    """The job's log lines so far and what their ``@@spacetrain`` events said."""
+class JobLog(contract.trainer.EventSummary):
+    """The job's log lines so far and what their ``@@spacetrain`` events said (read by
+    train.py's own summary, as the Space's app reads a run's log)."""
 
     lines: list[str] = field(default_factory=list)
-    last_step: dict[str, Any] = field(default_factory=dict)
-    total: int | None = None
-    pushed: dict[str, Any] | None = None
-    done: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
 
     def replace(self, lines: list[str]) -> None:
         """The whole log as fetched now (the Jobs API has no offsets): parse the new part."""
         if len(lines) < len(self.lines):  # a shorter answer (a tail cut) never loses lines
             return
         for line in lines[len(self.lines) :]:
-            self._feed(line)
+            self.feed(line)
         self.lines = lines
-
-    def _feed(self, line: str) -> None:
-        if not line.startswith(contract.EVENT_PREFIX):
-            return
-        try:
-            event = json.loads(line[len(contract.EVENT_PREFIX) :])
-        except ValueError:
-            return
-        if not isinstance(event, dict):
-            return
-        name = event.get("event")
-        if name == "step":
-            self.last_step = event
-        elif name == "train_begin":
-            self.total = event.get("total")
-        elif name == "pushed":
-            self.pushed = event
-        elif name == "done":
-            self.done = event
-        elif name == "error":
-            self.error = event
 
 
 def _lines(chunks: Iterable[str]) -> list[str]:
@@ -419,7 +393,7 @@ class JobBackend:
         log = self._refresh(run_id)
         if state in FINAL:
             self._complete.add(run_id)  # read after the end: the whole log
-        step = log.last_step
+        step = log.last_step or {}
         pushed = log.pushed or {}
         total = step.get("total", log.total)
         error = None
