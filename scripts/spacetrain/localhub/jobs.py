@@ -526,6 +526,9 @@ class JobSupervisor:
                 self._finish(job, *(job.ending or (CANCELED, None)))
                 return
             job.log.append(STARTED_LINE.format(at=now_iso()))
+            # The meter runs from the spawn: a command that exits while AppProcess is
+            # still being set up (a loaded machine) has run, and is billed for it.
+            self.meter.bill(job.id, job.flavor)
             try:
                 proc = AppProcess(
                     self._argv(job),
@@ -543,7 +546,6 @@ class JobSupervisor:
             job.started = time.time()
             job.started_mono = time.monotonic()
             job.stage = RUNNING
-            self.meter.bill(job.id, job.flavor)
 
     def _on_exit(self, job: Job, proc: AppProcess) -> None:
         """The process (and its tree) ended: the stage says how."""
