@@ -920,6 +920,17 @@ def gpu_facts() -> dict[str, Any]:
     the CUDA context it makes holds GPU memory until the process ends.
     """
     facts: dict[str, Any] = {"cuda_available": False, "driver": _driver()}
+    if facts["driver"] is None and _cuda_driver_api() is None:
+        # No driver and no libcuda: CUDA cannot work, and torch (seconds to import) could
+        # only confirm it. CPU hardware starts its app that much sooner.
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            facts["torch"] = version("torch")
+        except PackageNotFoundError:
+            pass
+        facts["error"] = "no NVIDIA driver in this container (no nvidia-smi, no libcuda)"
+        return facts
     try:
         import torch
     except ImportError as exc:

@@ -39,11 +39,22 @@ def train() -> ModuleType:
 
 
 @pytest.mark.e2e  # imports torch or gradio in this process: the model stack
-def test_the_facts_of_a_machine_without_gpu(train: ModuleType) -> None:
+def test_the_facts_of_a_machine_without_gpu(
+    train: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
+    if train._driver() is None and train._cuda_driver_api() is None:
+        # No driver at all (this machine): known without importing torch.
+        facts = train.gpu_facts()
+        assert facts["torch"] == torch.__version__ and "cuda_build" not in facts
+        assert train.describe_gpu(facts) == (
+            "no CUDA: no NVIDIA driver in this container (no nvidia-smi, no libcuda)"
+        )
+        # A driver but no usable CUDA (e.g. a CPU-only torch on GPU hardware): torch says.
+        monkeypatch.setattr(train, "_driver", lambda: "580.95.05")
     facts = train.gpu_facts()
     assert facts["cuda_available"] is False
     assert facts["torch"] == torch.__version__ and facts["cuda_build"] == torch.version.cuda

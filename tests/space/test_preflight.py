@@ -131,7 +131,7 @@ def test_an_expected_gpu_that_is_absent_is_exit_2(train: ModuleType) -> None:
         pytest.skip("this machine has a GPU")
     check = train.check_gpu({"SPACETRAIN_EXPECT_GPU": "1"})
     assert (check["name"], check["ok"], check["exit_code"]) == ("gpu", False, 2)
-    assert check["detail"].startswith("SPACETRAIN_EXPECT_GPU=1 but no CUDA: torch ")
+    assert check["detail"].startswith("SPACETRAIN_EXPECT_GPU=1 but no CUDA: ")
     assert check["detail"].endswith(
         "request GPU hardware for the Space, or unset the Space variable SPACETRAIN_EXPECT_GPU"
     )
@@ -432,7 +432,7 @@ def test_the_apps_gpu_check_runs_in_a_child_and_says_why(
     monkeypatch.setenv("SPACETRAIN_EXPECT_GPU", "1")
     check = app._gpu_check_in_child()
     assert (check["name"], check["ok"], check["exit_code"]) == ("gpu", False, 2)
-    assert "SPACETRAIN_EXPECT_GPU=1 but no CUDA: torch " in check["detail"]
+    assert "SPACETRAIN_EXPECT_GPU=1 but no CUDA: " in check["detail"]
     assert check["facts"]["cuda_available"] is False and check["facts"]["torch"]
 
 

@@ -204,7 +204,7 @@ def trained(world: World) -> Trained:
     start = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "spacetrain", "train", "--state", state_path,
-         "--run-id", RUN_ID, "--poll-interval", "0.5", "--timeout", "600"],
+         "--run-id", RUN_ID, "--poll-interval", "1", "--timeout", "600"],
         cwd=world.project, env=world.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
@@ -281,7 +281,7 @@ def test_train_again_with_the_same_run_id_follows_it_and_starts_nothing(
     commits, folders = len(world.adapter_commits()), world.run_folders()
     state = _state_copy(trained, tmp_path / "state.json")
     proc = world.spacetrain("train", "--state", state, "--run-id", RUN_ID, "--keep-running",
-                            "--poll-interval", "0.2")  # fmt: skip
+                            "--poll-interval", "1")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"run {RUN_ID} already exists on {SPACE}" in proc.stderr
     assert "following it, starting nothing" in proc.stderr
@@ -312,7 +312,7 @@ def test_a_failing_run_exits_1_with_its_log_tail_and_still_releases(
     state = _state_copy(trained, tmp_path / "state.json")
     proc = world.spacetrain(
         "train", "--state", state, "--run-id", "bad-data", "--dataset", broken,
-        "--poll-interval", "0.2",
+        "--poll-interval", "1",
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
@@ -420,7 +420,7 @@ def test_a_deadline_ends_the_run_with_the_space_a_sigterm_stops_ours_first(
     # A run long enough to outlive the command (500 epochs, 1000 steps).
     late = world.spacetrain("train", "--state", state, "--run-id", "slow-1", "--timeout", "1",
                             "--epochs", "500", "--output-repo", other,
-                            "--poll-interval", "0.2")  # fmt: skip
+                            "--poll-interval", "1")  # fmt: skip
     assert late.returncode == 3, late.stderr[-3000:]
     last = late.stderr.strip().splitlines()[-1]
     assert last.startswith("spacetrain train: error: run slow-1 is still ")
@@ -435,7 +435,7 @@ def test_a_deadline_ends_the_run_with_the_space_a_sigterm_stops_ours_first(
     world.ensure_running()
     follower = subprocess.Popen(
         [sys.executable, "-m", "spacetrain", "train", "--state", state, "--run-id", "slow-2",
-         "--epochs", "500", "--output-repo", other, "--poll-interval", "0.2"],
+         "--epochs", "500", "--output-repo", other, "--poll-interval", "1"],
         cwd=world.project, env=world.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
@@ -475,7 +475,7 @@ def test_a_deadline_ends_the_run_with_the_space_a_sigterm_stops_ours_first(
     world.ensure_running()
     folders = world.run_folders()
     again = world.spacetrain("train", "--state", state, "--output-repo", other,
-                             "--poll-interval", "0.2")  # fmt: skip
+                             "--poll-interval", "1")  # fmt: skip
     assert again.returncode == 0, again.stderr[-3000:]
     run_id = json.loads(state.read_text())["run_id"]
     assert run_id not in ("slow-1", "slow-2")
@@ -498,7 +498,7 @@ def test_a_run_stopped_on_the_page_is_exit_1_cancelled_and_released(
     state = tmp_path / "state.json"
     follower = subprocess.Popen(
         [sys.executable, "-m", "spacetrain", "train", "--state", state, "--run-id", "stopped-1",
-         "--epochs", "500", "--poll-interval", "0.2"],
+         "--epochs", "500", "--poll-interval", "1"],
         cwd=world.project, env=world.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip

@@ -72,7 +72,7 @@ class World:
         start = time.monotonic()
         proc = subprocess.run(
             [sys.executable, "-m", "spacetrain", "train", "--state", str(tmp_path / "state.json"),
-             "--poll-interval", "0.2", *args],
+             "--poll-interval", "1", *args],
             cwd=self.project, env=self.env, capture_output=True, text=True, timeout=300,
             check=False,
         )  # fmt: skip
@@ -261,7 +261,7 @@ def test_a_space_with_a_trigger_secret_takes_starts_only_with_it(
                 env["SPACETRAIN_TRIGGER"] = given
             proc = subprocess.run(
                 [sys.executable, "-m", "spacetrain", "train", "--state",
-                 str(tmp_path / "state.json"), "--run-id", "no-trigger", "--poll-interval", "0.2"],
+                 str(tmp_path / "state.json"), "--run-id", "no-trigger", "--poll-interval", "1"],
                 cwd=world.project, env=env, capture_output=True, text=True, timeout=300,
                 check=False,
             )  # fmt: skip
@@ -358,7 +358,7 @@ def test_a_first_deploy_through_the_cli_sets_up_syncs_waits_and_trains(
         ("space", "setup"),
         ("sync", "--state", str(state)),
         ("wait", "--state", str(state), "--timeout", "120"),
-        ("train", "--state", str(state), "--run-id", "day-one", "--poll-interval", "0.2"),
+        ("train", "--state", str(state), "--run-id", "day-one", "--poll-interval", "1"),
     ]
     for args in steps:
         done = cli(*args)
