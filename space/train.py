@@ -38,6 +38,7 @@ packing, 9 training (:func:`train`, one named step per stage), 10 saving and pus
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import hmac
 import json
@@ -925,10 +926,8 @@ def gpu_facts() -> dict[str, Any]:
         # only confirm it. CPU hardware starts its app that much sooner.
         from importlib.metadata import PackageNotFoundError, version
 
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             facts["torch"] = version("torch")
-        except PackageNotFoundError:
-            pass
         facts["error"] = "no NVIDIA driver in this container (no nvidia-smi, no libcuda)"
         return facts
     try:
