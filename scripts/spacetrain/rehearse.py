@@ -209,7 +209,7 @@ def run_rehearsal(options: RehearsalOptions, *, root: Path | None = None) -> dic
                     work_dir=workdir / ".spacetrain",
                     wait_timeout=600.0,
                     train_timeout=1800.0,
-                    poll_interval=0.5,
+                    poll_interval=1.0,  # each poll is two Gradio calls (~60 ms of CPU each)
                     backend=options.backend,
                 ),
             )

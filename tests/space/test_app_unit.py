@@ -276,6 +276,20 @@ def test_app_module_imports_neither_gradio_nor_torch() -> None:
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.e2e  # a real Gradio Blocks: the model stack
+def test_the_queue_polls_for_work_every_20_ms_not_every_1_ms(app: ModuleType) -> None:
+    """An idle app spent about 5% of a core polling its queue (1.4% after; measured with
+    the real app here). The knobs are Gradio's own attributes: an upgrade that renames
+    them fails this test instead of silently spinning again."""
+    import gradio as gr
+
+    demo = gr.Blocks().queue()
+    assert demo._queue.sleep_when_free < app.QUEUE_IDLE_POLL_S  # Gradio's default spins
+    assert app.quiet_queue(demo) is True
+    assert demo._queue.sleep_when_free == app.QUEUE_IDLE_POLL_S == 0.02
+    assert demo._queue.progress_update_sleep_when_free == app.QUEUE_PROGRESS_POLL_S
+
+
 def test_concurrent_status_calls_keep_the_log_position(app: ModuleType, tmp_path: Path) -> None:
     """Gradio answers in threads: parallel reads must not skip or repeat log lines."""
     from concurrent.futures import ThreadPoolExecutor
