@@ -31,6 +31,7 @@ import shutil
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -276,3 +277,39 @@ def tiny_llama(build_once: BuildOnce) -> Callable[[Sequence[str]], Path]:
         return build_once(key, lambda path: build_tiny_llama(path, corpus))
 
     return get
+
+
+class TrainProcesses:
+    """``train_processes(run_id)``: the live train.py processes of a Space run, found in
+    /proc whatever their session or parent (the supervisor runs ``train.py --params-file
+    RUNS/<run_id>/params.json``); ``.gone(run_id)`` waits until there are none."""
+
+    def __call__(self, run_id: str) -> list[int]:
+        wanted = f"/{run_id}/params.json".encode()
+        pids = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+                state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            script = any(a.endswith(b"train.py") for a in argv)
+            if script and any(a.endswith(wanted) for a in argv) and state != "Z":
+                pids.append(int(proc.name))
+        return pids
+
+    def gone(self, run_id: str, timeout: float = 15) -> bool:
+        """Whether the run's train.py processes end within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while self(run_id):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+
+@pytest.fixture(scope="session")
+def train_processes() -> TrainProcesses:
+    return TrainProcesses()

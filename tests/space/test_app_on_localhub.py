@@ -72,25 +72,6 @@ def _run_folders(runs: Path) -> list[str]:
     return sorted(p.name for p in runs.iterdir() if p.is_dir()) if runs.exists() else []
 
 
-def _train_py(run_id: str) -> list[int]:
-    """Live train.py processes of this run (wherever their session or parent is)."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        # The supervisor passes --params-file RUNS/<run_id>/params.json.
-        wanted = f"/{run_id}/params.json".encode()
-        ours = any(a.endswith(b"train.py") for a in argv) and any(a.endswith(wanted) for a in argv)
-        if ours and state != "Z":
-            pids.append(int(proc.name))
-    return pids
-
-
 def _owner_client() -> Any:
     from gradio_client import Client
 
@@ -117,7 +98,7 @@ def test_without_a_token_no_one_starts_a_run(
 
 
 def test_pausing_ends_the_detached_run_and_it_never_pushes(
-    private: Private, tiny_model: Path, qa_jsonl: Path
+    private: Private, tiny_model: Path, qa_jsonl: Path, train_processes: Any
 ) -> None:
     client = _owner_client()
     try:
@@ -128,7 +109,7 @@ def test_pausing_ends_the_detached_run_and_it_never_pushes(
         deadline = time.monotonic() + 120
         while True:  # training for real: train.py is up and has logged a step
             status = json.loads(client.predict("doomed", api_name="/training_status"))
-            if status["state"] == "running" and status["step"] and _train_py("doomed"):
+            if status["state"] == "running" and status["step"] and train_processes("doomed"):
                 break
             assert status["state"] in ("queued", "running"), status
             assert time.monotonic() < deadline, status
@@ -137,10 +118,7 @@ def test_pausing_ends_the_detached_run_and_it_never_pushes(
         client.close()
 
     private.api.pause_space(SPACE)
-    deadline = time.monotonic() + 15
-    while _train_py("doomed"):
-        assert time.monotonic() < deadline, "train.py outlived the paused Space"
-        time.sleep(0.1)
+    assert train_processes.gone("doomed", timeout=15), "train.py outlived the paused Space"
     time.sleep(3)  # what a surviving run would have used to push
     assert not private.api.repo_exists(OUTPUT)
 

@@ -3,8 +3,9 @@
 A localhub that accepts one token, a tiny Llama and a small chat dataset pushed to it, the
 REAL ``space/`` folder uploaded as a Docker Space (its variables: the runs folder and one
 OpenMP thread; its secret: the token), and a project folder whose ``[tool.spacetrain]``
-names them. Each module builds its own (test_adapter_e2e.py: one trained run followed,
-fetched and promoted; test_adapter_runs_e2e.py: runs that end early), so the two run on
+names them. tests/stages/conftest.py's ``world`` builds one per module
+(test_adapter_e2e.py: one trained run followed, fetched and promoted;
+test_adapter_runs_e2e.py: runs that end early), so the two run on
 two workers at once. Commands run as CI runs them: subprocesses with HF_ENDPOINT and
 HF_TOKEN set.
 """
@@ -174,31 +175,3 @@ def running_world(root: Path, model: Path) -> Iterator[World]:
         w = World(hub, api, project, runs, env)
         w.ensure_running()
         yield w
-
-
-def train_processes(run_id: str) -> list[int]:
-    """Live train.py processes of ``run_id``, whatever their session or parent."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        # The supervisor runs train.py --params-file RUNS/<run_id>/params.json.
-        wanted = f"/{run_id}/params.json".encode()
-        ours = any(a.endswith(b"train.py") for a in argv) and any(a.endswith(wanted) for a in argv)
-        if ours and state != "Z":
-            pids.append(int(proc.name))
-    return pids
-
-
-def gone(run_id: str, timeout: float = 15) -> bool:
-    deadline = time.monotonic() + timeout
-    while train_processes(run_id):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True

@@ -7,13 +7,16 @@ a hub, the environment a stage command sees (``HF_ENDPOINT``, ``HF_TOKEN``), and
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from huggingface_hub import HfApi
 
 from spacetrain.localhub import LocalHub
 from spacetrain.localhub.auth import Token
+
+from .adapter_world import QA, World, running_world
 
 TOKEN = "hf_stagestesttokenAbCdEfGhIjKlMnOpQr"  # what tests check never leaks into output
 SPACE_TOKEN = "hf_spaceowntokenZyXwVuTsRqPoNmLkJi"  # SPACE_HF_TOKEN: the Space's own secret
@@ -63,3 +66,16 @@ def hub_env(hub: LocalHub, monkeypatch: pytest.MonkeyPatch) -> LocalHub:
 def api(hub: LocalHub) -> HfApi:
     """A real HfApi on the hub with the accepted token, to arrange and inspect."""
     return HfApi(endpoint=hub.url, token=TOKEN)
+
+
+@pytest.fixture(scope="module")
+def world(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_llama: Callable[[list[str]], Path],
+) -> Iterator[World]:
+    """tests/stages/adapter_world.py's world, one per module that asks (a module may
+    define its own ``world`` instead, as test_train_preflight_e2e.py does)."""
+    root = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
+    with running_world(root, tiny_llama([f"{q} {a}" for q, a in QA])) as w:
+        yield w

@@ -15,7 +15,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,19 +26,9 @@ from spacetrain.evaluate.gate import load_gate
 from spacetrain.evaluate.report import build_report
 from spacetrain.evaluate.scoring import CaseResult
 
-from .adapter_world import ADAPTER, MODEL, QA, REPO, RUN_ID, SPACE, TOKEN, World, running_world
+from .adapter_world import ADAPTER, MODEL, REPO, RUN_ID, SPACE, TOKEN, World
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def world(
-    tmp_path_factory: pytest.TempPathFactory, tiny_llama: Callable[[list[str]], Path]
-) -> Iterator[World]:
-    with running_world(
-        tmp_path_factory.mktemp("adapter-stages"), tiny_llama([f"{q} {a}" for q, a in QA])
-    ) as w:
-        yield w
 
 
 @dataclass(frozen=True)

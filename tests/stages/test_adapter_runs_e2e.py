@@ -12,24 +12,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from .adapter_world import DATA, MODEL, QA, REPO, SPACE, World, gone, running_world, train_processes
+from .adapter_world import DATA, MODEL, REPO, SPACE, World
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def world(
-    tmp_path_factory: pytest.TempPathFactory, tiny_llama: Callable[[list[str]], Path]
-) -> Iterator[World]:
-    with running_world(
-        tmp_path_factory.mktemp("adapter-runs"), tiny_llama([f"{q} {a}" for q, a in QA])
-    ) as w:
-        yield w
 
 
 def test_a_different_active_run_is_neither_followed_nor_paused(
@@ -84,7 +74,7 @@ def test_a_different_active_run_is_neither_followed_nor_paused(
 
 
 def test_a_deadline_ends_the_run_with_the_space_a_sigterm_stops_ours_first(
-    world: World, tmp_path: Path
+    world: World, tmp_path: Path, train_processes: Any
 ) -> None:
     """A deadline releases (pauses) the Space, which ends the container and the run in it,
     as on the Hub; a SIGTERM stops our run (cancelled) before releasing; the next train
@@ -101,7 +91,9 @@ def test_a_deadline_ends_the_run_with_the_space_a_sigterm_stops_ours_first(
     assert last.startswith("spacetrain train: error: run slow-1 is still ")
     assert " at the deadline" in last
     assert world.stage() == "PAUSED"  # released all the same ...
-    assert gone("slow-1")  # ... and that ended the run, as a paused Space's container
+    assert train_processes.gone(
+        "slow-1"
+    )  # ... and that ended the run, as a paused Space's container
     recorded = json.loads(state.read_text())
     assert recorded["run_id"] == "slow-1"
     assert recorded["run_state"] in ("queued", "running")
@@ -126,7 +118,7 @@ def test_a_deadline_ends_the_run_with_the_space_a_sigterm_stops_ours_first(
         while json.loads(state.read_text()).get("run_id") != "slow-2":
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        while not train_processes("slow-2"):  # so that _gone below can fail
+        while not train_processes("slow-2"):  # so that .gone below can fail
             assert time.monotonic() < deadline + 60, "train.py of slow-2 never seen"
             time.sleep(0.1)
         follower.send_signal(signal.SIGTERM)
@@ -143,7 +135,7 @@ def test_a_deadline_ends_the_run_with_the_space_a_sigterm_stops_ours_first(
     assert err.strip().endswith("spacetrain: interrupted")
     assert out == ""
     assert world.stage() == "PAUSED"
-    assert gone("slow-2")
+    assert train_processes.gone("slow-2")
     assert json.loads(state.read_text())["run_state"] == "cancelled"
 
     # The next train starts a new run: neither the killed nor the cancelled one is rejoined.
